@@ -1,0 +1,209 @@
+"""Typed, validated configuration: one pydantic model per component.
+
+A run is described by an :class:`ExperimentConfig`. Scenario presets are YAML files shipped in
+``bdps_agents/scenarios`` (``load_scenario("lbf/8x8-2p-2f-coop")``); command-line overrides use
+dotted paths (``algorithm.lr=1e-3``). Every model forbids unknown keys, so a typo is an error that
+names the field instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration or scenario file is invalid; the message names the offending field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EnvConfig(_Strict):
+    """Which adapter to build, with what arguments, and how many copies."""
+
+    adapter: str = Field("lbf", min_length=1, description="name in the adapter registry")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to the adapter")
+    reward_aggregation: Literal["sum", "mean"] = "sum"
+    num_train_envs: int = Field(8, ge=1)
+    num_test_envs: int = Field(8, ge=1)
+    vector_env: Literal["dummy", "subproc"] = "dummy"
+
+
+class NetworkConfig(_Strict):
+    """Agent network and mixer."""
+
+    hidden_dim: int = Field(64, ge=1, description="GRU hidden size")
+    sharing: Literal["full", "none"] = Field(
+        "full", description="full: one network for all agents; none: one per agent"
+    )
+    agent_id_input: bool = True
+    last_action_input: bool = True
+    mixer: Literal["qmix", "vdn"] = "qmix"
+    mixing_embed_dim: int = Field(32, ge=1)
+    hypernet_hidden_dim: int = Field(64, ge=1)
+
+
+class ExplorationConfig(_Strict):
+    """Linear ε schedule over env steps (masked ε-greedy)."""
+
+    eps_start: float = Field(1.0, ge=0.0, le=1.0)
+    eps_end: float = Field(0.05, ge=0.0, le=1.0)
+    anneal_steps: int = Field(200_000, ge=0)
+    eps_test: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class ReplayConfig(_Strict):
+    """Episode replay: capacity and batch are counted in whole episodes."""
+
+    capacity_episodes: int = Field(5000, ge=1)
+    batch_episodes: int = Field(32, ge=1)
+    warmup_episodes: int = Field(32, ge=1, description="episodes collected (ε=1) before learning")
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> ReplayConfig:
+        if self.batch_episodes > self.capacity_episodes:
+            raise ValueError(
+                f"replay.batch_episodes ({self.batch_episodes}) exceeds "
+                f"replay.capacity_episodes ({self.capacity_episodes})"
+            )
+        return self
+
+
+class AlgorithmConfig(_Strict):
+    """Learner: targets, optimiser, target network."""
+
+    name: Literal["qmix"] = "qmix"
+    gamma: float = Field(0.99, gt=0.0, le=1.0)
+    lr: float = Field(5e-4, gt=0.0)
+    td_lambda: float = Field(0.0, ge=0.0, le=1.0, description="0 = one-step targets")
+    double_q: bool = True
+    target_update_interval: int = Field(200, ge=1, description="gradient steps between copies")
+    max_grad_norm: float = Field(10.0, gt=0.0)
+    reward_scale: float = Field(1.0, gt=0.0, description="rewards are multiplied by this")
+
+
+class TrainingConfig(_Strict):
+    """Driver: budget, update ratio, evaluation, logging."""
+
+    total_steps: int = Field(200_000, ge=1, description="env steps")
+    seed: int = Field(0, ge=0)
+    steps_per_update: int = Field(50, ge=1, description="env steps collected per gradient step")
+    test_interval: int = Field(10_000, ge=1, description="env steps between greedy tests")
+    test_episodes: int = Field(32, ge=1)
+    torch_threads: int = Field(1, ge=1)
+    device: str = "cpu"
+    logdir: str = "runs"
+    progress: bool = True
+
+
+class ExperimentConfig(_Strict):
+    """A whole run. ``scenario`` is informational (the preset it came from)."""
+
+    scenario: str = "custom"
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    exploration: ExplorationConfig = Field(default_factory=ExplorationConfig)
+    replay: ReplayConfig = Field(default_factory=ReplayConfig)
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def build_config(data: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
+    """Validate a nested dict into an :class:`ExperimentConfig`, raising :class:`ConfigError`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid configuration ({source}): top level must be a mapping")
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def scenario_names() -> list[str]:
+    """Presets shipped with the package, as ``family/name``."""
+    root = resources.files("bdps_agents.scenarios")
+    names = []
+    for family in root.iterdir():
+        if family.is_dir() and not family.name.startswith("_"):
+            names += [
+                f"{family.name}/{f.name[:-5]}" for f in family.iterdir() if f.name.endswith(".yaml")
+            ]
+    return sorted(names)
+
+
+def _read_yaml(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"invalid YAML in {source}: {err}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid configuration ({source}): top level must be a mapping")
+    return data
+
+
+def load_scenario_dict(scenario: str) -> dict[str, Any]:
+    """Raw dict of a preset name (``lbf/8x8-2p-2f-coop``) or a path to a YAML file."""
+    path = Path(scenario)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"scenario file not found: {scenario}")
+        data = _read_yaml(path.read_text(), str(path))
+        data.setdefault("scenario", path.stem)
+        return data
+    family, _, name = scenario.partition("/")
+    res = resources.files("bdps_agents.scenarios").joinpath(family, f"{name}.yaml")
+    if not name or not res.is_file():
+        known = ", ".join(scenario_names())
+        raise ConfigError(f"unknown scenario {scenario!r}; known presets: {known}")
+    data = _read_yaml(res.read_text(), f"scenario {scenario}")
+    data.setdefault("scenario", scenario)
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (value parsed as YAML) to a nested dict copy."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            child = node.setdefault(p, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {p!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(scenario: str, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Preset or YAML path, plus dotted overrides, validated."""
+    data = apply_overrides(load_scenario_dict(scenario), overrides or [])
+    return build_config(data, source=scenario)

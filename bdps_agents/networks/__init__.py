@@ -1,0 +1,7 @@
+"""Neural modules: stacked (per-group) layers, the recurrent agent, mixers."""
+
+from bdps_agents.networks.agent import RecurrentAgent
+from bdps_agents.networks.mixer import QMixer, VDNMixer, make_mixer
+from bdps_agents.networks.stacked import StackedGRUCell, StackedLinear
+
+__all__ = ["QMixer", "RecurrentAgent", "StackedGRUCell", "StackedLinear", "VDNMixer", "make_mixer"]

@@ -1,0 +1,68 @@
+"""The recurrent agent network: Linear -> ReLU -> GRU -> Linear, with stacked weights.
+
+``groups`` = number of parameter-sharing groups: 1 for full sharing (QMIX), n for no sharing
+(one network per agent), k for role networks (BDPS). See :mod:`bdps_agents.networks.stacked`
+for how an agent's network is chosen.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bdps_agents.networks.stacked import StackedGRUCell, StackedLinear
+
+
+class RecurrentAgent(nn.Module):
+    """Per-agent Q-values from per-agent inputs.
+
+    ``step`` advances one time step (acting); ``forward`` unrolls a whole sequence (training).
+    Both use the same cell, so acting and training see identical Q-values.
+    """
+
+    def __init__(self, input_dim: int, n_actions: int, hidden_dim: int = 64, groups: int = 1):
+        super().__init__()
+        self.input_dim, self.n_actions, self.hidden_dim, self.groups = (
+            input_dim,
+            n_actions,
+            hidden_dim,
+            groups,
+        )
+        self.fc_in = StackedLinear(groups, input_dim, hidden_dim)
+        self.rnn = StackedGRUCell(groups, hidden_dim, hidden_dim)
+        self.fc_out = StackedLinear(groups, hidden_dim, n_actions)
+
+    def initial_state(self, *batch_shape: int) -> torch.Tensor:
+        return torch.zeros(*batch_shape, self.hidden_dim)
+
+    def step(
+        self, x: torch.Tensor, h: torch.Tensor, index: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x ``(..., n, input_dim)``, h ``(..., n, hidden)`` -> (q ``(..., n, A)``, new h)."""
+        e = torch.relu(self.fc_in(x, index))
+        h = self.rnn(e, h, index)
+        return self.fc_out(h, index), h
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        index: torch.Tensor | None = None,
+        h0: torch.Tensor | None = None,
+        return_hidden: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Unroll x ``(B, T, n, input_dim)`` from h0 (zeros) -> q ``(B, T, n, A)``.
+
+        ``index`` is ``(B, T, n)`` when the assignment changes over time, else None.
+        With ``return_hidden`` also returns the hidden states ``(B, T, n, hidden)``.
+        """
+        B, T, n, _ = x.shape
+        e = torch.relu(self.fc_in(x, index))
+        gi = self.rnn.input_gates(e, index)  # all time steps at once
+        h = self.initial_state(B, n).to(x) if h0 is None else h0
+        hs = []
+        for t in range(T):
+            h = self.rnn.step_from_gates(gi[:, t], h, None if index is None else index[:, t])
+            hs.append(h)
+        hidden = torch.stack(hs, dim=1)
+        q = self.fc_out(hidden, index)
+        return (q, hidden) if return_hidden else q

@@ -1,0 +1,117 @@
+"""Run logging: TensorBoard + a tidy CSV + a console progress bar, as one Tianshou logger.
+
+``RunLogger`` is a ``TensorboardLogger`` (so Tianshou's trainer drives it unchanged) that also
+appends every logged scalar to ``metrics.csv`` as ``(scope, step, metric, value)`` rows, keeps the
+greedy test returns in memory for the learning curve, and moves a tqdm bar on every collect step.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from tianshou.utils import TensorboardLogger
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+
+class RunLogger(TensorboardLogger):
+    def __init__(
+        self,
+        logdir: str | Path,
+        total_steps: int,
+        eps_fn: Any = None,
+        progress: bool = True,
+        training_interval: int = 1000,
+        update_interval: int = 1000,
+    ) -> None:
+        self.logdir = Path(logdir)
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        super().__init__(
+            SummaryWriter(str(self.logdir)),
+            training_interval=training_interval,
+            update_interval=update_interval,
+            write_flush=False,
+        )
+        self._csv_file = (self.logdir / "metrics.csv").open("w", newline="")
+        self._csv = csv.writer(self._csv_file)
+        self._csv.writerow(["scope", "step", "metric", "value"])
+        self.test_history: list[tuple[int, float, float]] = []  # (env_step, mean, std)
+        self._eps_fn = eps_fn
+        self._episodes = 0
+        self._last_return = math.nan
+        self._start = time.time()
+        self._bar = tqdm(
+            total=total_steps, unit="step", disable=not progress, dynamic_ncols=True, smoothing=0.05
+        )
+
+    # -- tianshou logger interface ------------------------------------------------------------
+    def write(self, step_type: str, step: int, data: dict[str, Any]) -> None:
+        super().write(step_type, step, data)
+        scope = step_type.split("/")[0]
+        for key, value in data.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                self._csv.writerow([scope, step, key, value])
+        self._csv_file.flush()
+
+    def log_training_data(self, log_data: dict, step: int) -> None:
+        self._episodes += int(log_data.get("n_collected_episodes", 0))
+        returns = log_data.get("returns_stat") or {}
+        if returns and returns.get("mean") is not None:
+            self._last_return = float(returns["mean"])
+        self._bar.n = min(step, self._bar.total)
+        postfix = {"episodes": self._episodes, "return": f"{self._last_return:.3f}"}
+        if self._eps_fn is not None:
+            postfix["eps"] = f"{self._eps_fn(step):.3f}"
+        postfix["test"] = f"{self.test_history[-1][1]:.3f}" if self.test_history else "-"
+        self._bar.set_postfix(postfix, refresh=False)
+        self._bar.refresh()
+        super().log_training_data(log_data, step)
+
+    def log_test_data(self, log_data: dict, step: int) -> None:
+        returns = log_data.get("returns_stat") or {}
+        if returns and returns.get("mean") is not None:
+            self.test_history.append((step, float(returns["mean"]), float(returns.get("std", 0.0))))
+            self._csv.writerow(["test", step, "greedy_return", self.test_history[-1][1]])
+        super().log_test_data(log_data, step)
+
+    def log_metric(self, scope: str, step: int, name: str, value: float) -> None:
+        """Extra scalars outside Tianshou's own scopes (e.g. final evaluation)."""
+        self.write(f"{scope}/env_step", step, {name: value})
+
+    def finalize(self) -> None:
+        self._bar.close()
+        self.writer.flush()
+        self.writer.close()
+        self._csv_file.close()
+        super().finalize()
+
+    @property
+    def steps_per_second(self) -> float:
+        return self._bar.n / max(time.time() - self._start, 1e-9)
+
+
+def plot_learning_curve(history: list[tuple[int, float, float]], path: str | Path, title: str) -> None:
+    """Greedy test return vs env steps (mean ± std over test episodes) to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if history:
+        steps, mean, std = (np.array(c, dtype=float) for c in zip(*history, strict=True))
+        ax.plot(steps, mean, label="greedy test return")
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("team return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

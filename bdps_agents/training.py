@@ -1,0 +1,276 @@
+"""From a config to a trained checkpoint, with Tianshou's own Collector and OffPolicyTrainer.
+
+``build_run`` wires the pieces (vector envs, policy, algorithm, replay, collectors); ``train``
+runs them and writes TensorBoard + CSV logs, a learning-curve PNG and a checkpoint; ``evaluate``
+reloads a checkpoint and plays greedy episodes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tianshou.algorithm.algorithm_base import policy_within_training_step
+from tianshou.algorithm.optim import AdamOptimizerFactory
+from tianshou.data import Collector
+from tianshou.env import BaseVectorEnv, DummyVectorEnv, SubprocVectorEnv
+from tianshou.trainer import OffPolicyTrainerParams
+
+from bdps_agents.config import EnvConfig, ExperimentConfig, build_config
+from bdps_agents.exploration import LinearSchedule
+from bdps_agents.joint_env import JointEnv
+from bdps_agents.networks import RecurrentAgent, make_mixer
+from bdps_agents.policy import AgentInputs, MultiAgentQPolicy
+from bdps_agents.qmix import QMIX
+from bdps_agents.replay import EpisodeReplayBuffer
+from bdps_agents.run_logger import RunLogger, plot_learning_curve
+
+
+def make_joint(env_cfg: EnvConfig) -> JointEnv:
+    """One joint env from the config (called inside vector-env workers)."""
+    from bdps_agents.adapters import make_env
+
+    return JointEnv(make_env(env_cfg.adapter, **env_cfg.kwargs), env_cfg.reward_aggregation)
+
+
+def _worker_env(env_cfg: EnvConfig) -> JointEnv:
+    torch.set_num_threads(1)  # tiny nets and envs: extra threads only contend for the 2 cores
+    return make_joint(env_cfg)
+
+
+def make_vector_env(env_cfg: EnvConfig, num: int, seed: int) -> BaseVectorEnv:
+    fns = [lambda c=env_cfg: _worker_env(c) for _ in range(num)]
+    venv = SubprocVectorEnv(fns) if env_cfg.vector_env == "subproc" else DummyVectorEnv(fns)
+    venv.seed(seed)
+    return venv
+
+
+@dataclass
+class EnvSpec:
+    """Sizes read off one joint env."""
+
+    n_agents: int
+    n_actions: int
+    obs_dim: int
+    state_dim: int
+    episode_limit: int | None
+    observation_space: Any = field(repr=False)
+    action_space: Any = field(repr=False)
+
+    @classmethod
+    def of(cls, env: JointEnv) -> EnvSpec:
+        return cls(
+            env.n_agents,
+            env.n_actions,
+            env.obs_dim,
+            env.state_dim,
+            env.episode_limit,
+            env.observation_space,
+            env.action_space,
+        )
+
+
+def build_policy(cfg: ExperimentConfig, spec: EnvSpec) -> MultiAgentQPolicy:
+    net = cfg.network
+    inputs = AgentInputs(
+        spec.n_agents, spec.obs_dim, spec.n_actions, net.last_action_input, net.agent_id_input
+    )
+    groups = 1 if net.sharing == "full" else spec.n_agents
+    agent = RecurrentAgent(inputs.dim, spec.n_actions, net.hidden_dim, groups=groups)
+    return MultiAgentQPolicy(
+        agent=agent,
+        inputs=inputs,
+        action_space=spec.action_space,
+        observation_space=spec.observation_space,
+        eps_training=cfg.exploration.eps_start,
+        eps_inference=cfg.exploration.eps_test,
+        seed=cfg.training.seed,
+    )
+
+
+def build_algorithm(cfg: ExperimentConfig, spec: EnvSpec) -> QMIX:
+    net, alg = cfg.network, cfg.algorithm
+    policy = build_policy(cfg, spec)
+    mixer = make_mixer(
+        net.mixer, spec.n_agents, spec.state_dim, net.mixing_embed_dim, net.hypernet_hidden_dim
+    )
+    return QMIX(
+        policy=policy,
+        mixer=mixer,
+        optim=AdamOptimizerFactory(lr=alg.lr),
+        gamma=alg.gamma,
+        td_lambda=alg.td_lambda,
+        double_q=alg.double_q,
+        target_update_interval=alg.target_update_interval,
+        max_grad_norm=alg.max_grad_norm,
+        reward_scale=alg.reward_scale,
+    )
+
+
+@dataclass
+class Run:
+    cfg: ExperimentConfig
+    spec: EnvSpec
+    algorithm: QMIX
+    buffer: EpisodeReplayBuffer
+    train_envs: BaseVectorEnv
+    test_envs: BaseVectorEnv
+    train_collector: Collector
+    test_collector: Collector
+    schedule: LinearSchedule
+
+    @property
+    def policy(self) -> MultiAgentQPolicy:
+        return self.algorithm.policy
+
+    def close(self) -> None:
+        self.train_envs.close()
+        self.test_envs.close()
+
+
+def seed_everything(seed: int) -> None:
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_run(cfg: ExperimentConfig) -> Run:
+    tc = cfg.training
+    torch.set_num_threads(tc.torch_threads)
+    seed_everything(tc.seed)
+    probe = make_joint(cfg.env)
+    spec = EnvSpec.of(probe)
+    probe.close()
+    limit = spec.episode_limit or 1000
+    if cfg.replay.capacity_episodes < cfg.env.num_train_envs:
+        raise ValueError(
+            f"replay.capacity_episodes ({cfg.replay.capacity_episodes}) must be >= "
+            f"env.num_train_envs ({cfg.env.num_train_envs}): each env writes its own sub-buffer"
+        )
+    algorithm = build_algorithm(cfg, spec)
+    buffer = EpisodeReplayBuffer(
+        cfg.replay.capacity_episodes * limit, cfg.env.num_train_envs, seed=tc.seed
+    )
+    train_envs = make_vector_env(cfg.env, cfg.env.num_train_envs, tc.seed)
+    test_envs = make_vector_env(cfg.env, cfg.env.num_test_envs, tc.seed + 10_000)
+    ex = cfg.exploration
+    return Run(
+        cfg=cfg,
+        spec=spec,
+        algorithm=algorithm,
+        buffer=buffer,
+        train_envs=train_envs,
+        test_envs=test_envs,
+        train_collector=Collector(algorithm.policy, train_envs, buffer),
+        test_collector=Collector(algorithm.policy, test_envs),
+        schedule=LinearSchedule(ex.eps_start, ex.eps_end, ex.anneal_steps),
+    )
+
+
+@dataclass
+class TrainResult:
+    logdir: Path
+    checkpoint: Path
+    env_steps: int
+    final_greedy_return: float
+    test_history: list[tuple[int, float, float]]
+    steps_per_second: float
+
+
+def save_checkpoint(path: Path, run: Run, env_step: int) -> None:
+    torch.save(
+        {
+            "config": run.cfg.model_dump(mode="json"),
+            "algorithm": run.algorithm.state_dict(),
+            "env_step": env_step,
+            "num_updates": run.algorithm.num_updates,
+        },
+        path,
+    )
+
+
+def greedy_return(run: Run, episodes: int) -> tuple[float, float]:
+    """Mean and std of the team return over greedy (ε = eps_test) test episodes."""
+    run.test_collector.reset()
+    stats = run.test_collector.collect(n_episode=episodes)
+    return float(np.mean(stats.returns)), float(np.std(stats.returns))
+
+
+def train(cfg: ExperimentConfig, logdir: str | Path | None = None) -> TrainResult:
+    tc = cfg.training
+    logdir = Path(logdir or Path(tc.logdir) / f"{cfg.scenario.replace('/', '_')}-seed{tc.seed}")
+    logdir.mkdir(parents=True, exist_ok=True)
+    (logdir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    run = build_run(cfg)
+    policy = run.policy
+    logger = RunLogger(logdir, tc.total_steps, eps_fn=run.schedule, progress=tc.progress)
+
+    # warm-up with uniformly random *available* actions (collect(random=True) ignores masks)
+    with policy_within_training_step(policy):
+        policy.set_eps_training(1.0)
+        run.train_collector.reset()
+        warm = run.train_collector.collect(n_episode=cfg.replay.warmup_episodes)
+
+    def training_fn(epoch: int, env_step: int) -> None:
+        policy.set_eps_training(run.schedule(env_step))
+
+    steps_per_collect = tc.steps_per_update
+    epoch_steps = tc.test_interval
+    start = time.time()
+    run.algorithm.run_training(
+        OffPolicyTrainerParams(
+            training_collector=run.train_collector,
+            test_collector=run.test_collector,
+            max_epochs=max(1, -(-tc.total_steps // epoch_steps)),
+            epoch_num_steps=epoch_steps,
+            collection_step_num_env_steps=steps_per_collect,
+            update_step_num_gradient_steps_per_sample=1.0 / steps_per_collect,
+            batch_size=cfg.replay.batch_episodes,
+            test_step_num_episodes=tc.test_episodes,
+            training_fn=training_fn,
+            logger=logger,
+            verbose=False,
+            show_progress=False,
+            test_in_training=False,
+        )
+    )
+    elapsed = time.time() - start
+    env_steps = logger._bar.n + warm.n_collected_steps
+    final_mean, final_std = greedy_return(run, tc.test_episodes)
+    logger.test_history.append((env_steps, final_mean, final_std))
+    logger.log_metric("final", env_steps, "greedy_return", final_mean)
+    checkpoint = logdir / "checkpoint.pt"
+    save_checkpoint(checkpoint, run, env_steps)
+    plot_learning_curve(logger.test_history, logdir / "learning_curve.png", cfg.scenario)
+    steps_per_second = (env_steps - warm.n_collected_steps) / max(elapsed, 1e-9)
+    logger.finalize()
+    run.close()
+    return TrainResult(
+        logdir, checkpoint, env_steps, final_mean, logger.test_history, steps_per_second
+    )
+
+
+def load_checkpoint(path: str | Path) -> tuple[ExperimentConfig, dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    data = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(data, dict) or "config" not in data or "algorithm" not in data:
+        raise ValueError(f"{path} is not a bdps-agents checkpoint (no config/algorithm entries)")
+    return build_config(data["config"], source=str(path)), data
+
+
+def evaluate(checkpoint: str | Path, episodes: int = 32, seed: int | None = None) -> dict[str, float]:
+    """Greedy episodes with a trained checkpoint: mean/std team return."""
+    cfg, data = load_checkpoint(checkpoint)
+    if seed is not None:
+        cfg.training.seed = seed
+    run = build_run(cfg)
+    run.algorithm.load_state_dict(data["algorithm"])
+    mean, std = greedy_return(run, episodes)
+    run.close()
+    return {"episodes": episodes, "return_mean": mean, "return_std": std}

@@ -1,0 +1,175 @@
+"""The learner's pieces on tiny hand-checked inputs."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from tianshou.data import Batch
+from torch import nn
+
+from bdps_agents.networks import QMixer, RecurrentAgent, StackedLinear, VDNMixer
+from bdps_agents.policy import AgentInputs, MultiAgentQPolicy
+from bdps_agents.qmix import QMIX, td_lambda_targets
+
+
+def _t(x):
+    return torch.tensor(x, dtype=torch.float32)
+
+
+@pytest.mark.parametrize(
+    "lam, expected",
+    [
+        (0.0, [6.0, 10.0, 2.0]),  # r + γ(1-d)Q': 1+.5*10, 0+.5*20, 2 (terminal)
+        (0.5, [4.875, 5.5, 2.0]),  # G1 = .5*(.5*20 + .5*2), G0 = 1 + .5*(.5*10 + .5*5.5)
+    ],
+)
+def test_td_lambda_targets_terminated_episode(lam, expected):
+    y = td_lambda_targets(
+        rew=_t([[1, 0, 2]]),
+        terminated=torch.tensor([[False, False, True]]),
+        valid=torch.tensor([[True, True, True]]),
+        q_next=_t([[10, 20, 30]]),
+        gamma=0.5,
+        td_lambda=lam,
+    )
+    torch.testing.assert_close(y, _t([expected]))
+
+
+def test_td_lambda_targets_truncated_padded_episode_bootstraps():
+    # length-2 episode cut by the time limit in a batch padded to T=3
+    y = td_lambda_targets(
+        rew=_t([[1, 1, 0]]),
+        terminated=torch.tensor([[False, False, False]]),
+        valid=torch.tensor([[True, True, False]]),
+        q_next=_t([[4, 8, 99]]),
+        gamma=0.5,
+        td_lambda=0.5,
+    )
+    # G1 = 1 + .5*8 (bootstrap at the last valid step), G0 = 1 + .5*(.5*4 + .5*5), padding 0
+    torch.testing.assert_close(y, _t([[3.25, 5.0, 0.0]]))
+
+
+class FixedQAgent(nn.Module):
+    """Test double for the agent network: returns preset Q-values whatever the input."""
+
+    def __init__(self, q: torch.Tensor):
+        super().__init__()
+        self.hidden_dim = 4
+        self.q = nn.Parameter(q.clone())
+
+    def forward(self, x):
+        return self.q.expand(x.shape[0], *self.q.shape)
+
+
+def _tiny_qmix(double_q: bool) -> tuple[QMIX, Batch]:
+    n, A, d = 2, 3, 1
+    # online Q for steps t0, t1, t2 (t2 = the observation after the last action)
+    q = _t([[[1, 2, 3], [4, 5, 6]], [[7, 8, 9], [1, 1, 1]], [[0, 5, 1], [2, 0, 3]]])
+    inputs = AgentInputs(n, d, A, last_action=False, agent_id=False)
+    policy = MultiAgentQPolicy(
+        agent=FixedQAgent(q),  # type: ignore[arg-type]
+        inputs=inputs,
+        action_space=gym.spaces.MultiDiscrete([A] * n),
+    )
+    alg = QMIX(policy=policy, mixer=VDNMixer(), gamma=0.5, double_q=double_q)
+    # target net disagrees with the online one: 10 * Q with actions reversed
+    with torch.no_grad():
+        alg.target_agent.module.q.copy_(10 * q.flip(-1))
+    mask = np.ones((1, 3, n, A), np.int8)
+    mask[0, 1, 0, 2] = 0  # at t1 agent 0 cannot take action 2
+    batch = Batch(
+        obs=Batch(
+            obs=np.zeros((1, 3, n, d), np.float32),
+            state=np.zeros((1, 3, 2), np.float32),
+            mask=mask,
+        ),
+        act=np.array([[[0, 1], [1, 0]]]),
+        rew=np.array([[1.0, 2.0]]),
+        terminated=np.array([[False, True]]),
+        valid=np.array([[True, True]]),
+    )
+    return alg, batch
+
+
+@pytest.mark.parametrize("double_q, y0", [(True, 46.0), (False, 51.0)])
+def test_qmix_td_loss_hand_checked(double_q, y0):
+    """Q_tot(t0) = Q0[a=0] + Q1[a=1] = 1 + 5 = 6; Q_tot(t1) = 8 + 1 = 9.
+    Next-step action at t1 among available {0, 1} for agent 0:
+      double-Q picks by online Q [7, 8] -> 1, valued by target [90, 80] -> 80; agent 1 -> 10
+      plain max over target [90, 80] -> 90; agent 1 -> 10
+    y0 = 1 + 0.5 * (80 + 10) = 46 (double) or 1 + 0.5 * (90 + 10) = 51; y1 = 2 (terminal)."""
+    alg, batch = _tiny_qmix(double_q)
+    loss, stats = alg.td_loss(alg.episode_tensors(batch))
+    expected = ((6 - y0) ** 2 + (9 - 2) ** 2) / 2
+    assert loss.item() == pytest.approx(expected)
+    assert stats["target_mean"] == pytest.approx((y0 + 2) / 2)
+
+
+def test_stacked_linear_modes_match_separate_layers():
+    torch.manual_seed(0)
+    layer = StackedLinear(3, 5, 4)
+    x = torch.randn(7, 3, 5)
+    separate = [x[:, g] @ layer.weight[g] + layer.bias[g] for g in range(3)]
+    # slot g uses network g (no sharing)
+    torch.testing.assert_close(layer(x), torch.stack(separate, 1))
+    # explicit index: row i of slot j uses network index[i, j]
+    index = torch.randint(0, 3, (7, 3))
+    out = layer(x, index)
+    for i in range(7):
+        for j in range(3):
+            g = index[i, j]
+            torch.testing.assert_close(out[i, j], x[i, j] @ layer.weight[g] + layer.bias[g])
+
+
+def test_gradients_reach_only_the_assigned_networks():
+    layer = StackedLinear(3, 5, 4)
+    x = torch.randn(6, 2, 5)
+    index = torch.tensor([[0, 2]] * 6)  # nobody uses network 1
+    layer(x, index).sum().backward()
+    assert layer.weight.grad[1].abs().sum() == 0 and layer.bias.grad[1].abs().sum() == 0
+    assert layer.weight.grad[0].abs().sum() > 0 and layer.weight.grad[2].abs().sum() > 0
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+def test_agent_step_and_unroll_agree(groups):
+    torch.manual_seed(0)
+    agent = RecurrentAgent(input_dim=6, n_actions=4, hidden_dim=8, groups=groups)
+    x = torch.randn(2, 5, 3, 6)
+    q_seq = agent(x)
+    h = agent.initial_state(2, 3)
+    for t in range(5):
+        q_t, h = agent.step(x[:, t], h)
+        torch.testing.assert_close(q_t, q_seq[:, t])
+
+
+def test_qmixer_is_monotonic_in_agent_qs():
+    torch.manual_seed(0)
+    mixer = QMixer(n_agents=3, state_dim=4)
+    qs = torch.randn(16, 3, requires_grad=True)
+    mixer(qs, torch.randn(16, 4)).sum().backward()
+    assert (qs.grad >= 0).all()
+
+
+def test_policy_masks_actions_and_resets_hidden_state():
+    n, A, d = 2, 4, 3
+    inputs = AgentInputs(n, d, A, last_action=True, agent_id=True)
+    policy = MultiAgentQPolicy(
+        agent=RecurrentAgent(inputs.dim, A, 8),
+        inputs=inputs,
+        action_space=gym.spaces.MultiDiscrete([A] * n),
+        eps_inference=1.0,  # fully random: must still respect masks
+        seed=0,
+    )
+    mask = np.zeros((64, n, A), np.int8)
+    mask[:, 0, 2] = 1
+    mask[:, 1, [1, 3]] = 1
+    obs = Batch(obs=np.random.rand(64, n, d).astype(np.float32), mask=mask, state=np.zeros((64, 5)))
+    out = policy(Batch(obs=obs, info=Batch()))
+    assert np.all(out.act[:, 0] == 2) and set(np.unique(out.act[:, 1])) == {1, 3}
+    # the state is numpy (so Tianshou's Collector zeroes it at episode ends) and holds the action
+    assert isinstance(out.state.h, np.ndarray)
+    np.testing.assert_array_equal(out.state.last_act.argmax(-1), out.act)
+    out.state.empty_([0])  # what the Collector does for a finished env
+    assert not out.state.h[0].any() and not out.state.last_act[0].any()
