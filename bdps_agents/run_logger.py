@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +42,20 @@ class RunLogger(TensorboardLogger):
         self._csv = csv.writer(self._csv_file)
         self._csv.writerow(["scope", "step", "metric", "value"])
         self.test_history: list[tuple[int, float, float]] = []  # (env_step, mean, std)
+        # env steps taken before the trainer started (warm-up), added to the trainer's counter
+        self.step_offset = 0
         self._eps_fn = eps_fn
         self._episodes = 0
-        self._last_return = math.nan
+        self._recent_returns: deque[tuple[float, int]] = deque(maxlen=100)  # (mean, episodes)
         self._start = time.time()
+        interactive = sys.stderr.isatty()
         self._bar = tqdm(
-            total=total_steps, unit="step", disable=not progress, dynamic_ncols=True, smoothing=0.05
+            total=total_steps,
+            unit="step",
+            disable=not progress,
+            dynamic_ncols=True,
+            smoothing=0.05,
+            mininterval=0.5 if interactive else 30.0,  # logs of CI / batch jobs stay readable
         )
 
     # -- tianshou logger interface ------------------------------------------------------------
@@ -58,24 +68,25 @@ class RunLogger(TensorboardLogger):
         self._csv_file.flush()
 
     def log_training_data(self, log_data: dict, step: int) -> None:
-        self._episodes += int(log_data.get("n_collected_episodes", 0))
+        n_episodes = int(log_data.get("n_collected_episodes", 0))
+        self._episodes += n_episodes
         returns = log_data.get("returns_stat") or {}
-        if returns and returns.get("mean") is not None:
-            self._last_return = float(returns["mean"])
-        self._bar.n = min(step, self._bar.total)
-        postfix = {"episodes": self._episodes, "return": f"{self._last_return:.3f}"}
+        if n_episodes and returns.get("mean") is not None:
+            self._recent_returns.append((float(returns["mean"]), n_episodes))
+        self._bar.update(min(step, self._bar.total) - self._bar.n)
+        postfix = {"episodes": self._episodes, "return": f"{self.recent_return:.3f}"}
         if self._eps_fn is not None:
             postfix["eps"] = f"{self._eps_fn(step):.3f}"
         postfix["test"] = f"{self.test_history[-1][1]:.3f}" if self.test_history else "-"
         self._bar.set_postfix(postfix, refresh=False)
-        self._bar.refresh()
         super().log_training_data(log_data, step)
 
     def log_test_data(self, log_data: dict, step: int) -> None:
         returns = log_data.get("returns_stat") or {}
         if returns and returns.get("mean") is not None:
-            self.test_history.append((step, float(returns["mean"]), float(returns.get("std", 0.0))))
-            self._csv.writerow(["test", step, "greedy_return", self.test_history[-1][1]])
+            total = step + self.step_offset
+            self.test_history.append((total, float(returns["mean"]), float(returns.get("std", 0.0))))
+            self._csv.writerow(["test", total, "greedy_return", self.test_history[-1][1]])
         super().log_test_data(log_data, step)
 
     def log_metric(self, scope: str, step: int, name: str, value: float) -> None:
@@ -88,6 +99,16 @@ class RunLogger(TensorboardLogger):
         self.writer.close()
         self._csv_file.close()
         super().finalize()
+
+    @property
+    def recent_return(self) -> float:
+        """Mean training-episode return over the last collect steps (ε-greedy, not greedy)."""
+        total = sum(n for _, n in self._recent_returns)
+        return sum(m * n for m, n in self._recent_returns) / total if total else math.nan
+
+    @property
+    def env_steps(self) -> int:
+        return self._bar.n
 
     @property
     def steps_per_second(self) -> float:

@@ -214,11 +214,15 @@ def train(cfg: ExperimentConfig, logdir: str | Path | None = None) -> TrainResul
         policy.set_eps_training(1.0)
         run.train_collector.reset()
         warm = run.train_collector.collect(n_episode=cfg.replay.warmup_episodes)
+    logger.step_offset = warm.n_collected_steps
 
     def training_fn(epoch: int, env_step: int) -> None:
         policy.set_eps_training(run.schedule(env_step))
 
-    steps_per_collect = tc.steps_per_update
+    # one gradient step per collect step; collect whole vector steps (a multiple of the env
+    # count), so steps_per_update is rounded up to that multiple
+    n_envs = cfg.env.num_train_envs
+    steps_per_collect = -(-tc.steps_per_update // n_envs) * n_envs
     epoch_steps = tc.test_interval
     start = time.time()
     run.algorithm.run_training(
@@ -239,7 +243,7 @@ def train(cfg: ExperimentConfig, logdir: str | Path | None = None) -> TrainResul
         )
     )
     elapsed = time.time() - start
-    env_steps = logger._bar.n + warm.n_collected_steps
+    env_steps = logger.env_steps + warm.n_collected_steps
     final_mean, final_std = greedy_return(run, tc.test_episodes)
     logger.test_history.append((env_steps, final_mean, final_std))
     logger.log_metric("final", env_steps, "greedy_return", final_mean)

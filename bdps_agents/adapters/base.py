@@ -1,0 +1,133 @@
+"""Conventions shared by every environment adapter, and a base class that implements the dull parts.
+
+An *adapter* is a :class:`pettingzoo.ParallelEnv` that exposes a cooperative multi-agent task in
+the form that :class:`bdps_agents.joint_env.JointEnv` (and hence the learner) expects:
+
+* **Agent order** is ``possible_agents``; every per-agent array built elsewhere follows it.
+* **Action masks** live in ``infos[agent]["action_mask"]``: an ``np.int8`` array of length
+  ``action_space(agent).n`` with 1 = available. Both ``reset()`` and ``step()`` return them, for
+  every agent in ``agents``. Action spaces are :class:`gymnasium.spaces.Discrete` (start 0).
+* **Global state**: ``state()`` returns a ``float32`` vector holding the full information of the
+  current step (not a partial observation) and ``state_space`` is a matching
+  :class:`gymnasium.spaces.Box`.
+* ``noop_action: int`` is the action an inactive (dead, finished) agent takes; it must be a valid
+  action index for every agent.
+* **Seeding**: ``reset(seed=s)`` makes the following episode fully deterministic, whatever
+  happened before (same seed and same actions give the same observations, rewards and infos).
+* ``episode_limit: int | None`` (optional) is the time limit of an episode, if known.
+* ``metric_keys: tuple[str, ...]`` (optional) names numeric per-episode metrics (e.g. SMAC's
+  ``battle_won``) that the adapter writes into the info of *every* agent at *every* step,
+  including reset, so that consumers can rely on them being present.
+* Ending an episode: ``terminations`` for a true end of the task (no future reward),
+  ``truncations`` for a time limit; afterwards ``agents`` is ``[]`` and stepping again raises
+  ``RuntimeError`` until ``reset()``.
+* Actions are validated at the boundary: an unknown, missing or finished agent, or an action that
+  is not an integer in ``[0, n)``, raises ``ValueError`` naming the agent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import gymnasium
+import numpy as np
+from pettingzoo import ParallelEnv
+
+__all__ = ["MultiAgentEnvAdapter", "action_mask", "check_adapter_conventions", "to_action_index"]
+
+
+def to_action_index(agent: str, action: Any, n: int) -> int:
+    """Return ``action`` as an ``int`` in ``[0, n)``, or raise ``ValueError`` naming ``agent``.
+
+    Accepts Python ints and NumPy integer scalars or 0-d arrays; ``bool`` and floats are refused
+    because they nearly always mean a bug upstream (e.g. a Q-value passed instead of an argmax).
+    """
+    arr = np.asarray(action)
+    if arr.ndim != 0 or isinstance(action, bool) or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"action for agent {agent!r} must be an integer scalar, got {action!r}")
+    value = int(arr)
+    if not 0 <= value < n:
+        raise ValueError(f"action {value} for agent {agent!r} is outside the range [0, {n})")
+    return value
+
+
+def action_mask(available: Iterable[int], n: int) -> np.ndarray:
+    """An ``np.int8`` mask of length ``n`` with 1 at each index in ``available``."""
+    mask = np.zeros(n, dtype=np.int8)
+    mask[list(available)] = 1
+    return mask
+
+
+class MultiAgentEnvAdapter(ParallelEnv[str, np.ndarray, int]):
+    """Base class for adapters: declares the convention attributes and validates actions.
+
+    Subclasses set ``possible_agents``, ``agents``, ``state_space`` and implement ``reset``,
+    ``step``, ``state``, ``observation_space`` and ``action_space`` (returning the same object on
+    every call, as PettingZoo requires).
+    """
+
+    noop_action: int = 0
+    episode_limit: int | None = None
+    metric_keys: tuple[str, ...] = ()
+    state_space: gymnasium.spaces.Box
+
+    def _validate_actions(self, actions: Mapping[str, Any]) -> dict[str, int]:
+        """Check a joint action against ``agents`` and the action spaces; return plain ints.
+
+        Raises ``RuntimeError`` when no episode is running and ``ValueError`` for an unknown,
+        finished or missing agent or a malformed action.
+        """
+        if not self.agents:
+            raise RuntimeError("the episode is over (or never started): call reset() first")
+        if not isinstance(actions, Mapping):
+            raise ValueError(f"actions must be a dict agent -> int, got {type(actions).__name__}")
+        live = set(self.agents)
+        for agent in actions:
+            if agent not in self.possible_agents:
+                raise ValueError(
+                    f"unknown agent {agent!r}; agents are {list(self.possible_agents)}"
+                )
+            if agent not in live:
+                raise ValueError(f"agent {agent!r} has finished and cannot act")
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise ValueError(f"no action given for live agent(s) {missing}")
+        return {
+            agent: to_action_index(agent, actions[agent], self.action_space(agent).n)
+            for agent in self.agents
+        }
+
+
+def check_adapter_conventions(env: ParallelEnv, *, seed: int = 0, max_steps: int = 200) -> None:
+    """Run one seeded episode with random *available* actions and assert the conventions above.
+
+    Meant for adapter tests (any adapter, built-in or third-party); raises ``AssertionError``.
+    """
+    rng = np.random.default_rng(seed)
+    obs, infos = env.reset(seed=seed)
+    assert list(env.agents) == list(env.possible_agents), "all agents start live"
+    assert isinstance(env.state_space, gymnasium.spaces.Box)
+    noop = int(env.noop_action)
+    for agent in env.possible_agents:
+        space = env.action_space(agent)
+        assert isinstance(space, gymnasium.spaces.Discrete) and int(space.start) == 0
+        assert 0 <= noop < int(space.n), f"noop_action {noop} invalid for {agent}"
+    metric_keys = tuple(getattr(env, "metric_keys", ()))
+    for _ in range(max_steps):
+        state = env.state()
+        assert state.dtype == np.float32 and state.shape == env.state_space.shape
+        for agent in env.agents:
+            mask = infos[agent]["action_mask"]
+            assert mask.dtype == np.int8 and mask.shape == (env.action_space(agent).n,)
+            assert mask.any(), f"{agent} has no available action"
+            for key in metric_keys:
+                assert np.isscalar(infos[agent][key]), f"metric {key!r} missing for {agent}"
+            assert env.observation_space(agent).contains(obs[agent])
+        actions = {a: int(rng.choice(np.flatnonzero(infos[a]["action_mask"]))) for a in env.agents}
+        obs, rewards, terms, truncs, infos = env.step(actions)
+        assert set(rewards) == set(actions)
+        if not env.agents:
+            break
+    else:
+        raise AssertionError(f"episode did not end within {max_steps} steps")

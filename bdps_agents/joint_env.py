@@ -1,0 +1,295 @@
+"""Any PettingZoo parallel env presented to Tianshou as one joint ``gymnasium.Env``.
+
+Observation (a ``Dict``, which Tianshou's Collector stacks into ``batch.obs.obs`` etc.):
+
+* ``"obs"``: ``(n, d_max)`` float32, agent ``i`` = ``possible_agents[i]``; observations are
+  flattened and zero-padded to the largest size; inactive agents get all zeros.
+* ``"state"``: ``(S,)`` float32: ``env.state()`` when the env declares ``state_space``, else the
+  concatenation of the padded observations (``n * d_max``, zeros for inactive agents).
+* ``"mask"``: ``(n, A_max)`` int8, 1 = available. Taken from ``infos[agent]["action_mask"]``,
+  else from a dict observation's ``"action_mask"`` (the PettingZoo classic style
+  ``{"observation", "action_mask"}``), else all real actions. Padded actions are 0; an inactive
+  agent, and a live agent whose mask has no available action (e.g. waiting for its turn), has
+  only ``noop_action`` available.
+
+Action: ``MultiDiscrete([A_max] * n)``. Only live agents' actions are sent to the env; an action
+that the mask marks unavailable for a live agent raises ``ValueError`` (never silently replaced).
+Inactive agents' actions are only range-checked and then dropped.
+
+An agent is *live* while it is in ``env.agents`` and was not reported terminated/truncated.
+Agents that are not live get zero observations and only ``noop_action`` available, except on the
+step where an agent is truncated: it keeps its real last observation and mask there, because a
+learner bootstraps from them (a truncated episode's ``obs_next`` must be genuine). The
+joint episode ends when no agent is live; it is ``terminated`` if every agent that finished on
+the last step reported ``terminated=True`` and none ``truncated=True``, otherwise ``truncated``.
+The team reward is the sum (or mean) of the rewards the env returned on the step.
+
+``info`` is flat and has the same numeric keys at reset and every step (Tianshou stores it in
+its replay buffer): ``n_alive`` (int) and each of ``env.metric_keys`` (float, read from the first
+agent info that has it, 0.0 if none does).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from bdps_agents.adapters import make_env
+
+__all__ = ["JointEnv", "make_joint_env"]
+
+
+def _inner_obs_space(space: spaces.Space) -> spaces.Space:
+    if isinstance(space, spaces.Dict) and "observation" in space.spaces:
+        return space["observation"]
+    return space
+
+
+class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
+    """Joint (centralised) view of a PettingZoo ``ParallelEnv``; see the module docstring.
+
+    Attributes: ``agents`` (= ``possible_agents``), ``n_agents``, ``n_actions`` (``A_max``),
+    ``obs_dim`` (``d_max``), ``state_dim``, ``episode_limit`` (from the env or ``None``),
+    ``metric_keys``, ``noop_action``, ``env`` (the wrapped env).
+    """
+
+    def __init__(
+        self,
+        env: ParallelEnv,
+        reward_aggregation: Literal["sum", "mean"] = "sum",
+        noop_action: int | None = None,
+    ) -> None:
+        if reward_aggregation not in ("sum", "mean"):
+            raise ValueError(
+                f"reward_aggregation must be 'sum' or 'mean', got {reward_aggregation!r}"
+            )
+        self.env = env
+        self.reward_aggregation = reward_aggregation
+        self.agents: list[str] = list(env.possible_agents)
+        if not self.agents:
+            raise ValueError("the env has no possible_agents")
+        self.n_agents = len(self.agents)
+        self._index = {a: i for i, a in enumerate(self.agents)}
+
+        self._n_actions_per_agent: list[int] = []
+        self._obs_spaces: list[spaces.Space] = []
+        for agent in self.agents:
+            act_space = env.action_space(agent)
+            if not isinstance(act_space, spaces.Discrete) or int(act_space.start) != 0:
+                raise TypeError(
+                    f"JointEnv supports only Discrete action spaces starting at 0; agent "
+                    f"{agent!r} has {act_space}"
+                )
+            self._n_actions_per_agent.append(int(act_space.n))
+            self._obs_spaces.append(_inner_obs_space(env.observation_space(agent)))
+        self._obs_dims = [spaces.flatdim(s) for s in self._obs_spaces]
+        self.n_actions = max(self._n_actions_per_agent)
+        self.obs_dim = max(self._obs_dims)
+
+        self.noop_action = int(
+            getattr(env, "noop_action", 0) if noop_action is None else noop_action
+        )
+        for agent, n in zip(self.agents, self._n_actions_per_agent, strict=True):
+            if not 0 <= self.noop_action < n:
+                raise ValueError(
+                    f"noop_action {self.noop_action} is not an action of agent {agent!r} "
+                    f"(Discrete({n}))"
+                )
+
+        # PettingZoo envs (and its conversion wrappers) declare state_space iff they have state().
+        try:
+            state_space = getattr(env, "state_space", None)
+        except NotImplementedError:
+            state_space = None
+        self._use_env_state = state_space is not None
+        self.state_dim = (
+            spaces.flatdim(state_space) if self._use_env_state else self.n_agents * self.obs_dim
+        )
+
+        self.episode_limit: int | None = getattr(env, "episode_limit", None)
+        self.metric_keys: tuple[str, ...] = tuple(getattr(env, "metric_keys", ()))
+        if "n_alive" in self.metric_keys:
+            raise ValueError("metric key 'n_alive' is reserved by JointEnv")
+
+        self.observation_space = spaces.Dict(
+            {
+                "obs": spaces.Box(-np.inf, np.inf, (self.n_agents, self.obs_dim), np.float32),
+                "state": spaces.Box(-np.inf, np.inf, (self.state_dim,), np.float32),
+                "mask": spaces.Box(0, 1, (self.n_agents, self.n_actions), np.int8),
+            }
+        )
+        self.action_space = spaces.MultiDiscrete([self.n_actions] * self.n_agents)
+        self.render_mode = getattr(env, "render_mode", None)
+        self.metadata = {"render_modes": list(getattr(env, "metadata", {}).get("render_modes", []))}
+
+        self._live = np.zeros(self.n_agents, dtype=bool)
+        self._mask = np.zeros((self.n_agents, self.n_actions), dtype=np.int8)
+        self._running = False
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        super().reset(seed=seed)
+        obs, infos = self.env.reset(seed=seed, options=options)
+        self._live = np.array([a in set(self.env.agents) for a in self.agents], dtype=bool)
+        if not self._live.any():
+            raise RuntimeError("the env has no live agent after reset()")
+        self._running = True
+        return self._joint_obs(obs, infos, self._live), self._info(infos)
+
+    def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        if not self._running:
+            raise RuntimeError("the episode is over (or never started): call reset() first")
+        act = self._validate(action)
+        actions = {a: int(act[i]) for i, a in enumerate(self.agents) if self._live[i]}
+        obs, rewards, terms, truncs, infos = self.env.step(actions)
+
+        values = [float(r) for a, r in rewards.items() if a in self._index]
+        if not values:
+            reward = 0.0
+        elif self.reward_aggregation == "sum":
+            reward = float(sum(values))
+        else:
+            reward = float(sum(values) / len(values))
+
+        was_live = self._live
+        env_agents = set(self.env.agents)
+        self._live = np.array(
+            [
+                a in env_agents and not (terms.get(a, False) or truncs.get(a, False))
+                for a in self.agents
+            ],
+            dtype=bool,
+        )
+        terminated = truncated = False
+        if not self._live.any():
+            self._running = False
+            finished = [a for i, a in enumerate(self.agents) if was_live[i]]
+            terminated = all(
+                bool(terms.get(a, False)) and not bool(truncs.get(a, False)) for a in finished
+            )
+            truncated = not terminated
+        # Truncated agents keep their real last observation and mask: a learner bootstraps
+        # from them. Terminated (dead) or departed agents show zeros and the no-op.
+        cut_off = np.array(
+            [
+                was_live[i] and a in obs and truncs.get(a, False) and not terms.get(a, False)
+                for i, a in enumerate(self.agents)
+            ],
+            dtype=bool,
+        )
+        joint_obs = self._joint_obs(obs, infos, self._live | cut_off)
+        return joint_obs, reward, terminated, truncated, self._info(infos)
+
+    def render(self) -> Any:
+        return self.env.render()
+
+    def close(self) -> None:
+        self.env.close()
+
+    # ------------------------------------------------------------------ helpers
+    def _validate(self, action: Any) -> np.ndarray:
+        arr = np.asarray(action)
+        if arr.shape != (self.n_agents,):
+            raise ValueError(
+                f"joint action must have shape ({self.n_agents},) (one per agent in "
+                f"{self.agents}), got shape {arr.shape}"
+            )
+        if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"joint action must hold integers, got dtype {arr.dtype}: {arr}")
+        bad = np.flatnonzero((arr < 0) | (arr >= self.n_actions))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"action {int(arr[i])} of agent {self.agents[i]!r} is outside [0, {self.n_actions})"
+            )
+        for i in np.flatnonzero(self._live):
+            if not self._mask[i, arr[i]]:
+                raise ValueError(
+                    f"action {int(arr[i])} is unavailable for agent {self.agents[i]!r}; "
+                    f"available actions: {np.flatnonzero(self._mask[i]).tolist()}"
+                )
+        return arr.astype(np.int64)
+
+    def _joint_obs(
+        self, obs: dict[str, Any], infos: dict[str, dict[str, Any]], visible: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        joint = np.zeros((self.n_agents, self.obs_dim), dtype=np.float32)
+        mask = np.zeros((self.n_agents, self.n_actions), dtype=np.int8)
+        for i, agent in enumerate(self.agents):
+            if not visible[i]:
+                mask[i, self.noop_action] = 1
+                continue
+            if agent not in obs:
+                raise RuntimeError(f"the env returned no observation for live agent {agent!r}")
+            raw = obs[agent]
+            dict_mask = None
+            if isinstance(raw, dict) and "observation" in raw:
+                dict_mask = raw.get("action_mask")
+                raw = raw["observation"]
+            flat = np.asarray(spaces.flatten(self._obs_spaces[i], raw), dtype=np.float32)
+            joint[i, : self._obs_dims[i]] = flat.ravel()
+            agent_mask = (infos.get(agent) or {}).get("action_mask", dict_mask)
+            n = self._n_actions_per_agent[i]
+            if agent_mask is None:
+                mask[i, :n] = 1
+            else:
+                agent_mask = np.asarray(agent_mask)
+                if agent_mask.shape != (n,):
+                    raise ValueError(
+                        f"action mask of agent {agent!r} has shape {agent_mask.shape}, "
+                        f"expected ({n},)"
+                    )
+                mask[i, :n] = agent_mask != 0
+                if not mask[i].any():
+                    # A live agent that cannot act (e.g. waiting for its turn) still needs one
+                    # selectable action; the no-op is forwarded and the env ignores or applies it.
+                    mask[i, self.noop_action] = 1
+        self._mask = mask
+        return {"obs": joint, "state": self._state(joint), "mask": mask.copy()}
+
+    def _state(self, joint_obs: np.ndarray) -> np.ndarray:
+        if not self._use_env_state:
+            return joint_obs.reshape(-1).copy()
+        try:
+            state = self.env.state()
+        except NotImplementedError as exc:
+            raise TypeError(
+                f"{type(self.env).__name__} declares state_space but state() is not implemented"
+            ) from exc
+        state = np.asarray(state, dtype=np.float32).reshape(-1)
+        if state.shape != (self.state_dim,):
+            raise ValueError(
+                f"env.state() has {state.size} values but state_space says {self.state_dim}"
+            )
+        return state.copy()  # the env may hand out a view of its internals
+
+    def _info(self, infos: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        info: dict[str, Any] = {"n_alive": int(self._live.sum())}
+        for key in self.metric_keys:
+            value = 0.0
+            for agent in self.agents:
+                agent_info = infos.get(agent)
+                if agent_info and key in agent_info:
+                    value = float(agent_info[key])
+                    break
+            info[key] = value
+        return info
+
+
+def make_joint_env(
+    name: str,
+    *,
+    reward_aggregation: Literal["sum", "mean"] = "sum",
+    noop_action: int | None = None,
+    **env_kwargs: Any,
+) -> JointEnv:
+    """``JointEnv(make_env(name, **env_kwargs), ...)``: the learner's entry point to any adapter."""
+    return JointEnv(
+        make_env(name, **env_kwargs), reward_aggregation=reward_aggregation, noop_action=noop_action
+    )

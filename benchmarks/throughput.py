@@ -1,0 +1,110 @@
+"""Throughput on LBF 15x15-4p-5f, all figures measured in one run.
+
+1. raw: lbforaging's ForagingEnv alone, random valid actions, no wrappers;
+2. collect-only: adapter + JointEnv + Tianshou Collector (DummyVectorEnv) + policy acting;
+3. end-to-end: collection plus one 32-episode update per ~50 env steps;
+4. milliseconds per update.
+
+    python benchmarks/throughput.py [--steps 20000] [--envs 8] [--task 15x15-4p-5f]
+
+Ends with: ``ratio collect/raw=X end-to-end/raw=Y update_ms=Z``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from tianshou.algorithm.algorithm_base import policy_within_training_step
+from tianshou.data import Collector
+
+from bdps_agents.adapters.lbf import parse_task
+from bdps_agents.config import ExperimentConfig
+from bdps_agents.training import EnvSpec, build_algorithm, make_joint, make_vector_env
+from bdps_agents.replay import EpisodeReplayBuffer
+
+
+def raw_steps_per_second(task: str, steps: int, seed: int = 0) -> float:
+    from lbforaging.foraging import ForagingEnv
+
+    kw = parse_task(task)
+    field = kw.get("field_size", 8)
+    env = ForagingEnv(
+        players=kw["players"],
+        min_player_level=1,
+        max_player_level=2,
+        min_food_level=1,
+        max_food_level=None,
+        field_size=field if isinstance(field, tuple) else (field, field),
+        max_num_food=kw["max_num_food"],
+        sight=kw.get("sight") or max(field if isinstance(field, tuple) else (field,)),
+        max_episode_steps=50,
+        force_coop=kw.get("coop", False),
+    )
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    start = time.perf_counter()
+    for _ in range(steps):
+        valid = env.unwrapped._valid_actions
+        actions = [int(rng.choice(valid[p])) for p in env.unwrapped.players]
+        _, _, terminated, truncated, _ = env.step(actions)
+        if terminated or truncated:
+            env.reset()
+    return steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--task", default="15x15-4p-5f")
+    ap.add_argument("--steps", type=int, default=20_000)
+    ap.add_argument("--envs", type=int, default=8)
+    ap.add_argument("--steps-per-update", type=int, default=50)
+    ap.add_argument("--batch-episodes", type=int, default=32)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+
+    cfg = ExperimentConfig.model_validate(
+        {"env": {"adapter": "lbf", "kwargs": {"task": args.task}, "num_train_envs": args.envs}}
+    )
+    raw = raw_steps_per_second(args.task, args.steps)
+    print(f"raw env:        {raw:9.0f} steps/s  (ForagingEnv alone, random valid actions)")
+
+    probe = make_joint(cfg.env)
+    algorithm = build_algorithm(cfg, EnvSpec.of(probe))
+    policy = algorithm.policy
+    limit = probe.episode_limit or 50
+    buffer = EpisodeReplayBuffer(2000 * limit, args.envs)
+    collector = Collector(policy, make_vector_env(cfg.env, args.envs, seed=0), buffer)
+    per_collect = -(-args.steps_per_update // args.envs) * args.envs
+
+    with policy_within_training_step(policy):
+        policy.set_eps_training(0.5)
+        collector.reset()
+        collector.collect(n_step=per_collect)  # warm caches / first allocations
+        start = time.perf_counter()
+        collector.collect(n_step=args.steps)
+        collect = args.steps / (time.perf_counter() - start)
+        print(f"collect-only:   {collect:9.0f} steps/s  (adapter + JointEnv + Collector + policy)")
+
+        n_iter = max(1, args.steps // per_collect)
+        update_time = 0.0
+        start = time.perf_counter()
+        for _ in range(n_iter):
+            collector.collect(n_step=per_collect)
+            t0 = time.perf_counter()
+            algorithm.update(buffer, args.batch_episodes)
+            update_time += time.perf_counter() - t0
+        e2e = n_iter * per_collect / (time.perf_counter() - start)
+        update_ms = 1000 * update_time / n_iter
+    print(
+        f"end-to-end:     {e2e:9.0f} steps/s  (one {args.batch_episodes}-episode update per "
+        f"{per_collect} env steps)"
+    )
+    print(f"update:         {update_ms:9.1f} ms per update")
+    print(f"ratio collect/raw={collect / raw:.2f} end-to-end/raw={e2e / raw:.2f} update_ms={update_ms:.1f}")
+
+
+if __name__ == "__main__":
+    main()
