@@ -96,6 +96,7 @@ class TrainingConfig(_Strict):
     steps_per_update: int = Field(50, ge=1, description="env steps collected per gradient step")
     test_interval: int = Field(10_000, ge=1, description="env steps between greedy tests")
     test_episodes: int = Field(32, ge=1)
+    log_interval: int = Field(1000, ge=1, description="env steps between training/update logs")
     torch_threads: int = Field(1, ge=1)
     device: str = "cpu"
     logdir: str = "runs"

@@ -207,7 +207,14 @@ def train(cfg: ExperimentConfig, logdir: str | Path | None = None) -> TrainResul
     (logdir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
     run = build_run(cfg)
     policy = run.policy
-    logger = RunLogger(logdir, tc.total_steps, eps_fn=run.schedule, progress=tc.progress)
+    logger = RunLogger(
+        logdir,
+        tc.total_steps,
+        eps_fn=run.schedule,
+        progress=tc.progress,
+        training_interval=tc.log_interval,
+        update_interval=max(1, tc.log_interval // tc.steps_per_update),  # counted in updates
+    )
 
     # warm-up with uniformly random *available* actions (collect(random=True) ignores masks)
     with policy_within_training_step(policy):
