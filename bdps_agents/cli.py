@@ -1,9 +1,9 @@
 """``bdps`` command line: train, eval, scenarios.
 
-    bdps train --scenario lbf/8x8-2p-2f-coop --algo qmix --steps 200000 --seed 0 --logdir runs/x
-    bdps train --scenario my.yaml --set algorithm.lr=1e-3 --set network.sharing=none
-    bdps eval --checkpoint runs/x/checkpoint.pt --episodes 100
-    bdps scenarios
+bdps train --scenario lbf/8x8-2p-2f-coop --algo qmix --steps 200000 --seed 0 --logdir runs/x
+bdps train --scenario my.yaml --set algorithm.lr=1e-3 --set network.sharing=none
+bdps eval --checkpoint runs/x/checkpoint.pt --episodes 100
+bdps scenarios
 """
 
 from __future__ import annotations
@@ -30,8 +30,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.no_progress:
         overrides.append("training.progress=false")
     cfg = load_config(args.scenario, overrides)
-    print(f"training {cfg.algorithm.name} ({cfg.network.sharing} sharing) on {cfg.scenario}, "
-          f"{cfg.training.total_steps} env steps, seed {cfg.training.seed}", flush=True)
+    print(
+        f"training {cfg.algorithm.name} ({cfg.network.sharing} sharing) on {cfg.scenario}, "
+        f"{cfg.training.total_steps} env steps, seed {cfg.training.seed}",
+        flush=True,
+    )
     result = train(cfg, args.logdir)
     print(
         f"final greedy return {result.final_greedy_return:.3f} after {result.env_steps} env steps "
@@ -68,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=None, help="env steps (training.total_steps)")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--logdir", default=None, help="default: <training.logdir>/<scenario>-seed<S>")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
+    t.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="config override, repeatable"
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(fn=_train)
 

@@ -35,7 +35,9 @@ def random_available(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class AgentInputs(torch.nn.Module):
     """Builds each agent's network input: own observation, one-hot last action, one-hot agent id."""
 
-    def __init__(self, n_agents: int, obs_dim: int, n_actions: int, last_action: bool, agent_id: bool):
+    def __init__(
+        self, n_agents: int, obs_dim: int, n_actions: int, last_action: bool, agent_id: bool
+    ):
         super().__init__()
         self.n_agents, self.obs_dim, self.n_actions = n_agents, obs_dim, n_actions
         self.last_action, self.agent_id = last_action, agent_id

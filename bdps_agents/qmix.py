@@ -161,7 +161,7 @@ class QMIX(OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorit
             "valid": torch.as_tensor(batch.valid),
         }
 
-    # -- the update ---------------------------------------------------------------------------------
+    # -- the update -----------------------------------------------------------------------------
     def td_loss(self, ep: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         q = self.policy.agent(ep["inputs"])  # (B, T+1, n, A)
         with torch.no_grad():

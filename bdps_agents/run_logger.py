@@ -46,6 +46,7 @@ class RunLogger(TensorboardLogger):
         self.step_offset = 0
         self._eps_fn = eps_fn
         self._episodes = 0
+        self._env_steps = 0  # the trainer's counter (tqdm's is frozen when the bar is disabled)
         self._recent_returns: deque[tuple[float, int]] = deque(maxlen=100)  # (mean, episodes)
         self._start = time.time()
         interactive = sys.stderr.isatty()
@@ -73,7 +74,8 @@ class RunLogger(TensorboardLogger):
         returns = log_data.get("returns_stat") or {}
         if n_episodes and returns.get("mean") is not None:
             self._recent_returns.append((float(returns["mean"]), n_episodes))
-        self._bar.update(min(step, self._bar.total) - self._bar.n)
+        self._env_steps = step
+        self._bar.update(max(0, min(step, self._bar.total) - self._bar.n))
         postfix = {"episodes": self._episodes, "return": f"{self.recent_return:.3f}"}
         if self._eps_fn is not None:
             postfix["eps"] = f"{self._eps_fn(step):.3f}"
@@ -85,7 +87,9 @@ class RunLogger(TensorboardLogger):
         returns = log_data.get("returns_stat") or {}
         if returns and returns.get("mean") is not None:
             total = step + self.step_offset
-            self.test_history.append((total, float(returns["mean"]), float(returns.get("std", 0.0))))
+            self.test_history.append(
+                (total, float(returns["mean"]), float(returns.get("std", 0.0)))
+            )
             self._csv.writerow(["test", total, "greedy_return", self.test_history[-1][1]])
         super().log_test_data(log_data, step)
 
@@ -108,14 +112,16 @@ class RunLogger(TensorboardLogger):
 
     @property
     def env_steps(self) -> int:
-        return self._bar.n
+        return self._env_steps
 
     @property
     def steps_per_second(self) -> float:
-        return self._bar.n / max(time.time() - self._start, 1e-9)
+        return self._env_steps / max(time.time() - self._start, 1e-9)
 
 
-def plot_learning_curve(history: list[tuple[int, float, float]], path: str | Path, title: str) -> None:
+def plot_learning_curve(
+    history: list[tuple[int, float, float]], path: str | Path, title: str
+) -> None:
     """Greedy test return vs env steps (mean ± std over test episodes) to a PNG."""
     import matplotlib
 

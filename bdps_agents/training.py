@@ -275,7 +275,9 @@ def load_checkpoint(path: str | Path) -> tuple[ExperimentConfig, dict[str, Any]]
     return build_config(data["config"], source=str(path)), data
 
 
-def evaluate(checkpoint: str | Path, episodes: int = 32, seed: int | None = None) -> dict[str, float]:
+def evaluate(
+    checkpoint: str | Path, episodes: int = 32, seed: int | None = None
+) -> dict[str, float]:
     """Greedy episodes with a trained checkpoint: mean/std team return."""
     cfg, data = load_checkpoint(checkpoint)
     if seed is not None:

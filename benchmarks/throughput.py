@@ -22,8 +22,8 @@ from tianshou.data import Collector
 
 from bdps_agents.adapters.lbf import parse_task
 from bdps_agents.config import ExperimentConfig
-from bdps_agents.training import EnvSpec, build_algorithm, make_joint, make_vector_env
 from bdps_agents.replay import EpisodeReplayBuffer
+from bdps_agents.training import EnvSpec, build_algorithm, make_joint, make_vector_env
 
 
 def raw_steps_per_second(task: str, steps: int, seed: int = 0) -> float:
@@ -103,7 +103,8 @@ def main() -> None:
         f"{per_collect} env steps)"
     )
     print(f"update:         {update_ms:9.1f} ms per update")
-    print(f"ratio collect/raw={collect / raw:.2f} end-to-end/raw={e2e / raw:.2f} update_ms={update_ms:.1f}")
+    ratios = f"collect/raw={collect / raw:.2f} end-to-end/raw={e2e / raw:.2f}"
+    print(f"ratio {ratios} update_ms={update_ms:.1f}")
 
 
 if __name__ == "__main__":

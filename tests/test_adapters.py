@@ -104,18 +104,16 @@ def test_factory_must_return_parallel_env(fresh_registry: AdapterRegistry) -> No
         make_env("not_an_env")
 
 
+def _install_entry_point(monkeypatch: pytest.MonkeyPatch, name: str, target: str) -> None:
+    """Make importlib.metadata report one entry point in the adapters group."""
+    ep = importlib.metadata.EntryPoint(name, target, ENTRY_POINT_GROUP)
+    monkeypatch.setattr(importlib.metadata, "entry_points", _fake_entry_points(ep))
+
+
 def test_entry_point_is_discovered(
     fresh_registry: AdapterRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(
-        importlib.metadata,
-        "entry_points",
-        _fake_entry_points(
-            importlib.metadata.EntryPoint(
-                "spread", "mpe2.simple_spread_v3:parallel_env", ENTRY_POINT_GROUP
-            )
-        ),
-    )
+    _install_entry_point(monkeypatch, "spread", "mpe2.simple_spread_v3:parallel_env")
     assert available_adapters() == ["lbf", "spread"]
     env = make_env("spread", N=2, continuous_actions=False)
     assert env.possible_agents == ["agent_0", "agent_1"]
@@ -124,15 +122,7 @@ def test_entry_point_is_discovered(
 def test_broken_entry_point_is_named(
     fresh_registry: AdapterRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(
-        importlib.metadata,
-        "entry_points",
-        _fake_entry_points(
-            importlib.metadata.EntryPoint(
-                "broken_ep", "bdps_no_such_pkg.adapter:make", ENTRY_POINT_GROUP
-            )
-        ),
-    )
+    _install_entry_point(monkeypatch, "broken_ep", "bdps_no_such_pkg.adapter:make")
     assert "broken_ep" in available_adapters()  # listing does not import it
     with pytest.raises(AdapterLoadError, match="broken_ep.*bdps_no_such_pkg"):
         make_env("broken_ep")
@@ -141,15 +131,7 @@ def test_broken_entry_point_is_named(
 def test_entry_point_does_not_shadow_builtin(
     fresh_registry: AdapterRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(
-        importlib.metadata,
-        "entry_points",
-        _fake_entry_points(
-            importlib.metadata.EntryPoint(
-                "lbf", "mpe2.simple_spread_v3:parallel_env", ENTRY_POINT_GROUP
-            )
-        ),
-    )
+    _install_entry_point(monkeypatch, "lbf", "mpe2.simple_spread_v3:parallel_env")
     with pytest.warns(UserWarning, match="already registered"):
         names = available_adapters()
     assert names == ["lbf"]
@@ -322,8 +304,11 @@ def test_lbf_normalized_obs_and_state_are_affine_images_of_the_raw_ones(task: st
             np.testing.assert_allclose(obs_n[a], (obs_r[a] - low) / span, rtol=1e-6, atol=1e-6)
         s_r, s_n = raw.state(), norm.state()
         assert norm.state_space.contains(s_n)
-        span = np.where(raw.state_space.high > raw.state_space.low,
-                        raw.state_space.high - raw.state_space.low, 1.0)
+        span = np.where(
+            raw.state_space.high > raw.state_space.low,
+            raw.state_space.high - raw.state_space.low,
+            1.0,
+        )
         np.testing.assert_allclose(s_n, (s_r - raw.state_space.low) / span, rtol=1e-6, atol=1e-6)
         actions = {a: int(rng.integers(6)) for a in raw.agents}
         obs_r, *_, done_r, _ = raw.step(actions)

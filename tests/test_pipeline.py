@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from tianshou.algorithm.algorithm_base import policy_within_training_step
-from tianshou.data import Batch, Collector
+from tianshou.data import Batch
 from tianshou.trainer import OffPolicyTrainerParams
 from tianshou.utils import TensorboardLogger
 from torch.utils.tensorboard import SummaryWriter
@@ -20,7 +20,12 @@ from bdps_agents.config import build_config
 from bdps_agents.training import build_run, load_checkpoint
 
 SMALL = {
-    "env": {"adapter": "lbf", "kwargs": {"task": "6x6-2p-1f"}, "num_train_envs": 2, "num_test_envs": 2},
+    "env": {
+        "adapter": "lbf",
+        "kwargs": {"task": "6x6-2p-1f"},
+        "num_train_envs": 2,
+        "num_test_envs": 2,
+    },
     "replay": {"capacity_episodes": 50, "batch_episodes": 4, "warmup_episodes": 4},
     "network": {"hidden_dim": 16},
     "training": {"progress": False, "test_episodes": 2},
@@ -104,8 +109,10 @@ def test_checkpoint_roundtrip_gives_identical_q_values(tmp_path):
     ep = run.buffer.episode_batch(run.buffer.sample_indices(3))
     x = run.algorithm.episode_tensors(ep)["inputs"]
     q = run.policy.agent(x)
-    torch.save({"config": cfg.model_dump(mode="json"), "algorithm": run.algorithm.state_dict()},
-               tmp_path / "c.pt")
+    torch.save(
+        {"config": cfg.model_dump(mode="json"), "algorithm": run.algorithm.state_dict()},
+        tmp_path / "c.pt",
+    )
     run.close()
     cfg2, data = load_checkpoint(tmp_path / "c.pt")
     run2 = build_run(cfg2)
@@ -127,10 +134,23 @@ def test_cli_train_then_eval(tmp_path, capsys):
     logdir = tmp_path / "run"
     scenario = tmp_path / "tiny.yaml"
     scenario.write_text(json.dumps(SMALL))  # JSON is YAML
-    code = cli_main([
-        "train", "--scenario", str(scenario), "--steps", "600", "--seed", "1",
-        "--logdir", str(logdir), "--set", "training.test_interval=300", "--set", "training.log_interval=100",
-    ])
+    code = cli_main(
+        [
+            "train",
+            "--scenario",
+            str(scenario),
+            "--steps",
+            "600",
+            "--seed",
+            "1",
+            "--logdir",
+            str(logdir),
+            "--set",
+            "training.test_interval=300",
+            "--set",
+            "training.log_interval=100",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "final greedy return" in out
@@ -140,6 +160,8 @@ def test_cli_train_then_eval(tmp_path, capsys):
     rows = list(csv.DictReader((logdir / "metrics.csv").open()))
     assert {"training", "test", "update"} <= {r["scope"] for r in rows}
     assert any(r["metric"] == "greedy_return" for r in rows)
+    final = [r for r in rows if r["scope"] == "final"]
+    assert len(final) == 1 and int(final[0]["step"]) >= 600  # warm-up + trainer steps
     assert cli_main(["eval", "--checkpoint", str(logdir / "checkpoint.pt"), "--episodes", "4"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["episodes"] == 4 and np.isfinite(result["return_mean"])

@@ -41,7 +41,11 @@ def _play(buf, env_id, episode, length, truncated=False):
     for t in range(length):
         last = t == length - 1
         _add_step(
-            buf, [env_id], [episode * 100 + t], [episode * 100 + t + 1], [last],
+            buf,
+            [env_id],
+            [episode * 100 + t],
+            [episode * 100 + t + 1],
+            [last],
             terminated=[last and not truncated],
         )
 

@@ -16,13 +16,17 @@ class QMixer(nn.Module):
         super().__init__()
         self.n_agents, self.embed_dim = n_agents, embed_dim
         self.hyper_w1 = nn.Sequential(
-            nn.Linear(state_dim, hypernet_dim), nn.ReLU(), nn.Linear(hypernet_dim, n_agents * embed_dim)
+            nn.Linear(state_dim, hypernet_dim),
+            nn.ReLU(),
+            nn.Linear(hypernet_dim, n_agents * embed_dim),
         )
         self.hyper_b1 = nn.Linear(state_dim, embed_dim)
         self.hyper_w2 = nn.Sequential(
             nn.Linear(state_dim, hypernet_dim), nn.ReLU(), nn.Linear(hypernet_dim, embed_dim)
         )
-        self.hyper_b2 = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
+        self.hyper_b2 = nn.Sequential(
+            nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1)
+        )
 
     def forward(self, agent_qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """agent_qs ``(..., n)``, state ``(..., S)`` -> Q_tot ``(...)``."""
@@ -41,7 +45,9 @@ class VDNMixer(nn.Module):
         return agent_qs.sum(-1)
 
 
-def make_mixer(kind: str, n_agents: int, state_dim: int, embed_dim: int, hypernet_dim: int) -> nn.Module:
+def make_mixer(
+    kind: str, n_agents: int, state_dim: int, embed_dim: int, hypernet_dim: int
+) -> nn.Module:
     if kind == "qmix":
         return QMixer(n_agents, state_dim, embed_dim, hypernet_dim)
     if kind == "vdn":
