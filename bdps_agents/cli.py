@@ -19,10 +19,10 @@ def _train(args: argparse.Namespace) -> int:
     from bdps_agents.training import train
 
     overrides = list(args.set or [])
-    if args.algo is not None:
-        overrides.append(f"algorithm.name={args.algo}")
-    if args.sharing is not None:
-        overrides.append(f"network.sharing={args.sharing}")
+    # --algo is a shortcut for the sharing mode: QMIX = full sharing, BDPS = bi-level
+    sharing = args.sharing or {"qmix": "full", "bdps": "bilevel", None: None}[args.algo]
+    if sharing is not None:
+        overrides.append(f"network.sharing={sharing}")
     if args.steps is not None:
         overrides.append(f"training.total_steps={args.steps}")
     if args.seed is not None:
@@ -30,8 +30,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.no_progress:
         overrides.append("training.progress=false")
     cfg = load_config(args.scenario, overrides)
+    algo = "BDPS" if cfg.uses_selectors else "QMIX"
     print(
-        f"training {cfg.algorithm.name} ({cfg.network.sharing} sharing) on {cfg.scenario}, "
+        f"training {algo} ({cfg.network.sharing} sharing) on {cfg.scenario}, "
         f"{cfg.training.total_steps} env steps, seed {cfg.training.seed}",
         flush=True,
     )
@@ -66,8 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train on a scenario preset or YAML file")
     t.add_argument("--scenario", required=True, help="preset (see `bdps scenarios`) or YAML path")
-    t.add_argument("--algo", choices=["qmix"], default=None)
-    t.add_argument("--sharing", choices=["full", "none"], default=None)
+    t.add_argument(
+        "--algo",
+        choices=["qmix", "bdps"],
+        default=None,
+        help="qmix = --sharing full, bdps = --sharing bilevel",
+    )
+    t.add_argument("--sharing", choices=["full", "none", "individual", "bilevel"], default=None)
     t.add_argument("--steps", type=int, default=None, help="env steps (training.total_steps)")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--logdir", default=None, help="default: <training.logdir>/<scenario>-seed<S>")

@@ -39,14 +39,51 @@ class NetworkConfig(_Strict):
     """Agent network and mixer."""
 
     hidden_dim: int = Field(64, ge=1, description="GRU hidden size")
-    sharing: Literal["full", "none"] = Field(
-        "full", description="full: one network for all agents; none: one per agent"
+    sharing: Literal["full", "none", "individual", "bilevel"] = Field(
+        "full",
+        description="full: one network for all agents (QMIX); none: one per agent; "
+        "individual: k role networks (BDPS single level); bilevel: roles and groups (BDPS)",
     )
     agent_id_input: bool = True
     last_action_input: bool = True
     mixer: Literal["qmix", "vdn"] = "qmix"
     mixing_embed_dim: int = Field(32, ge=1)
     hypernet_hidden_dim: int = Field(64, ge=1)
+
+
+class BDPSConfig(_Strict):
+    """Role and group selectors (paper Sec. 3; used when network.sharing is individual/bilevel).
+
+    ``n_roles`` = k, ``n_groups`` = m, ``role_interval`` = T_U, ``group_interval`` T_V = e * T_U
+    with ``e = group_interval_multiple``. Paper constraint: n >= k >= m >= 2 (n is checked when
+    the environment is built), T_U and T_V below the episode limit.
+    """
+
+    n_roles: int = Field(2, ge=2, description="k virtual roles")
+    n_groups: int = Field(2, ge=2, description="m groups")
+    role_interval: int = Field(5, ge=1, description="T_U: env steps between role updates")
+    group_interval_multiple: int = Field(1, ge=1, description="e in T_V = e * T_U")
+    kl_weight: float = Field(0.1, ge=0.0, description="lambda in Eq. 7")
+    role_loss_weight: float = Field(1.0, ge=0.0, description="weight of L_U in the total loss")
+    group_loss_weight: float = Field(1.0, ge=0.0, description="weight of L_V in the total loss")
+    role_gru_dim: int = Field(64, ge=1)
+    vae_hidden_dim: int = Field(64, ge=1)
+    group_embed_dim: int = Field(64, ge=1)
+    gat_dim: int = Field(128, ge=1, description="GAT output (App. F: 128)")
+    group_gru_dim: int = Field(64, ge=1, description="group selector GRU (App. F: 64)")
+
+    @property
+    def group_interval(self) -> int:
+        return self.role_interval * self.group_interval_multiple
+
+    @model_validator(mode="after")
+    def _roles_cover_groups(self) -> BDPSConfig:
+        if self.n_roles < self.n_groups:
+            raise ValueError(
+                f"bdps.n_roles (k={self.n_roles}) must be >= bdps.n_groups (m={self.n_groups}): "
+                "the paper requires n >= k >= m >= 2"
+            )
+        return self
 
 
 class ExplorationConfig(_Strict):
@@ -78,10 +115,9 @@ class ReplayConfig(_Strict):
 class AlgorithmConfig(_Strict):
     """Learner: targets, optimiser, target network."""
 
-    name: Literal["qmix"] = "qmix"
     gamma: float = Field(0.99, gt=0.0, le=1.0)
     lr: float = Field(5e-4, gt=0.0)
-    td_lambda: float = Field(0.0, ge=0.0, le=1.0, description="0 = one-step targets")
+    td_lambda: float = Field(0.6, ge=0.0, le=1.0, description="0 = one-step targets (Eq. 9)")
     double_q: bool = True
     target_update_interval: int = Field(200, ge=1, description="gradient steps between copies")
     max_grad_norm: float = Field(10.0, gt=0.0)
@@ -109,10 +145,38 @@ class ExperimentConfig(_Strict):
     scenario: str = "custom"
     env: EnvConfig = Field(default_factory=EnvConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
+    bdps: BDPSConfig = Field(default_factory=BDPSConfig)
     exploration: ExplorationConfig = Field(default_factory=ExplorationConfig)
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @property
+    def uses_selectors(self) -> bool:
+        return self.network.sharing in ("individual", "bilevel")
+
+    def check_env(self, n_agents: int, episode_limit: int | None) -> None:
+        """Constraints that need the environment's sizes (paper App. G)."""
+        if not self.uses_selectors:
+            return
+        b = self.bdps
+        if n_agents < b.n_roles:
+            raise ConfigError(
+                f"bdps.n_roles (k={b.n_roles}) exceeds the number of agents (n={n_agents}): "
+                "the paper requires n >= k >= m >= 2"
+            )
+        if episode_limit is not None:
+            for name, value in (
+                ("bdps.role_interval (T_U)", b.role_interval),
+                (
+                    "group interval T_V = bdps.role_interval * bdps.group_interval_multiple",
+                    b.group_interval,
+                ),
+            ):
+                if value >= episode_limit:
+                    raise ConfigError(
+                        f"{name} = {value} must be below the episode limit ({episode_limit})"
+                    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ Observation (a ``Dict``, which Tianshou's Collector stacks into ``batch.obs.obs`
   ``{"observation", "action_mask"}``), else all real actions. Padded actions are 0; an inactive
   agent, and a live agent whose mask has no available action (e.g. waiting for its turn), has
   only ``noop_action`` available.
+* ``"alive"``: ``(n,)`` int8, 1 for agents whose observation is shown (see *live* below).
 
 Action: ``MultiDiscrete([A_max] * n)``. Only live agents' actions are sent to the env; an action
 that the mask marks unavailable for a live agent raises ``ValueError`` (never silently replaced).
@@ -120,6 +121,8 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
                 "obs": spaces.Box(-np.inf, np.inf, (self.n_agents, self.obs_dim), np.float32),
                 "state": spaces.Box(-np.inf, np.inf, (self.state_dim,), np.float32),
                 "mask": spaces.Box(0, 1, (self.n_agents, self.n_actions), np.int8),
+                # 1 for agents still in the episode; BDPS's group selector attends only to them
+                "alive": spaces.Box(0, 1, (self.n_agents,), np.int8),
             }
         )
         self.action_space = spaces.MultiDiscrete([self.n_actions] * self.n_agents)
@@ -251,7 +254,12 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
                     # selectable action; the no-op is forwarded and the env ignores or applies it.
                     mask[i, self.noop_action] = 1
         self._mask = mask
-        return {"obs": joint, "state": self._state(joint), "mask": mask.copy()}
+        return {
+            "obs": joint,
+            "state": self._state(joint),
+            "mask": mask.copy(),
+            "alive": np.asarray(visible, dtype=np.int8).copy(),
+        }
 
     def _state(self, joint_obs: np.ndarray) -> np.ndarray:
         if not self._use_env_state:

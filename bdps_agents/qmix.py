@@ -16,6 +16,7 @@ One update, top to bottom (``_update_with_batch``):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +37,8 @@ from bdps_agents.replay import EpisodeReplayBuffer
 
 @dataclass(kw_only=True)
 class QMIXTrainingStats(TrainingStats):
-    loss: float | None = None
+    loss: float | None = None  # the total loss (BDPS: L_TD + L_U + L_V)
+    td_loss: float | None = None
     q_taken_mean: float | None = None
     target_mean: float | None = None
     grad_norm: float | None = None
@@ -84,7 +86,8 @@ class QMIX(OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorit
     """Recurrent QMIX (or VDN with a ``VDNMixer``) trained on whole episodes.
 
     Use it with an :class:`~bdps_agents.replay.EpisodeReplayBuffer`; ``batch_size`` in the
-    trainer counts episodes.
+    trainer counts episodes. ``extra_trainable``: further modules the optimiser updates
+    (subclasses' own mixers).
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class QMIX(OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorit
         target_update_interval: int = 200,
         max_grad_norm: float | None = 10.0,
         reward_scale: float = 1.0,
+        extra_trainable: Sequence[nn.Module] = (),
     ) -> None:
         super().__init__(policy=policy)
         LaggedNetworkFullUpdateAlgorithmMixin.__init__(self)
@@ -113,7 +117,9 @@ class QMIX(OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorit
         self.target_update_interval = target_update_interval
         self.reward_scale = reward_scale
         self.optim = self._create_grad_norm_optimizer(
-            nn.ModuleList([policy, mixer]), optim or AdamOptimizerFactory(lr=5e-4), max_grad_norm
+            nn.ModuleList([policy, mixer, *extra_trainable]),
+            optim or AdamOptimizerFactory(lr=5e-4),
+            max_grad_norm,
         )
         self.target_agent = self._add_lagged_network(policy.agent)
         self.target_mixer = self._add_lagged_network(mixer)
@@ -162,10 +168,17 @@ class QMIX(OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorit
         }
 
     # -- the update -----------------------------------------------------------------------------
+    def agent_q_values(self, ep: dict[str, torch.Tensor], target: bool = False) -> torch.Tensor:
+        """Per-agent Q-values ``(B, T+1, n, A)`` over the episode batch (online or target nets).
+
+        The one place a sharing scheme enters the update: BDPS overrides it."""
+        agent = self.target_agent if target else self.policy.agent
+        return agent(ep["inputs"])
+
     def td_loss(self, ep: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        q = self.policy.agent(ep["inputs"])  # (B, T+1, n, A)
+        q = self.agent_q_values(ep)  # (B, T+1, n, A)
         with torch.no_grad():
-            q_target = self.target_agent(ep["inputs"])
+            q_target = self.agent_q_values(ep, target=True)
         q_taken = q[:, :-1].gather(-1, ep["act"].unsqueeze(-1)).squeeze(-1)  # (B, T, n)
         q_tot = self.mixer(q_taken, ep["state"][:, :-1])  # (B, T)
         with torch.no_grad():
@@ -190,7 +203,9 @@ class QMIX(OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorit
             return QMIXTrainingStats()
         loss, stats = self.td_loss(self.episode_tensors(batch))
         grad_norm = self.step(loss)
-        return QMIXTrainingStats(loss=loss.item(), grad_norm=grad_norm, **stats)
+        return QMIXTrainingStats(
+            loss=loss.item(), td_loss=loss.item(), grad_norm=grad_norm, **stats
+        )
 
     def step(self, loss: torch.Tensor) -> float:
         """One optimiser step; copies to the target networks every ``target_update_interval``."""

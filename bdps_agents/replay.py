@@ -8,6 +8,7 @@ hidden state (PyMARL style). Tianshou's buffer stores transitions; this subclass
 * each observation stored once (``ignore_obs_next``); only the observation that follows the
   *last* step of an episode is kept on the side, because a truncated episode bootstraps from it;
 * the policy's recurrent state (``policy.hidden_state``) is not stored: training re-computes it;
+  other policy outputs (BDPS's roles and groups chosen while acting) are kept and replayed;
 * ``hasnull`` checks each added batch instead of copying the whole buffer after every collect
   step (Tianshou 2.0.1's trainer calls it every step; the stock version is O(buffer size)).
 
@@ -37,6 +38,10 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
     def add(self, batch: Batch, buffer_ids: np.ndarray | list[int] | None = None):  # type: ignore[override]
         obs_next = batch.obs_next
         kept = Batch({k: batch[k] for k in batch.get_keys() if k not in ("policy", "obs_next")})
+        policy_out = batch.get("policy", Batch())
+        extra = {k: policy_out[k] for k in policy_out.get_keys() if k != "hidden_state"}
+        if extra:
+            kept.policy = Batch(extra)
         if not self._has_null and kept.hasnull():
             self._has_null = True
         result = super().add(kept, buffer_ids)
@@ -93,7 +98,8 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
 
         Observation-like leaves (``obs``) have ``T + 1`` steps: step ``L`` of an episode of length
         ``L`` is the observation after its last action; later slots are zeros. Transition leaves
-        (``act``, ``rew``, ``terminated``, ``truncated``) have ``T`` steps. ``valid`` is ``(B, T)``.
+        (``act``, ``rew``, ``terminated``, ``truncated``, ``policy``) have ``T`` steps (padded
+        slots repeat the first step). ``valid`` is ``(B, T)``.
         """
         idx, valid, lengths = self.episode_indices(starts)
         B, T = idx.shape
@@ -109,7 +115,10 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
             return out
 
         seq_obs = Batch({k: with_final(obs[k], final[k]) for k in obs.get_keys()})
+        policy = self._meta.get("policy", Batch())
+        replayed = Batch({k: policy[k][idx] for k in policy.get_keys()})
         return Batch(
+            policy=replayed,
             obs=seq_obs,
             act=self._meta.act[idx],
             rew=np.where(valid, self._meta.rew[idx], 0.0),

@@ -21,10 +21,11 @@ from tianshou.data import Collector
 from tianshou.env import BaseVectorEnv, DummyVectorEnv, SubprocVectorEnv
 from tianshou.trainer import OffPolicyTrainerParams
 
+from bdps_agents.bdps import BDPS, BDPSPolicy
 from bdps_agents.config import EnvConfig, ExperimentConfig, build_config
 from bdps_agents.exploration import LinearSchedule
 from bdps_agents.joint_env import JointEnv
-from bdps_agents.networks import RecurrentAgent, make_mixer
+from bdps_agents.networks import GroupSelector, RecurrentAgent, RoleSelector, make_mixer
 from bdps_agents.policy import AgentInputs, MultiAgentQPolicy
 from bdps_agents.qmix import QMIX
 from bdps_agents.replay import EpisodeReplayBuffer
@@ -76,39 +77,74 @@ class EnvSpec:
 
 
 def build_policy(cfg: ExperimentConfig, spec: EnvSpec) -> MultiAgentQPolicy:
-    net = cfg.network
+    """QMIX policy for ``full``/``none`` sharing, BDPS policy for ``individual``/``bilevel``."""
+    net, b = cfg.network, cfg.bdps
     inputs = AgentInputs(
         spec.n_agents, spec.obs_dim, spec.n_actions, net.last_action_input, net.agent_id_input
     )
-    groups = 1 if net.sharing == "full" else spec.n_agents
-    agent = RecurrentAgent(inputs.dim, spec.n_actions, net.hidden_dim, groups=groups)
-    return MultiAgentQPolicy(
-        agent=agent,
-        inputs=inputs,
-        action_space=spec.action_space,
-        observation_space=spec.observation_space,
-        eps_training=cfg.exploration.eps_start,
-        eps_inference=cfg.exploration.eps_test,
-        seed=cfg.training.seed,
+    groups = {"full": 1, "none": spec.n_agents}.get(net.sharing, b.n_roles)
+    common = {
+        "agent": RecurrentAgent(inputs.dim, spec.n_actions, net.hidden_dim, groups=groups),
+        "inputs": inputs,
+        "action_space": spec.action_space,
+        "observation_space": spec.observation_space,
+        "eps_training": cfg.exploration.eps_start,
+        "eps_inference": cfg.exploration.eps_test,
+        "seed": cfg.training.seed,
+    }
+    if not cfg.uses_selectors:
+        return MultiAgentQPolicy(**common)
+    role_selector = RoleSelector(
+        spec.n_actions, b.n_roles, b.role_interval, b.role_gru_dim, b.vae_hidden_dim
+    )
+    bilevel = {}
+    if net.sharing == "bilevel":
+        bilevel = {
+            # group networks also read the role network's hidden state h^U (Sec. 3.2)
+            "group_agent": RecurrentAgent(
+                inputs.dim + net.hidden_dim, spec.n_actions, net.hidden_dim, groups=b.n_groups
+            ),
+            "group_selector": GroupSelector(
+                b.n_roles, b.n_groups, b.group_embed_dim, b.gat_dim, b.group_gru_dim
+            ),
+            "group_interval": b.group_interval,
+        }
+    return BDPSPolicy(
+        **common, role_selector=role_selector, role_interval=b.role_interval, **bilevel
     )
 
 
 def build_algorithm(cfg: ExperimentConfig, spec: EnvSpec) -> QMIX:
+    """QMIX (``full``/``none``) or BDPS (``individual``/``bilevel``) with its policy."""
+    cfg.check_env(spec.n_agents, spec.episode_limit)
     net, alg = cfg.network, cfg.algorithm
     policy = build_policy(cfg, spec)
-    mixer = make_mixer(
-        net.mixer, spec.n_agents, spec.state_dim, net.mixing_embed_dim, net.hypernet_hidden_dim
-    )
-    return QMIX(
-        policy=policy,
-        mixer=mixer,
-        optim=AdamOptimizerFactory(lr=alg.lr),
-        gamma=alg.gamma,
-        td_lambda=alg.td_lambda,
-        double_q=alg.double_q,
-        target_update_interval=alg.target_update_interval,
-        max_grad_norm=alg.max_grad_norm,
-        reward_scale=alg.reward_scale,
+
+    def mixer():
+        return make_mixer(
+            net.mixer, spec.n_agents, spec.state_dim, net.mixing_embed_dim, net.hypernet_hidden_dim
+        )
+
+    common = {
+        "policy": policy,
+        "mixer": mixer(),
+        "optim": AdamOptimizerFactory(lr=alg.lr),
+        "gamma": alg.gamma,
+        "td_lambda": alg.td_lambda,
+        "double_q": alg.double_q,
+        "target_update_interval": alg.target_update_interval,
+        "max_grad_norm": alg.max_grad_norm,
+        "reward_scale": alg.reward_scale,
+    }
+    if not cfg.uses_selectors:
+        return QMIX(**common)
+    b = cfg.bdps
+    return BDPS(
+        **common,
+        group_mixer=mixer() if net.sharing == "bilevel" else None,
+        kl_weight=b.kl_weight,
+        role_loss_weight=b.role_loss_weight,
+        group_loss_weight=b.group_loss_weight,
     )
 
 

@@ -33,7 +33,8 @@ def greedy_available(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
 
 
 def assert_joint_obs(env: JointEnv, obs: dict[str, np.ndarray]) -> None:
-    assert set(obs) == {"obs", "state", "mask"}
+    assert set(obs) == {"obs", "state", "mask", "alive"}
+    assert obs["alive"].dtype == np.int8 and obs["alive"].shape == (env.n_agents,)
     assert obs["obs"].dtype == np.float32 and obs["obs"].shape == (env.n_agents, env.obs_dim)
     assert obs["state"].dtype == np.float32 and obs["state"].shape == (env.state_dim,)
     assert obs["mask"].dtype == np.int8 and obs["mask"].shape == (env.n_agents, env.n_actions)
@@ -360,6 +361,7 @@ def test_dead_agent_gets_zero_obs_noop_mask_and_is_not_forwarded() -> None:
         if t >= 3:
             np.testing.assert_array_equal(obs["obs"][1], 0.0)
             np.testing.assert_array_equal(obs["mask"][1], noop_only)
+            assert obs["alive"][1] == 0 and obs["alive"][[0, 2]].all()
             if not terminated:  # live and truncated agents show real observations
                 assert obs["obs"][0].any() and obs["obs"][2].any()
         if terminated or truncated:

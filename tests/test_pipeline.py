@@ -40,9 +40,13 @@ def _cfg(**sections):
 
 
 @pytest.mark.parametrize("vector_env", ["dummy", "subproc"])
-@pytest.mark.parametrize("sharing", ["full", "none"])
+@pytest.mark.parametrize("sharing", ["full", "none", "individual", "bilevel"])
 def test_trains_under_offpolicy_trainer(tmp_path, vector_env, sharing):
-    cfg = _cfg(env={"vector_env": vector_env}, network={"sharing": sharing})
+    cfg = _cfg(
+        env={"vector_env": vector_env},
+        network={"sharing": sharing},
+        bdps={"role_interval": 3, "group_interval_multiple": 2},
+    )
     run = build_run(cfg)
     try:
         before = {k: v.clone() for k, v in run.policy.agent.state_dict().items()}
@@ -63,8 +67,10 @@ def test_trains_under_offpolicy_trainer(tmp_path, vector_env, sharing):
         assert result.update_step >= 5
         after = run.policy.agent.state_dict()
         assert any(not torch.equal(before[k], after[k]) for k in before), "no parameter changed"
-        # per-agent weights really are separate stacked networks in "none" mode
+        # one stacked network (full), one per agent (none), one per role (BDPS, k = 2)
         assert run.policy.agent.groups == (1 if sharing == "full" else 2)
+        assert hasattr(run.policy, "role_selector") == (sharing in ("individual", "bilevel"))
+        assert (getattr(run.policy, "group_selector", None) is not None) == (sharing == "bilevel")
     finally:
         run.close()
 

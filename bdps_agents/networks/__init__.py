@@ -1,7 +1,19 @@
 """Neural modules: stacked (per-group) layers, the recurrent agent, mixers."""
 
 from bdps_agents.networks.agent import RecurrentAgent
+from bdps_agents.networks.group_selector import GraphAttention, GroupSelector
 from bdps_agents.networks.mixer import QMixer, VDNMixer, make_mixer
+from bdps_agents.networks.role_selector import RoleSelector
 from bdps_agents.networks.stacked import StackedGRUCell, StackedLinear
 
-__all__ = ["QMixer", "RecurrentAgent", "StackedGRUCell", "StackedLinear", "VDNMixer", "make_mixer"]
+__all__ = [
+    "GraphAttention",
+    "GroupSelector",
+    "QMixer",
+    "RecurrentAgent",
+    "RoleSelector",
+    "StackedGRUCell",
+    "StackedLinear",
+    "VDNMixer",
+    "make_mixer",
+]

@@ -1,0 +1,402 @@
+"""BDPS: bi-level dynamic parameter sharing (paper Sec. 3) on the recurrent QMIX learner.
+
+Acting (``BDPSPolicy.forward``), per env step t of an episode:
+
+1. every T_U steps (t % T_U == 0) the role selector U reads each agent's last T_U advantage
+   vectors A = max Q − Q, encodes them (GRU → VAE) and sets role u = argmax z   (Eq. 3);
+2. every T_V = e·T_U steps the group selector V maps one-hot roles → MLP → GAT (heads = k,
+   alive agents only) → GRU → group Q-values and picks groups ε-greedily       (Eq. 4, 5);
+3. agent i's Q-values come from role network u_i (k networks, stacked) and, in ``bilevel`` mode,
+   group network v_i (m networks) whose input also holds the role network's hidden state h^U:
+   Q = Q^U + Q^V                                                                 (Eq. 6);
+4. masked ε-greedy action; the new advantage vector enters the window.
+
+Training (``BDPS._update_with_batch``) replays the roles and groups chosen while acting:
+L = L_TD (Eq. 9, via QMIX with Q = Q^U + Q^V) + w_U·L_U (VAE, Eq. 7) + w_V·L_V (group selector
+as an RL task over T_V-step rewards with its own mixer and target networks, Eq. 8).
+``sharing="individual"`` is the single-level ablation: roles only, Q = Q^U, no L_V.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tianshou.data import Batch
+from torch import nn
+
+from bdps_agents.networks.agent import RecurrentAgent
+from bdps_agents.networks.group_selector import GroupSelector
+from bdps_agents.networks.role_selector import RoleSelector
+from bdps_agents.policy import AgentInputs, MultiAgentQPolicy, masked_argmax, random_available
+from bdps_agents.qmix import QMIX, QMIXTrainingStats
+
+
+def masked_advantage(q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A = max_a Q − Q over available actions (≥ 0); 0 for unavailable actions (Sec. 3.1.1)."""
+    best = q.masked_fill(~mask, float("-inf")).max(-1, keepdim=True).values
+    return torch.where(mask, best - q, torch.zeros_like(q))
+
+
+def masked_entropy(q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Entropy of softmax(Q) over available actions (the p of Eq. 10)."""
+    logp = torch.log_softmax(q.masked_fill(~mask, float("-inf")), dim=-1)
+    return -(logp.exp() * logp.masked_fill(~mask, 0.0)).sum(-1)
+
+
+class BDPSPolicy(MultiAgentQPolicy):
+    """Acting with role and group selectors; roles/groups go to the buffer via ``policy``.
+
+    ``agent`` holds the k role networks; ``group_agent`` the m group networks (``None`` in the
+    single-level ``individual`` mode); ``group_selector`` likewise.
+    """
+
+    def __init__(
+        self,
+        *,
+        agent: RecurrentAgent,
+        inputs: AgentInputs,
+        role_selector: RoleSelector,
+        role_interval: int,
+        group_agent: RecurrentAgent | None = None,
+        group_selector: GroupSelector | None = None,
+        group_interval: int | None = None,
+        action_space: gym.spaces.MultiDiscrete,
+        observation_space: gym.Space | None = None,
+        eps_training: float = 1.0,
+        eps_inference: float = 0.0,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(
+            agent=agent,
+            inputs=inputs,
+            action_space=action_space,
+            observation_space=observation_space,
+            eps_training=eps_training,
+            eps_inference=eps_inference,
+            seed=seed,
+        )
+        if (group_agent is None) != (group_selector is None):
+            raise ValueError("group_agent and group_selector go together (bilevel mode)")
+        self.bilevel = group_agent is not None
+        if self.bilevel and (group_interval is None or group_interval % role_interval):
+            raise ValueError(
+                f"group_interval T_V ({group_interval}) must be a multiple e*T_U of "
+                f"role_interval T_U ({role_interval})"
+            )
+        self.role_selector = role_selector
+        self.group_agent = group_agent
+        self.group_selector = group_selector
+        self.role_interval = role_interval
+        self.group_interval = group_interval if self.bilevel else None
+        self.torch_rng = torch.Generator().manual_seed(0 if seed is None else seed)
+
+    def seed(self, seed: int) -> None:
+        super().seed(seed)
+        self.torch_rng.manual_seed(seed)
+
+    def initial_state(self, batch_size: int) -> Batch:
+        R, n, A, H = batch_size, self.n_agents, self.n_actions, self.agent.hidden_dim
+        state = super().initial_state(batch_size)
+        state.t = np.zeros(R, dtype=np.int64)  # step within the episode
+        state.adv = np.zeros((R, n, self.role_interval, A), dtype=np.float32)
+        state.role = np.zeros((R, n), dtype=np.int64)
+        if self.bilevel:
+            state.h_group = np.zeros((R, n, self.group_agent.hidden_dim), dtype=np.float32)
+            state.h_selector = np.zeros((R, n, self.group_selector.hidden_dim), dtype=np.float32)
+            state.group = np.zeros((R, n), dtype=np.int64)
+        del H
+        return state
+
+    def bilevel_q(
+        self,
+        x: torch.Tensor,
+        h: torch.Tensor,
+        role: torch.Tensor,
+        h_group: torch.Tensor | None,
+        group: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One step of Eq. 6: (Q = Q^U [+ Q^V], new h^U, new h^V)."""
+        q_u, h = self.agent.step(x, h, role)
+        if not self.bilevel:
+            return q_u, h, None
+        q_v, h_group = self.group_agent.step(torch.cat([x, h], -1), h_group, group)
+        return q_u + q_v, h, h_group
+
+    def forward(self, batch: Batch, state: Any | None = None, **kwargs: Any) -> Batch:
+        obs = batch.obs
+        mask_np = np.asarray(obs.mask).astype(bool)
+        R = mask_np.shape[0]
+        if state is None or not isinstance(state, Batch) or len(state.get_keys()) == 0:
+            state = self.initial_state(R)
+        eps = self.current_eps
+        t = np.asarray(state.t)
+        with torch.no_grad():
+            role = torch.as_tensor(state.role)
+            roles_due = torch.as_tensor(t % self.role_interval == 0)
+            if roles_due.any():  # Eq. 3 on the last T_U advantage vectors
+                adv = torch.as_tensor(state.adv)
+                out = self.role_selector(adv.flatten(0, 1), sample=True, generator=self.torch_rng)
+                role = torch.where(roles_due[:, None], out.role.view(R, -1), role)
+            group = h_group = None
+            h_selector = None
+            if self.bilevel:
+                group = torch.as_tensor(state.group)
+                h_group = torch.as_tensor(state.h_group)
+                h_selector = torch.as_tensor(state.h_selector)
+                groups_due = torch.as_tensor(t % self.group_interval == 0)
+                if groups_due.any():  # Eq. 4-5, ε-greedy over group Q-values
+                    alive = torch.as_tensor(np.asarray(obs.alive)).bool()
+                    sel = self.group_selector(role, alive, h_selector)
+                    chosen = GroupSelector.epsilon_greedy(sel.q, eps, self.rng)
+                    group = torch.where(groups_due[:, None], chosen, group)
+                    h_selector = torch.where(groups_due[:, None, None], sel.h, h_selector)
+            o = torch.as_tensor(np.asarray(obs.obs), dtype=torch.float32)
+            x = self.inputs(o, torch.as_tensor(state.last_act))
+            q, h, h_group = self.bilevel_q(x, torch.as_tensor(state.h), role, h_group, group)
+            mask = torch.as_tensor(mask_np)
+            act = masked_argmax(q, mask).numpy()
+            new_adv = masked_advantage(q, mask)
+        if eps > 0.0:
+            explore = self.rng.random(act.shape) < eps
+            act = np.where(explore, random_available(mask_np, self.rng), act)
+        window = np.concatenate([np.asarray(state.adv)[:, :, 1:], new_adv.numpy()[:, :, None]], 2)
+        new_state = Batch(
+            h=h.numpy(),
+            last_act=np.eye(self.n_actions, dtype=np.float32)[act],
+            t=t + 1,
+            adv=window,
+            role=role.numpy(),
+        )
+        replay = Batch(role=role.numpy().astype(np.int8))
+        if self.bilevel:
+            new_state.h_group = h_group.numpy()
+            new_state.h_selector = h_selector.numpy()
+            new_state.group = group.numpy()
+            replay.group = group.numpy().astype(np.int8)
+        return Batch(act=act, state=new_state, policy=replay)
+
+
+@dataclass(kw_only=True)
+class BDPSTrainingStats(QMIXTrainingStats):
+    role_loss: float | None = None
+    vae_mse: float | None = None
+    vae_kl: float | None = None
+    group_loss: float | None = None
+    delta_h: float | None = None
+    role_switch_rate: float | None = None
+    group_switch_rate: float | None = None
+    # per-role / per-group assignment fractions; flattened into the loss dict for logging
+    assignments: dict[str, float] = field(default_factory=dict)
+
+    def _get_self_dict(self) -> dict[str, Any]:
+        own = {k: v for k, v in self.__dict__.items() if k != "assignments"}
+        return {**own, **self.assignments}
+
+
+def _switch_rate(assign: torch.Tensor, valid: torch.Tensor) -> float:
+    """Fraction of (decision, agent) pairs whose assignment differs from the previous decision."""
+    if assign.shape[1] < 2:
+        return 0.0
+    both = (valid[:, 1:] & valid[:, :-1]).unsqueeze(-1).expand_as(assign[:, 1:])
+    if not both.any():
+        return 0.0
+    return (assign[:, 1:] != assign[:, :-1])[both].float().mean().item()
+
+
+class BDPS(QMIX):
+    """The BDPS learner: QMIX's TD loss on Q = Q^U + Q^V, plus L_U and L_V.
+
+    :param group_mixer: QMIX mixer of the group selector's Q-values (Eq. 8); None in the
+        single-level ``individual`` mode.
+    :param kl_weight: λ of Eq. 7.
+    :param role_loss_weight, group_loss_weight: weights of L_U and L_V in the total loss.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: BDPSPolicy,
+        mixer: nn.Module,
+        group_mixer: nn.Module | None = None,
+        kl_weight: float = 0.1,
+        role_loss_weight: float = 1.0,
+        group_loss_weight: float = 1.0,
+        **qmix_kwargs: Any,
+    ) -> None:
+        if policy.bilevel != (group_mixer is not None):
+            raise ValueError("a group_mixer is needed exactly in bilevel mode")
+        extra = [group_mixer] if group_mixer is not None else []
+        super().__init__(policy=policy, mixer=mixer, extra_trainable=extra, **qmix_kwargs)
+        self.group_mixer = group_mixer
+        self.kl_weight = kl_weight
+        self.role_loss_weight, self.group_loss_weight = role_loss_weight, group_loss_weight
+        if policy.bilevel:
+            self.target_group_agent = self._add_lagged_network(policy.group_agent)
+            self.target_group_selector = self._add_lagged_network(policy.group_selector)
+            self.target_group_mixer = self._add_lagged_network(group_mixer)
+        self._online_levels: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    # -- batch ------------------------------------------------------------------------------
+    def episode_tensors(self, batch: Batch) -> dict[str, torch.Tensor]:
+        ep = super().episode_tensors(batch)
+        lengths = torch.as_tensor(batch.lengths)
+        rows = torch.arange(len(lengths))
+
+        def with_final(stored: np.ndarray) -> torch.Tensor:
+            # the assignment in force after the last action = the last one chosen (T+1 steps)
+            x = torch.as_tensor(stored, dtype=torch.long)
+            out = torch.cat([x, x[:, -1:]], 1)
+            out[rows, lengths] = x[rows, lengths - 1]
+            return out
+
+        ep["role"] = with_final(batch.policy.role)
+        if self.policy.bilevel:
+            ep["group"] = with_final(batch.policy.group)
+            ep["alive"] = torch.as_tensor(batch.obs.alive).bool()
+        ep["lengths"] = lengths
+        return ep
+
+    # -- Eq. 6 over the episode batch ---------------------------------------------------------
+    def agent_q_values(self, ep: dict[str, torch.Tensor], target: bool = False) -> torch.Tensor:
+        policy = self.policy
+        agent = self.target_agent if target else policy.agent
+        q_u, h_u = agent(ep["inputs"], index=ep["role"], return_hidden=True)
+        if not policy.bilevel:
+            q = q_u
+            q_v = torch.zeros_like(q_u)
+        else:
+            group_agent = self.target_group_agent if target else policy.group_agent
+            q_v = group_agent(torch.cat([ep["inputs"], h_u], -1), index=ep["group"])
+            q = q_u + q_v
+        if not target:
+            self._online_levels = (q_u, q_v)
+        return q
+
+    # -- Eq. 7 ----------------------------------------------------------------------------------
+    def role_loss(self, ep: dict[str, torch.Tensor], q: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """VAE loss on the advantage windows that preceded each role decision t = j·T_U, j ≥ 1.
+
+        Advantages are recomputed from the current (detached) Q-values."""
+        T_U = self.policy.role_interval
+        T = ep["act"].shape[1]
+        n_windows = (T - 1) // T_U  # decisions at T_U, 2T_U, ... that lie before step T
+        if n_windows == 0:
+            zero = q.new_zeros(())
+            return zero, {"vae_mse": 0.0, "vae_kl": 0.0}
+        adv = masked_advantage(q[:, :T].detach(), ep["mask"][:, :T])  # (B, T, n, A)
+        windows = adv[:, : n_windows * T_U].unflatten(1, (n_windows, T_U))  # (B, J, T_U, n, A)
+        windows = windows.permute(0, 1, 3, 2, 4)  # (B, J, n, T_U, A)
+        decision = torch.arange(1, n_windows + 1) * T_U
+        weight = (decision[None] < ep["lengths"][:, None]).float()  # decision inside episode
+        weight = weight[:, :, None].expand(*windows.shape[:3])
+        flat = windows.flatten(0, 2)
+        out = self.policy.role_selector(flat, sample=True, generator=self.policy.torch_rng)
+        total, mse, kl = self.policy.role_selector.loss(
+            flat, out, self.kl_weight, weight=weight.flatten()
+        )
+        return total, {"vae_mse": mse.item(), "vae_kl": kl.item()}
+
+    # -- Eq. 8 ----------------------------------------------------------------------------------
+    def group_loss(self, ep: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        """TD loss of the group selector on T_V-step reward sums (RODE-style extra RL task).
+
+        Decision j happens at step τ_j = j·T_V while τ_j < L. Its target is the reward summed
+        over [τ_j, τ_j + T_V) plus γ·Q̄^V_tot at the next decision — or, for the interval holding
+        the episode end, at the observation after the last step (0 if terminated)."""
+        policy = self.policy
+        T_V = policy.group_interval
+        B, T = ep["act"].shape[:2]
+        L = ep["lengths"]
+        J = -(-T // T_V)
+        j = torch.arange(J + 1)
+        n_dec = -(-L // T_V)  # decisions per episode
+        pos = torch.minimum(j[None] * T_V, L[:, None])  # (B, J+1): decision steps, then L
+        pos = torch.where(j[None] < n_dec[:, None], pos, L[:, None])
+        valid = j[None, :J] < n_dec[:, None]  # (B, J)
+
+        def at(x: torch.Tensor) -> torch.Tensor:
+            return x[torch.arange(B)[:, None], pos]
+
+        roles, alive, state = at(ep["role"]), at(ep["alive"]), at(ep["state"])
+        q_sel, _ = policy.group_selector.unroll(roles, alive)  # (B, J+1, n, m)
+        chosen = q_sel[:, :J].gather(-1, at(ep["group"])[:, :J, :, None]).squeeze(-1)
+        q_tot = self.group_mixer(chosen, state[:, :J])  # (B, J)
+        with torch.no_grad():
+            # the lagged wrapper exposes only forward; its .module is the eval-mode copy
+            q_sel_target, _ = self.target_group_selector.module.unroll(roles, alive)
+            best = q_sel[:, 1:].argmax(-1, keepdim=True)  # double-Q over groups
+            q_next = q_sel_target[:, 1:].gather(-1, best).squeeze(-1)
+            v_next = self.target_group_mixer(q_next, state[:, 1:])  # (B, J)
+            rew = torch.zeros(B, J * T_V)
+            rew[:, :T] = ep["rew"]
+            interval_rew = rew.unflatten(1, (J, T_V)).sum(-1)
+            terminated = ep["terminated"].any(1)  # the episode ended in a terminal state
+            last = j[None, :J] == (n_dec - 1)[:, None]
+            not_done = 1.0 - (last & terminated[:, None]).float()
+            y = interval_rew + self.gamma * not_done * v_next
+        w = valid.float()
+        loss = ((q_tot - y) ** 2 * w).sum() / w.sum()
+        group = at(ep["group"])[:, :J]
+        stats = {"group_switch_rate": _switch_rate(group, valid)}
+        m = policy.group_selector.n_groups
+        for g in range(m):
+            stats[f"group_{g}_frac"] = ((group == g) & valid[..., None]).sum().item() / max(
+                1, int(valid.sum()) * group.shape[-1]
+            )
+        return loss, stats
+
+    # -- the update ---------------------------------------------------------------------------
+    def _update_with_batch(self, batch: Batch) -> BDPSTrainingStats:  # type: ignore[override]
+        if len(batch.get_keys()) == 0:
+            return BDPSTrainingStats()
+        ep = self.episode_tensors(batch)
+        td, stats = self.td_loss(ep)
+        q_u, q_v = self._online_levels
+        q = q_u + q_v
+        l_u, u_stats = self.role_loss(ep, q)
+        loss = td + self.role_loss_weight * l_u
+        extra: dict[str, Any] = {"role_loss": l_u.item(), **u_stats}
+        assignments: dict[str, float] = {}
+        if self.policy.bilevel:
+            l_v, v_stats = self.group_loss(ep)
+            loss = loss + self.group_loss_weight * l_v
+            extra["group_loss"] = l_v.item()
+            extra["group_switch_rate"] = v_stats.pop("group_switch_rate")
+            assignments.update(v_stats)
+        extra.update(self._role_diagnostics(ep, q_u, q_v, assignments))
+        grad_norm = self.step(loss)
+        return BDPSTrainingStats(
+            loss=loss.item(),
+            td_loss=td.item(),
+            grad_norm=grad_norm,
+            assignments=assignments,
+            **stats,
+            **extra,
+        )
+
+    def _role_diagnostics(
+        self, ep: dict, q_u: torch.Tensor, q_v: torch.Tensor, assignments: dict[str, float]
+    ) -> dict[str, float]:
+        """ΔH (Eq. 10) over valid steps, role fractions and switch rate at role decisions."""
+        T = ep["act"].shape[1]
+        valid = ep["valid"]
+        out: dict[str, float] = {}
+        with torch.no_grad():
+            mask = ep["mask"][:, :T]
+            if self.policy.bilevel:
+                dh = masked_entropy(q_v[:, :T], mask) - masked_entropy(q_u[:, :T], mask)
+                out["delta_h"] = dh.mean(-1)[valid].mean().item()
+            T_U = self.policy.role_interval
+            role = ep["role"][:, :T:T_U]  # assignments at role decisions
+            dec_valid = valid[:, ::T_U]
+            out["role_switch_rate"] = _switch_rate(role, dec_valid)
+            denom = max(1, int(dec_valid.sum()) * role.shape[-1])
+            for k in range(self.policy.role_selector.n_roles):
+                assignments[f"role_{k}_frac"] = (
+                    (role == k) & dec_valid[..., None]
+                ).sum().item() / denom
+        return out

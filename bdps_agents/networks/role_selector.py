@@ -1,0 +1,135 @@
+"""The role selector U (paper Sec. 3.1): a GRU-VAE over each agent's recent advantages.
+
+An agent's role is read from the VAE bottleneck rather than from its observation, so one odd
+action does not flip it: a GRU summarises the last ``T_U`` advantage vectors
+``A_t = max_a Q_t - Q_t`` (>= 0), the encoder maps that summary to a k-dimensional Gaussian, and
+the role is the argmax of a sample from it (Eq. 3). Training reconstructs the advantage window
+from the sample and regularises the Gaussian towards N(0, I) (Eq. 7).
+
+Choices the paper leaves open (App. F only says "simple linear layers and activation functions"):
+
+* encoder: ``h -> Linear -> ReLU -> Linear -> (mu, logvar)``, one hidden layer;
+* decoder: ``z -> Linear -> ReLU -> Linear`` producing the whole flattened window
+  ``window * n_actions`` at once (not a recurrent decoder), with a linear output: the target is
+  >= 0 but an unconstrained output keeps gradients alive where a ReLU would clip them;
+* the GRU starts from zeros for every window, so a role depends on that window only.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+
+class RoleOutput(NamedTuple):
+    """One role decision for N agents."""
+
+    role: torch.Tensor  # (N,) long, argmax of z (Eq. 3)
+    z: torch.Tensor  # (N, n_roles) latent sample (== mu when not sampling)
+    mu: torch.Tensor  # (N, n_roles)
+    logvar: torch.Tensor  # (N, n_roles) log sigma^2
+    recon: torch.Tensor  # (N, window, n_actions) decoded advantage window
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag exp(logvar)) || N(0, I)), summed over the last dim -> shape ``mu[..., 0]``."""
+    return -0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
+
+
+def _weighted_mean(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean of x (N,) over rows with weight > 0; 0 (with a graph) when no row counts."""
+    if weight is None:
+        return x.mean()
+    w = weight.to(x.dtype)
+    # where, not w * x: a non-finite excluded row must not make the value 0 * inf = NaN (its
+    # gradient would still be NaN, so padding should be finite, e.g. zeros)
+    total = torch.where(w > 0, w * x, torch.zeros_like(x)).sum()
+    denom = w.sum()
+    return total / torch.where(denom > 0, denom, torch.ones_like(denom))
+
+
+class RoleSelector(nn.Module):
+    """Advantage windows ``(N, window, n_actions)`` -> roles ``(N,)`` via a GRU-VAE.
+
+    N is any flat batch of agents; callers reshape ``(B, n)`` to ``N`` and back.
+    """
+
+    def __init__(
+        self,
+        n_actions: int,
+        n_roles: int,
+        window: int,
+        hidden_dim: int = 64,
+        vae_hidden_dim: int = 64,
+    ) -> None:
+        super().__init__()
+        if n_roles < 1 or window < 1 or n_actions < 1:
+            raise ValueError(
+                f"n_actions, n_roles and window must be >= 1, got {n_actions}, {n_roles}, {window}"
+            )
+        self.n_actions, self.n_roles, self.window = n_actions, n_roles, window
+        self.hidden_dim, self.vae_hidden_dim = hidden_dim, vae_hidden_dim
+        self.gru = nn.GRU(n_actions, hidden_dim, batch_first=True)
+        # one output layer for mu and logvar together, split in encode()
+        self.encoder = nn.Sequential(
+            nn.Linear(hidden_dim, vae_hidden_dim), nn.ReLU(), nn.Linear(vae_hidden_dim, 2 * n_roles)
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(n_roles, vae_hidden_dim),
+            nn.ReLU(),
+            nn.Linear(vae_hidden_dim, window * n_actions),
+        )
+
+    def features(self, adv: torch.Tensor) -> torch.Tensor:
+        """The GRU's last hidden state over the window (from zeros): ``(N, hidden_dim)``."""
+        if adv.dim() != 3 or adv.shape[1:] != (self.window, self.n_actions):
+            raise ValueError(
+                f"expected advantages of shape (N, {self.window}, {self.n_actions}), "
+                f"got {tuple(adv.shape)}"
+            )
+        _, h_n = self.gru(adv)
+        return h_n[-1]
+
+    def encode(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Role feature ``(N, hidden_dim)`` -> (mu, logvar), each ``(N, n_roles)``."""
+        mu, logvar = self.encoder(h).chunk(2, dim=-1)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent ``(N, n_roles)`` -> reconstructed window ``(N, window, n_actions)``."""
+        return self.decoder(z).view(*z.shape[:-1], self.window, self.n_actions)
+
+    def forward(
+        self,
+        adv: torch.Tensor,
+        sample: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> RoleOutput:
+        """Choose roles; ``sample=False`` uses z = mu (deterministic evaluation)."""
+        mu, logvar = self.encode(self.features(adv))
+        if sample:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            z = mu + (0.5 * logvar).exp() * eps
+        else:
+            z = mu
+        return RoleOutput(z.argmax(-1), z, mu, logvar, self.decode(z))
+
+    def loss(
+        self,
+        adv: torch.Tensor,
+        out: RoleOutput,
+        kl_weight: float,
+        weight: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Eq. 7: (total, mse, kl) with total = mse + kl_weight * kl.
+
+        mse is the mean over every element of the window, kl is summed over latent dims and
+        averaged over agents. ``weight`` ``(N,)`` (0/1 or non-negative) drops padded or invalid
+        windows from both means; if nothing counts all three are 0.
+        """
+        mse = (out.recon - adv).pow(2).flatten(1).mean(-1)  # (N,)
+        kl = gaussian_kl(out.mu, out.logvar)  # (N,)
+        mse, kl = _weighted_mean(mse, weight), _weighted_mean(kl, weight)
+        return mse + kl_weight * kl, mse, kl
