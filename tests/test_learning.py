@@ -1,4 +1,4 @@
-"""QMIX learns: a seeded run on a small LBF task clearly beats a uniformly random policy."""
+"""QMIX and BDPS learn: seeded runs on a small LBF task clearly beat a uniformly random policy."""
 
 from __future__ import annotations
 
@@ -40,12 +40,16 @@ def random_policy_return(cfg, episodes: int) -> float:
 
 
 @pytest.mark.slow
-def test_qmix_beats_random_on_small_lbf(tmp_path):
+@pytest.mark.parametrize("sharing", ["full", "bilevel"])  # QMIX, BDPS
+def test_learner_beats_random_on_small_lbf(tmp_path, sharing):
     torch.set_num_threads(1)
-    cfg = build_config(TASK)
+    data = {**TASK, "network": {"sharing": sharing}}
+    # T_U = 3, T_V = 6: several role and group updates within the 15-step episodes
+    data["bdps"] = {"n_roles": 2, "n_groups": 2, "role_interval": 3, "group_interval_multiple": 2}
+    cfg = build_config(data)
     baseline = random_policy_return(cfg, episodes=128)
     result = train(cfg, tmp_path)
     trained = evaluate(result.checkpoint, episodes=128)["return_mean"]
-    print(f"random {baseline:.3f} -> QMIX greedy {trained:.3f}")
+    print(f"random {baseline:.3f} -> {sharing} greedy {trained:.3f}")
     assert baseline < 0.4, "the task is too easy to show learning"
-    assert trained >= baseline + 0.3, f"QMIX {trained:.3f} vs random {baseline:.3f}"
+    assert trained >= baseline + 0.3, f"{sharing}: {trained:.3f} vs random {baseline:.3f}"
