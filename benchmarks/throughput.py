@@ -6,8 +6,12 @@
 4. milliseconds per update.
 
     python benchmarks/throughput.py [--steps 20000] [--envs 8] [--task 15x15-4p-5f]
+                                    [--modes full,bilevel]
 
-Ends with: ``ratio collect/raw=X end-to-end/raw=Y update_ms=Z``.
+Each sharing mode in ``--modes`` is measured (collect-only, end-to-end, ms per update); the first
+mode (QMIX, ``full``) is the baseline for the cost ratio of the others. Ends with:
+``ratio collect/raw=X end-to-end/raw=Y update_ms=Z`` for the first mode, then one
+``cost <mode>/full=C`` line per further mode (end-to-end time per env step relative to QMIX).
 """
 
 from __future__ import annotations
@@ -48,45 +52,31 @@ def raw_steps_per_second(task: str, steps: int, seed: int = 0) -> float:
     start = time.perf_counter()
     for _ in range(steps):
         valid = env.unwrapped._valid_actions
-        actions = [int(rng.choice(valid[p])) for p in env.unwrapped.players]
+        actions = [valid[p][rng.integers(len(valid[p]))].value for p in env.unwrapped.players]
         _, _, terminated, truncated, _ = env.step(actions)
         if terminated or truncated:
             env.reset()
     return steps / (time.perf_counter() - start)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--task", default="15x15-4p-5f")
-    ap.add_argument("--steps", type=int, default=20_000)
-    ap.add_argument("--envs", type=int, default=8)
-    ap.add_argument("--steps-per-update", type=int, default=50)
-    ap.add_argument("--batch-episodes", type=int, default=32)
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-
-    cfg = ExperimentConfig.model_validate(
-        {"env": {"adapter": "lbf", "kwargs": {"task": args.task}, "num_train_envs": args.envs}}
-    )
-    raw = raw_steps_per_second(args.task, args.steps)
-    print(f"raw env:        {raw:9.0f} steps/s  (ForagingEnv alone, random valid actions)")
-
+def measure(cfg: ExperimentConfig, args: argparse.Namespace) -> tuple[float, float, float]:
+    """(collect-only steps/s, end-to-end steps/s, ms per update) for one configuration."""
     probe = make_joint(cfg.env)
     algorithm = build_algorithm(cfg, EnvSpec.of(probe))
     policy = algorithm.policy
     limit = probe.episode_limit or 50
     buffer = EpisodeReplayBuffer(2000 * limit, args.envs)
-    collector = Collector(policy, make_vector_env(cfg.env, args.envs, seed=0), buffer)
+    venv = make_vector_env(cfg.env, args.envs, seed=0)
+    collector = Collector(policy, venv, buffer)
     per_collect = -(-args.steps_per_update // args.envs) * args.envs
 
     with policy_within_training_step(policy):
         policy.set_eps_training(0.5)
         collector.reset()
-        collector.collect(n_step=per_collect)  # warm caches / first allocations
+        collector.collect(n_step=max(per_collect, 4 * limit * args.envs))  # complete episodes
         start = time.perf_counter()
         collector.collect(n_step=args.steps)
         collect = args.steps / (time.perf_counter() - start)
-        print(f"collect-only:   {collect:9.0f} steps/s  (adapter + JointEnv + Collector + policy)")
 
         n_iter = max(1, args.steps // per_collect)
         update_time = 0.0
@@ -97,14 +87,58 @@ def main() -> None:
             algorithm.update(buffer, args.batch_episodes)
             update_time += time.perf_counter() - t0
         e2e = n_iter * per_collect / (time.perf_counter() - start)
-        update_ms = 1000 * update_time / n_iter
-    print(
-        f"end-to-end:     {e2e:9.0f} steps/s  (one {args.batch_episodes}-episode update per "
-        f"{per_collect} env steps)"
-    )
-    print(f"update:         {update_ms:9.1f} ms per update")
+    venv.close()
+    return collect, e2e, 1000 * update_time / n_iter
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--task", default="15x15-4p-5f")
+    ap.add_argument("--steps", type=int, default=20_000)
+    ap.add_argument("--envs", type=int, default=8)
+    ap.add_argument("--steps-per-update", type=int, default=50)
+    ap.add_argument("--batch-episodes", type=int, default=32)
+    ap.add_argument("--modes", default="full,bilevel", help="sharing modes; the first is the base")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    modes = args.modes.split(",")
+
+    raw = raw_steps_per_second(args.task, args.steps)
+    print(f"task {args.task}, {args.envs} envs, {args.steps} steps per figure")
+    print(f"raw env:             {raw:9.0f} steps/s  (ForagingEnv alone, random valid actions)")
+    results = {}
+    for mode in modes:
+        cfg = ExperimentConfig.model_validate(
+            {
+                "env": {
+                    "adapter": "lbf",
+                    "kwargs": {"task": args.task},
+                    "num_train_envs": args.envs,
+                },
+                "network": {"sharing": mode},
+                "bdps": {
+                    "n_roles": 2,
+                    "n_groups": 2,
+                    "role_interval": 5,
+                    "group_interval_multiple": 2,
+                },
+            }
+        )
+        collect, e2e, update_ms = measure(cfg, args)
+        results[mode] = (collect, e2e, update_ms)
+        print(
+            f"[{mode:10s}] collect-only: {collect:9.0f} steps/s  (adapter + JointEnv + Collector + policy)"
+        )
+        print(
+            f"[{mode:10s}] end-to-end:   {e2e:9.0f} steps/s  (one {args.batch_episodes}-episode "
+            f"update per ~{args.steps_per_update} env steps)"
+        )
+        print(f"[{mode:10s}] update:       {update_ms:9.1f} ms per update")
+    collect, e2e, update_ms = results[modes[0]]
     ratios = f"collect/raw={collect / raw:.2f} end-to-end/raw={e2e / raw:.2f}"
     print(f"ratio {ratios} update_ms={update_ms:.1f}")
+    for mode in modes[1:]:
+        print(f"cost {mode}/{modes[0]}={e2e / results[mode][1]:.2f}")
 
 
 if __name__ == "__main__":

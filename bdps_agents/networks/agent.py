@@ -52,16 +52,23 @@ class RecurrentAgent(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Unroll x ``(B, T, n, input_dim)`` from h0 (zeros) -> q ``(B, T, n, A)``.
 
-        ``index`` is ``(B, T, n)`` when the assignment changes over time, else None.
+        ``index`` is ``(B, T, n)`` (long, or its one-hot float form ``(B, T, n, G)``) when the
+        assignment changes over time, else None.
         With ``return_hidden`` also returns the hidden states ``(B, T, n, hidden)``.
         """
         B, T, n, _ = x.shape
+        if index is not None and self.groups > 1:
+            index = self.fc_in.onehot(index, x.dtype)  # converted once for every layer and step
         e = torch.relu(self.fc_in(x, index))
         gi = self.rnn.input_gates(e, index)  # all time steps at once
+        # unbind once: indexing gi[:, t] in the loop would make each step's backward allocate
+        # and fill a zero tensor the size of the whole sequence (O(T^2) memory traffic)
+        gates = gi.unbind(1)
+        steps = [None] * T if index is None else index.unbind(1)
         h = self.initial_state(B, n).to(x) if h0 is None else h0
         hs = []
-        for t in range(T):
-            h = self.rnn.step_from_gates(gi[:, t], h, None if index is None else index[:, t])
+        for gate, step_index in zip(gates, steps, strict=True):
+            h = self.rnn.step_from_gates(gate, h, step_index)
             hs.append(h)
         hidden = torch.stack(hs, dim=1)
         q = self.fc_out(hidden, index)
