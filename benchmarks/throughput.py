@@ -126,9 +126,8 @@ def main() -> None:
         )
         collect, e2e, update_ms = measure(cfg, args)
         results[mode] = (collect, e2e, update_ms)
-        print(
-            f"[{mode:10s}] collect-only: {collect:9.0f} steps/s  (adapter + JointEnv + Collector + policy)"
-        )
+        what = "adapter + JointEnv + Collector + policy"
+        print(f"[{mode:10s}] collect-only: {collect:9.0f} steps/s  ({what})")
         print(
             f"[{mode:10s}] end-to-end:   {e2e:9.0f} steps/s  (one {args.batch_episodes}-episode "
             f"update per ~{args.steps_per_update} env steps)"
