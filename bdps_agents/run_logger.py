@@ -120,9 +120,10 @@ class RunLogger(TensorboardLogger):
 
 
 def plot_learning_curve(
-    history: list[tuple[int, float, float]], path: str | Path, title: str
+    history: list[tuple[int, float, float]], path: str | Path, title: str, episodes: int
 ) -> None:
-    """Greedy test return vs env steps (mean ± std over test episodes) to a PNG."""
+    """Greedy test return vs env steps to a PNG: mean over the test episodes, with a band of
+    ± one standard error of that mean."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,8 +133,9 @@ def plot_learning_curve(
     fig, ax = plt.subplots(figsize=(6, 4))
     if history:
         steps, mean, std = (np.array(c, dtype=float) for c in zip(*history, strict=True))
-        ax.plot(steps, mean, label="greedy test return")
-        ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        sem = std / np.sqrt(max(episodes, 1))
+        ax.plot(steps, mean, marker=".", label=f"greedy test return ({episodes} episodes)")
+        ax.fill_between(steps, mean - sem, mean + sem, alpha=0.2)
     ax.set_xlabel("env steps")
     ax.set_ylabel("team return")
     ax.set_title(title)

@@ -287,12 +287,12 @@ def train(cfg: ExperimentConfig, logdir: str | Path | None = None) -> TrainResul
     )
     elapsed = time.time() - start
     env_steps = logger.env_steps + warm.n_collected_steps
-    final_mean, final_std = greedy_return(run, tc.test_episodes)
-    logger.test_history.append((env_steps, final_mean, final_std))
+    final_mean, _ = greedy_return(run, tc.test_episodes)  # fresh episodes, after training
     logger.log_metric("final", env_steps, "greedy_return", final_mean)
     checkpoint = logdir / "checkpoint.pt"
     save_checkpoint(checkpoint, run, env_steps)
-    plot_learning_curve(logger.test_history, logdir / "learning_curve.png", cfg.scenario)
+    title = f"{cfg.scenario} ({cfg.network.sharing} sharing, seed {tc.seed})"
+    plot_learning_curve(logger.test_history, logdir / "learning_curve.png", title, tc.test_episodes)
     steps_per_second = (env_steps - warm.n_collected_steps) / max(elapsed, 1e-9)
     logger.finalize()
     run.close()
