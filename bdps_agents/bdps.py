@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from tianshou.data import Batch
@@ -31,7 +30,7 @@ from torch import nn
 from bdps_agents.networks.agent import RecurrentAgent
 from bdps_agents.networks.group_selector import GroupSelector
 from bdps_agents.networks.role_selector import RoleSelector
-from bdps_agents.policy import AgentInputs, MultiAgentQPolicy, masked_argmax, random_available
+from bdps_agents.policy import MultiAgentQPolicy, masked_argmax, random_available
 from bdps_agents.qmix import QMIX, QMIXTrainingStats
 
 
@@ -57,28 +56,15 @@ class BDPSPolicy(MultiAgentQPolicy):
     def __init__(
         self,
         *,
-        agent: RecurrentAgent,
-        inputs: AgentInputs,
         role_selector: RoleSelector,
         role_interval: int,
         group_agent: RecurrentAgent | None = None,
         group_selector: GroupSelector | None = None,
         group_interval: int | None = None,
-        action_space: gym.spaces.MultiDiscrete,
-        observation_space: gym.Space | None = None,
-        eps_training: float = 1.0,
-        eps_inference: float = 0.0,
-        seed: int | None = None,
+        **policy_kwargs: Any,
     ) -> None:
-        super().__init__(
-            agent=agent,
-            inputs=inputs,
-            action_space=action_space,
-            observation_space=observation_space,
-            eps_training=eps_training,
-            eps_inference=eps_inference,
-            seed=seed,
-        )
+        """``policy_kwargs`` are :class:`MultiAgentQPolicy`'s (``agent`` = the role networks)."""
+        super().__init__(**policy_kwargs)
         if (group_agent is None) != (group_selector is None):
             raise ValueError("group_agent and group_selector go together (bilevel mode)")
         self.bilevel = group_agent is not None
@@ -92,6 +78,7 @@ class BDPSPolicy(MultiAgentQPolicy):
         self.group_selector = group_selector
         self.role_interval = role_interval
         self.group_interval = group_interval if self.bilevel else None
+        seed = policy_kwargs.get("seed")
         self.torch_rng = torch.Generator().manual_seed(0 if seed is None else seed)
 
     def seed(self, seed: int) -> None:

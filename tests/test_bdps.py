@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
+from conftest import config_with
 from tianshou.algorithm.algorithm_base import policy_within_training_step
 
 from bdps_agents.bdps import BDPS, BDPSPolicy, masked_advantage
-from bdps_agents.config import ConfigError, build_config
+from bdps_agents.config import ConfigError
 from bdps_agents.qmix import QMIX
 from bdps_agents.training import build_run
 
@@ -31,10 +30,7 @@ BASE = {
 
 
 def _cfg(**sections):
-    data = json.loads(json.dumps(BASE))
-    for key, value in sections.items():
-        data.setdefault(key, {}).update(value)
-    return build_config(data)
+    return config_with(BASE, **sections)
 
 
 def _collect(run, episodes: int, eps: float = 1.0):

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import config_with
 from tianshou.algorithm.algorithm_base import policy_within_training_step
 from tianshou.data import Batch
 from tianshou.trainer import OffPolicyTrainerParams
@@ -16,7 +17,6 @@ from tianshou.utils import TensorboardLogger
 from torch.utils.tensorboard import SummaryWriter
 
 from bdps_agents.cli import main as cli_main
-from bdps_agents.config import build_config
 from bdps_agents.training import build_run, load_checkpoint
 
 SMALL = {
@@ -33,10 +33,7 @@ SMALL = {
 
 
 def _cfg(**sections):
-    data = json.loads(json.dumps(SMALL))
-    for key, value in sections.items():
-        data.setdefault(key, {}).update(value)
-    return build_config(data)
+    return config_with(SMALL, **sections)
 
 
 @pytest.mark.parametrize("vector_env", ["dummy", "subproc"])
