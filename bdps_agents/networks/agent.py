@@ -39,6 +39,8 @@ class RecurrentAgent(nn.Module):
         self, x: torch.Tensor, h: torch.Tensor, index: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """x ``(..., n, input_dim)``, h ``(..., n, hidden)`` -> (q ``(..., n, A)``, new h)."""
+        if index is not None and self.groups > 1:
+            index = self.fc_in.onehot(index, x.dtype)  # once for the four layers
         e = torch.relu(self.fc_in(x, index))
         h = self.rnn(e, h, index)
         return self.fc_out(h, index), h
