@@ -174,3 +174,10 @@ def test_cli_reports_bad_config(capsys):
     code = cli_main(["train", "--scenario", "lbf/8x8-2p-2f", "--set", "algorithm.gamma=7"])
     assert code == 2
     assert "algorithm.gamma" in capsys.readouterr().err
+
+
+def test_cli_reports_unknown_adapter(capsys):
+    code = cli_main(["train", "--scenario", "lbf/8x8-2p-2f", "--set", "env.adapter=starcraft3"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "starcraft3" in err and "lbf" in err  # names the bad adapter and the known ones
