@@ -88,6 +88,7 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
             self._n_actions_per_agent.append(int(act_space.n))
             self._obs_spaces.append(_inner_obs_space(env.observation_space(agent)))
         self._obs_dims = [spaces.flatdim(s) for s in self._obs_spaces]
+        self._box_obs = [isinstance(s, spaces.Box) for s in self._obs_spaces]
         self.n_actions = max(self._n_actions_per_agent)
         self.obs_dim = max(self._obs_dims)
 
@@ -235,8 +236,11 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
             if isinstance(raw, dict) and "observation" in raw:
                 dict_mask = raw.get("action_mask")
                 raw = raw["observation"]
-            flat = np.asarray(spaces.flatten(self._obs_spaces[i], raw), dtype=np.float32)
-            joint[i, : self._obs_dims[i]] = flat.ravel()
+            if self._box_obs[i]:  # the common case; skips gymnasium's generic flatten
+                joint[i, : self._obs_dims[i]] = np.asarray(raw, dtype=np.float32).reshape(-1)
+            else:
+                flat = np.asarray(spaces.flatten(self._obs_spaces[i], raw), dtype=np.float32)
+                joint[i, : self._obs_dims[i]] = flat.ravel()
             agent_mask = (infos.get(agent) or {}).get("action_mask", dict_mask)
             n = self._n_actions_per_agent[i]
             if agent_mask is None:

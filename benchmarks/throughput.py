@@ -99,12 +99,13 @@ def main() -> None:
     ap.add_argument("--steps-per-update", type=int, default=50)
     ap.add_argument("--batch-episodes", type=int, default=32)
     ap.add_argument("--modes", default="full,bilevel", help="sharing modes; the first is the base")
+    ap.add_argument("--vector-env", choices=["dummy", "subproc"], default="dummy")
     args = ap.parse_args()
     torch.set_num_threads(1)
     modes = args.modes.split(",")
 
     raw = raw_steps_per_second(args.task, args.steps)
-    print(f"task {args.task}, {args.envs} envs, {args.steps} steps per figure")
+    print(f"task {args.task}, {args.envs} {args.vector_env} envs, {args.steps} steps per figure")
     print(f"raw env:             {raw:9.0f} steps/s  (ForagingEnv alone, random valid actions)")
     results = {}
     for mode in modes:
@@ -114,6 +115,7 @@ def main() -> None:
                     "adapter": "lbf",
                     "kwargs": {"task": args.task},
                     "num_train_envs": args.envs,
+                    "vector_env": args.vector_env,
                 },
                 "network": {"sharing": mode},
                 "bdps": {
