@@ -209,7 +209,7 @@ class BDPS(QMIX):
         policy: BDPSPolicy,
         mixer: nn.Module,
         group_mixer: nn.Module | None = None,
-        kl_weight: float = 0.1,
+        kl_weight: float = 1e-4,
         role_loss_weight: float = 1.0,
         group_loss_weight: float = 1.0,
         **qmix_kwargs: Any,

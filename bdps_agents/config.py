@@ -63,7 +63,9 @@ class BDPSConfig(_Strict):
     n_groups: int = Field(2, ge=2, description="m groups")
     role_interval: int = Field(5, ge=1, description="T_U: env steps between role updates")
     group_interval_multiple: int = Field(1, ge=1, description="e in T_V = e * T_U")
-    kl_weight: float = Field(0.1, ge=0.0, description="lambda in Eq. 7")
+    # 1e-4: at 0.1 (and slowly at 1e-3) the VAE collapsed to its prior on LBF, making roles
+    # random draws (docs/results.md)
+    kl_weight: float = Field(1e-4, ge=0.0, description="lambda in Eq. 7")
     role_loss_weight: float = Field(1.0, ge=0.0, description="weight of L_U in the total loss")
     group_loss_weight: float = Field(1.0, ge=0.0, description="weight of L_V in the total loss")
     role_gru_dim: int = Field(64, ge=1)

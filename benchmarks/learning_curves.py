@@ -51,7 +51,7 @@ def main(argv: list[str]) -> None:
         steps = [s for s in sorted(shortest) if s <= last]
         values = np.array([np.interp(steps, sorted(c), [c[k] for k in sorted(c)]) for c in curves])
         mean = values.mean(0)
-        ax.plot(steps, mean, label=f"{label} ({len(runs)} seeds)")
+        ax.plot(steps, mean, label=f"{label} (seeds: {len(runs)})")
         ax.fill_between(steps, values.min(0), values.max(0), alpha=0.2)
         print(f"\n{label}: {', '.join(Path(r).name for r in runs)}")
         for i, s in enumerate(steps):
