@@ -194,6 +194,13 @@ def _switch_rate(assign: torch.Tensor, valid: torch.Tensor) -> float:
     return (assign[:, 1:] != assign[:, :-1])[both].float().mean().item()
 
 
+def _fractions(name: str, assign: torch.Tensor, valid: torch.Tensor, k: int) -> dict[str, float]:
+    """Share of valid (decision, agent) pairs assigned to each of the k roles/groups."""
+    counts = torch.bincount(assign[valid].flatten(), minlength=k).float()
+    share = (counts / counts.sum().clamp(min=1)).tolist()
+    return {f"{name}_{i}_frac": share[i] for i in range(k)}
+
+
 class BDPS(QMIX):
     """The BDPS learner: QMIX's TD loss on Q = Q^U + Q^V, plus L_U and L_V.
 
@@ -329,11 +336,7 @@ class BDPS(QMIX):
         loss = ((q_tot - y) ** 2 * w).sum() / w.sum()
         group = at(ep["group"])[:, :J]
         stats = {"group_switch_rate": _switch_rate(group, valid)}
-        m = policy.group_selector.n_groups
-        for g in range(m):
-            stats[f"group_{g}_frac"] = ((group == g) & valid[..., None]).sum().item() / max(
-                1, int(valid.sum()) * group.shape[-1]
-            )
+        stats.update(_fractions("group", group, valid, policy.group_selector.n_groups))
         return loss, stats
 
     # -- the update ---------------------------------------------------------------------------
@@ -381,9 +384,7 @@ class BDPS(QMIX):
             role = ep["role"][:, :T:T_U]  # assignments at role decisions
             dec_valid = valid[:, ::T_U]
             out["role_switch_rate"] = _switch_rate(role, dec_valid)
-            denom = max(1, int(dec_valid.sum()) * role.shape[-1])
-            for k in range(self.policy.role_selector.n_roles):
-                assignments[f"role_{k}_frac"] = (
-                    (role == k) & dec_valid[..., None]
-                ).sum().item() / denom
+            assignments.update(
+                _fractions("role", role, dec_valid, self.policy.role_selector.n_roles)
+            )
         return out
