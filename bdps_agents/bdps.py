@@ -86,7 +86,9 @@ class BDPSPolicy(MultiAgentQPolicy):
         self.torch_rng.manual_seed(seed)
 
     def initial_state(self, batch_size: int) -> Batch:
-        R, n, A, H = batch_size, self.n_agents, self.n_actions, self.agent.hidden_dim
+        """QMIX's state plus step counter, advantage window, assignments and the group level's
+        hidden states; all zero, as the Collector resets them at episode ends."""
+        R, n, A = batch_size, self.n_agents, self.n_actions
         state = super().initial_state(batch_size)
         state.t = np.zeros(R, dtype=np.int64)  # step within the episode
         state.adv = np.zeros((R, n, self.role_interval, A), dtype=np.float32)
@@ -95,7 +97,6 @@ class BDPSPolicy(MultiAgentQPolicy):
             state.h_group = np.zeros((R, n, self.group_agent.hidden_dim), dtype=np.float32)
             state.h_selector = np.zeros((R, n, self.group_selector.hidden_dim), dtype=np.float32)
             state.group = np.zeros((R, n), dtype=np.int64)
-        del H
         return state
 
     def bilevel_q(
