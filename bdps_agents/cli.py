@@ -37,8 +37,10 @@ def _train(args: argparse.Namespace) -> int:
         flush=True,
     )
     result = train(cfg, args.logdir)
+    extra = "".join(f", {name} {value:.3f}" for name, value in result.final_metrics.items())
     print(
-        f"final greedy return {result.final_greedy_return:.3f} after {result.env_steps} env steps "
+        f"final greedy return {result.final_greedy_return:.3f}{extra} "
+        f"after {result.env_steps} env steps "
         f"({result.steps_per_second:.0f} steps/s)\n"
         f"checkpoint: {result.checkpoint}\n"
         f"learning curve: {result.logdir / 'learning_curve.png'}\n"
@@ -95,12 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bdps_agents.adapters import AdapterLoadError, UnknownAdapterError
+    from bdps_agents.adapters import UnknownAdapterError
 
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (ConfigError, FileNotFoundError, UnknownAdapterError, AdapterLoadError) as err:
+    # ImportError: an optional simulator is not installed (the message gives the install command)
+    except (ConfigError, FileNotFoundError, ImportError, UnknownAdapterError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -29,6 +29,7 @@ class RunLogger(TensorboardLogger):
         progress: bool = True,
         training_interval: int = 1000,
         update_interval: int = 1000,
+        test_metrics_fn: Any = None,
     ) -> None:
         self.logdir = Path(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
@@ -45,6 +46,9 @@ class RunLogger(TensorboardLogger):
         # env steps taken before the trainer started (warm-up), added to the trainer's counter
         self.step_offset = 0
         self._eps_fn = eps_fn
+        # called after each test: {name: mean over the test episodes}, e.g. {"win_rate": 0.4}
+        self._test_metrics_fn = test_metrics_fn
+        self.last_test_metrics: dict[str, float] = {}
         self._episodes = 0
         self._env_steps = 0  # the trainer's counter (tqdm's is frozen when the bar is disabled)
         self._recent_returns: deque[tuple[float, int]] = deque(maxlen=100)  # (mean, episodes)
@@ -80,6 +84,8 @@ class RunLogger(TensorboardLogger):
         if self._eps_fn is not None:
             postfix["eps"] = f"{self._eps_fn(step):.3f}"
         postfix["test"] = f"{self.test_history[-1][1]:.3f}" if self.test_history else "-"
+        if "win_rate" in self.last_test_metrics:
+            postfix["win"] = f"{self.last_test_metrics['win_rate']:.2f}"
         self._bar.set_postfix(postfix, refresh=False)
         super().log_training_data(log_data, step)
 
@@ -91,6 +97,11 @@ class RunLogger(TensorboardLogger):
                 (total, float(returns["mean"]), float(returns.get("std", 0.0)))
             )
             self._csv.writerow(["test", total, "greedy_return", self.test_history[-1][1]])
+            if self._test_metrics_fn is not None:
+                self.last_test_metrics = self._test_metrics_fn()
+                for name, value in self.last_test_metrics.items():
+                    self.writer.add_scalar(f"test/{name}", value, global_step=step)
+                    self._csv.writerow(["test", total, name, value])
         super().log_test_data(log_data, step)
 
     def log_metric(self, scope: str, step: int, name: str, value: float) -> None:

@@ -148,6 +148,35 @@ def build_algorithm(cfg: ExperimentConfig, spec: EnvSpec) -> QMIX:
     )
 
 
+# Episode metrics logged under another name: the mean of SMAC's final battle_won is the win rate.
+EPISODE_METRIC_NAMES = {"battle_won": "win_rate"}
+
+
+class EpisodeMetrics:
+    """A Collector ``on_episode_done_hook`` that keeps each finished episode's final value of the
+    env's ``metric_keys`` (read from the last step's info), e.g. SMAC's ``battle_won``."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self.keys = keys
+        self.values: dict[str, list[float]] = {key: [] for key in keys}
+
+    def __call__(self, episode: Any) -> None:
+        for key in self.keys:
+            self.values[key].append(float(episode.info[key][-1]))
+        return None  # nothing added to the buffer
+
+    def pop_means(self) -> dict[str, float]:
+        """Mean per metric (named by ``EPISODE_METRIC_NAMES``) since the last call; clears."""
+        means = {
+            EPISODE_METRIC_NAMES.get(key, key): float(np.mean(values))
+            for key, values in self.values.items()
+            if values
+        }
+        for values in self.values.values():
+            values.clear()
+        return means
+
+
 @dataclass
 class Run:
     cfg: ExperimentConfig
@@ -159,6 +188,7 @@ class Run:
     train_collector: Collector
     test_collector: Collector
     schedule: LinearSchedule
+    test_metrics: EpisodeMetrics
 
     @property
     def policy(self) -> MultiAgentQPolicy:
@@ -180,6 +210,7 @@ def build_run(cfg: ExperimentConfig) -> Run:
     seed_everything(tc.seed)
     probe = make_joint(cfg.env)
     spec = EnvSpec.of(probe)
+    metric_keys = probe.metric_keys
     probe.close()
     limit = spec.episode_limit or 1000
     if cfg.replay.capacity_episodes < cfg.env.num_train_envs:
@@ -194,6 +225,7 @@ def build_run(cfg: ExperimentConfig) -> Run:
     train_envs = make_vector_env(cfg.env, cfg.env.num_train_envs, tc.seed)
     test_envs = make_vector_env(cfg.env, cfg.env.num_test_envs, tc.seed + 10_000)
     ex = cfg.exploration
+    test_metrics = EpisodeMetrics(metric_keys)
     return Run(
         cfg=cfg,
         spec=spec,
@@ -202,8 +234,9 @@ def build_run(cfg: ExperimentConfig) -> Run:
         train_envs=train_envs,
         test_envs=test_envs,
         train_collector=Collector(algorithm.policy, train_envs, buffer),
-        test_collector=Collector(algorithm.policy, test_envs),
+        test_collector=Collector(algorithm.policy, test_envs, on_episode_done_hook=test_metrics),
         schedule=LinearSchedule(ex.eps_start, ex.eps_end, ex.anneal_steps),
+        test_metrics=test_metrics,
     )
 
 
@@ -215,6 +248,7 @@ class TrainResult:
     final_greedy_return: float
     test_history: list[tuple[int, float, float]]
     steps_per_second: float
+    final_metrics: dict[str, float] = field(default_factory=dict)  # e.g. win_rate
 
 
 def save_checkpoint(path: Path, run: Run, env_step: int) -> None:
@@ -230,7 +264,11 @@ def save_checkpoint(path: Path, run: Run, env_step: int) -> None:
 
 
 def greedy_return(run: Run, episodes: int) -> tuple[float, float]:
-    """Mean and std of the team return over greedy (ε = eps_test) test episodes."""
+    """Mean and std of the team return over greedy (ε = eps_test) test episodes.
+
+    The episodes' metric means (e.g. ``win_rate``) wait in ``run.test_metrics.pop_means()``.
+    """
+    run.test_metrics.pop_means()  # drop values from episodes collected before this call
     run.test_collector.reset()
     stats = run.test_collector.collect(n_episode=episodes)
     return float(np.mean(stats.returns)), float(np.std(stats.returns))
@@ -250,6 +288,7 @@ def train(cfg: ExperimentConfig, logdir: str | Path | None = None) -> TrainResul
         progress=tc.progress,
         training_interval=tc.log_interval,
         update_interval=max(1, tc.log_interval // tc.steps_per_update),  # counted in updates
+        test_metrics_fn=run.test_metrics.pop_means,
     )
 
     # warm-up with uniformly random *available* actions (collect(random=True) ignores masks)
@@ -288,7 +327,10 @@ def train(cfg: ExperimentConfig, logdir: str | Path | None = None) -> TrainResul
     elapsed = time.time() - start
     env_steps = logger.env_steps + warm.n_collected_steps
     final_mean, _ = greedy_return(run, tc.test_episodes)  # fresh episodes, after training
+    final_metrics = run.test_metrics.pop_means()
     logger.log_metric("final", env_steps, "greedy_return", final_mean)
+    for name, value in final_metrics.items():
+        logger.log_metric("final", env_steps, name, value)
     checkpoint = logdir / "checkpoint.pt"
     save_checkpoint(checkpoint, run, env_steps)
     title = f"{cfg.scenario} ({cfg.network.sharing} sharing, seed {tc.seed})"
@@ -297,7 +339,13 @@ def train(cfg: ExperimentConfig, logdir: str | Path | None = None) -> TrainResul
     logger.finalize()
     run.close()
     return TrainResult(
-        logdir, checkpoint, env_steps, final_mean, logger.test_history, steps_per_second
+        logdir,
+        checkpoint,
+        env_steps,
+        final_mean,
+        logger.test_history,
+        steps_per_second,
+        final_metrics,
     )
 
 
@@ -314,12 +362,14 @@ def load_checkpoint(path: str | Path) -> tuple[ExperimentConfig, dict[str, Any]]
 def evaluate(
     checkpoint: str | Path, episodes: int = 32, seed: int | None = None
 ) -> dict[str, float]:
-    """Greedy episodes with a trained checkpoint: mean/std team return."""
+    """Greedy episodes with a trained checkpoint: mean/std team return and episode metrics
+    (e.g. ``win_rate``)."""
     cfg, data = load_checkpoint(checkpoint)
     if seed is not None:
         cfg.training.seed = seed
     run = build_run(cfg)
     run.algorithm.load_state_dict(data["algorithm"])
     mean, std = greedy_return(run, episodes)
+    metrics = run.test_metrics.pop_means()
     run.close()
-    return {"episodes": episodes, "return_mean": mean, "return_std": std}
+    return {"episodes": episodes, "return_mean": mean, "return_std": std, **metrics}

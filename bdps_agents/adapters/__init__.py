@@ -44,6 +44,7 @@ Factory = Callable[..., ParallelEnv]
 # Later adapters (smac, smax, grf) add one line each here, pointing at their own module.
 BUILTIN_ADAPTERS: dict[str, str] = {
     "lbf": "bdps_agents.adapters.lbf:LBFParallelEnv",
+    "smac": "bdps_agents.adapters.smac:make_smac_env",
 }
 
 

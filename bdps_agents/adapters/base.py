@@ -33,8 +33,15 @@ from typing import Any
 import gymnasium
 import numpy as np
 from pettingzoo import ParallelEnv
+from pettingzoo.utils.wrappers import BaseParallelWrapper
 
-__all__ = ["MultiAgentEnvAdapter", "action_mask", "check_adapter_conventions", "to_action_index"]
+__all__ = [
+    "ActionMaskInObservation",
+    "MultiAgentEnvAdapter",
+    "action_mask",
+    "check_adapter_conventions",
+    "to_action_index",
+]
 
 
 def to_action_index(agent: str, action: Any, n: int) -> int:
@@ -97,6 +104,46 @@ class MultiAgentEnvAdapter(ParallelEnv[str, np.ndarray, int]):
             agent: to_action_index(agent, actions[agent], self.action_space(agent).n)
             for agent in self.agents
         }
+
+
+class ActionMaskInObservation(BaseParallelWrapper):
+    """Observations as ``{"observation": obs, "action_mask": mask}`` (PettingZoo's AEC style).
+
+    For tools that look for masks only in observations, e.g. ``pettingzoo.test.parallel_api_test``
+    (it samples ``action_space.sample(mask=obs["action_mask"])`` and otherwise uniformly, which
+    adapters that refuse unavailable actions, like SMAC's, rightly reject).
+    """
+
+    def __init__(self, env: ParallelEnv) -> None:
+        super().__init__(env)
+        self._spaces = {
+            agent: gymnasium.spaces.Dict(
+                {
+                    "observation": env.observation_space(agent),
+                    "action_mask": gymnasium.spaces.Box(
+                        0, 1, (int(env.action_space(agent).n),), dtype=np.int8
+                    ),
+                }
+            )
+            for agent in env.possible_agents
+        }
+
+    def observation_space(self, agent: str) -> gymnasium.spaces.Dict:
+        return self._spaces[agent]
+
+    @staticmethod
+    def _merge(obs: dict[str, Any], infos: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        return {
+            a: {"observation": o, "action_mask": infos[a]["action_mask"]} for a, o in obs.items()
+        }
+
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, infos = self.env.reset(seed=seed, options=options)
+        return self._merge(obs, infos), infos
+
+    def step(self, actions: dict[str, Any]):
+        obs, rewards, terms, truncs, infos = self.env.step(actions)
+        return self._merge(obs, infos), rewards, terms, truncs, infos
 
 
 def check_adapter_conventions(env: ParallelEnv, *, seed: int = 0, max_steps: int = 200) -> None:
