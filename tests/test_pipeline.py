@@ -163,8 +163,10 @@ def test_cli_train_then_eval(tmp_path, capsys):
     rows = list(csv.DictReader((logdir / "metrics.csv").open()))
     assert {"training", "test", "update"} <= {r["scope"] for r in rows}
     assert any(r["metric"] == "greedy_return" for r in rows)
-    final = [r for r in rows if r["scope"] == "final"]
-    assert len(final) == 1 and int(final[0]["step"]) >= 600  # warm-up + trainer steps
+    final = {r["metric"]: r for r in rows if r["scope"] == "final"}
+    assert set(final) == {"greedy_return", "food_collected"}  # LBF's episode metric too
+    assert int(final["greedy_return"]["step"]) >= 600  # warm-up + trainer steps
+    assert any(r["scope"] == "test" and r["metric"] == "food_collected" for r in rows)
     assert cli_main(["eval", "--checkpoint", str(logdir / "checkpoint.pt"), "--episodes", "4"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["episodes"] == 4 and np.isfinite(result["return_mean"])
