@@ -114,7 +114,7 @@ def test_entry_point_is_discovered(
     fresh_registry: AdapterRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _install_entry_point(monkeypatch, "spread", "mpe2.simple_spread_v3:parallel_env")
-    assert available_adapters() == ["lbf", "spread"]
+    assert available_adapters() == sorted([*BUILTIN_ADAPTERS, "spread"])
     env = make_env("spread", N=2, continuous_actions=False)
     assert env.possible_agents == ["agent_0", "agent_1"]
 
@@ -134,7 +134,7 @@ def test_entry_point_does_not_shadow_builtin(
     _install_entry_point(monkeypatch, "lbf", "mpe2.simple_spread_v3:parallel_env")
     with pytest.warns(UserWarning, match="already registered"):
         names = available_adapters()
-    assert names == ["lbf"]
+    assert names == sorted(BUILTIN_ADAPTERS)
     assert isinstance(make_env("lbf"), LBFParallelEnv)
 
 
