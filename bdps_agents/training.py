@@ -8,6 +8,7 @@ reloads a checkpoint and plays greedy episodes.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,13 @@ def _worker_env(env_cfg: EnvConfig) -> JointEnv:
 
 def make_vector_env(env_cfg: EnvConfig, num: int, seed: int) -> BaseVectorEnv:
     fns = [lambda c=env_cfg: _worker_env(c) for _ in range(num)]
-    venv = SubprocVectorEnv(fns) if env_cfg.vector_env == "subproc" else DummyVectorEnv(fns)
+    if env_cfg.vector_env == "subproc":
+        # a forked copy of a process whose jax runtime is running (e.g. SMAX was probed here)
+        # can deadlock inside jax: start fresh interpreters then
+        context = "spawn" if "jax" in sys.modules else None
+        venv: BaseVectorEnv = SubprocVectorEnv(fns, context=context)
+    else:
+        venv = DummyVectorEnv(fns)
     venv.seed(seed)
     return venv
 

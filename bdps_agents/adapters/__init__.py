@@ -41,10 +41,10 @@ ENTRY_POINT_GROUP = "bdps_agents.adapters"
 
 Factory = Callable[..., ParallelEnv]
 
-# Later adapters (smac, smax, grf) add one line each here, pointing at their own module.
 BUILTIN_ADAPTERS: dict[str, str] = {
     "lbf": "bdps_agents.adapters.lbf:LBFParallelEnv",
     "smac": "bdps_agents.adapters.smac:make_smac_env",
+    "smax": "bdps_agents.adapters.smax:make_smax_env",
 }
 
 
