@@ -8,7 +8,6 @@ imported inside the tests that need it.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -18,9 +17,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import require_optional
 
-if importlib.util.find_spec("jaxmarl") is None:
-    pytest.skip("the SMAX tests need jaxmarl (the 'smax' extra)", allow_module_level=True)
+require_optional("jaxmarl", "smax")
 
 from bdps_agents.adapters.smax import (  # noqa: E402  (jax-free import, after the skip)
     SMAC_EPISODE_LIMITS,
@@ -420,3 +419,23 @@ def test_lazy_import_and_cache_dir(tmp_path: Any) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"  # jaxmarl's import-time prints are silenced
+
+
+def test_state_features_lie_in_unit_interval(env: SMAXStarCraft2Env) -> None:
+    """Raw SMAX world states hold map coordinates (0..32), type indices and cooldowns that fall
+    without bound; the state fed to the mixer is scaled to [0, 1] (see _scaled_world_state)."""
+    rng = np.random.default_rng(0)
+    states, longest = [], 0
+    for seed in range(4):
+        env.reseed(seed)
+        env.reset()
+        states.append(env.get_state())
+        done, steps = False, 0
+        while not done:
+            _, done, _ = env.step(random_actions(env, rng))
+            states.append(env.get_state())
+            steps += 1
+        longest = max(longest, steps)
+    states = np.array(states)
+    assert states.min() >= 0.0 and states.max() <= 1.0
+    assert longest > 10 and states.std(axis=0).max() > 0.05  # moving, not constant

@@ -219,6 +219,31 @@ def _smac_avail(smax_avail: jax.Array, alive: jax.Array) -> jax.Array:
     return avail.at[:, 0].set(jnp.logical_not(alive).astype(jnp.int8))
 
 
+def _scaled_world_state(env: Any, world_state: jax.Array) -> jax.Array:
+    """SMAX's ``get_world_state`` with every feature in [0, 1], as SMAC's own state is.
+
+    SMAX's layout: per unit (allies, then enemies) ``[health fraction, x, y, weapon cooldown,
+    unit-type one-hot]`` (zeros for dead units), then every unit's team and type index. Raw map
+    coordinates (0..32) and type indices fed to QMIX's state hypernetworks make the mixing weights
+    large (the failure measured on LBF, docs/results.md), and SMAX's cooldown keeps decreasing
+    below zero while a unit does not shoot (-10 after a few dozen steps): any value <= 0 means
+    "ready" to the game, so it is kept at 0 there. Positions are divided by the map size, the
+    cooldown by the unit type's longest cooldown, type indices by the largest index.
+    """
+    import jax.numpy as jnp
+
+    n_units = env.num_allies + env.num_enemies
+    per_unit = world_state[: -2 * n_units].reshape(n_units, -1)
+    teams, types = world_state[-2 * n_units : -n_units], world_state[-n_units:]
+    size = jnp.array([env.map_width, env.map_height], dtype=jnp.float32)
+    max_cooldown = jnp.max(env.unit_type_weapon_cooldowns)
+    per_unit = per_unit.at[:, 1:3].divide(size)
+    per_unit = per_unit.at[:, 3].set(jnp.maximum(per_unit[:, 3], 0.0) / max_cooldown)
+    n_types = max(1, len(env.unit_type_health) - 1)
+    scaled = jnp.concatenate([per_unit.reshape(-1), teams, types / n_types])
+    return scaled.astype(jnp.float32)
+
+
 def _outputs(
     env: Any, state: Any, obs: dict[str, jax.Array], reward: jax.Array, smax_done: jax.Array
 ) -> SMAXStepOutput:
@@ -238,7 +263,7 @@ def _outputs(
     smax_avail = jnp.stack([smax_avail[agent] for agent in env.agents])
     return SMAXStepOutput(
         obs=jnp.where(allies_alive[:, None], obs_matrix, 0.0),
-        world_state=obs["world_state"].astype(jnp.float32),
+        world_state=_scaled_world_state(env, obs["world_state"]),
         avail=_smac_avail(smax_avail, allies_alive),
         reward=jnp.asarray(reward, dtype=jnp.float32),
         terminated=decided | timed_out | smax_done,
