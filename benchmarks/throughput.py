@@ -1,12 +1,14 @@
-"""Throughput on LBF 15x15-4p-5f, all figures measured in one run.
+"""Throughput on LBF 15x15-4p-5f (or a SMAX map), all figures measured in one run.
 
-1. raw: lbforaging's ForagingEnv alone, random valid actions, no wrappers;
+1. raw: the simulator alone, random available actions, no wrappers (lbforaging's ForagingEnv;
+   for SMAX the jit-compiled ``SMAXStarCraft2Env``, which the adapter wraps);
 2. collect-only: adapter + JointEnv + Tianshou Collector (DummyVectorEnv) + policy acting;
 3. end-to-end: collection plus one 32-episode update per ~50 env steps;
 4. milliseconds per update.
 
-    python benchmarks/throughput.py [--steps 20000] [--envs 8] [--task 15x15-4p-5f]
+    python benchmarks/throughput.py [--steps 20000] [--envs 8] [--env lbf:15x15-4p-5f]
                                     [--modes full,bilevel]
+    python benchmarks/throughput.py --env smax:5m_vs_6m --steps 5000
 
 Each sharing mode in ``--modes`` is measured (collect-only, end-to-end, ms per update); the first
 mode (QMIX, ``full``) is the baseline for the cost ratio of the others. Ends with:
@@ -30,7 +32,9 @@ from bdps_agents.replay import EpisodeReplayBuffer
 from bdps_agents.training import EnvSpec, build_algorithm, make_joint, make_vector_env
 
 
-def raw_steps_per_second(task: str, steps: int, seed: int = 0) -> float:
+def raw_steps_per_second(adapter: str, task: str, steps: int, seed: int = 0) -> float:
+    if adapter == "smax":
+        return raw_smax_steps_per_second(task, steps, seed)
     from lbforaging.foraging import ForagingEnv
 
     kw = parse_task(task)
@@ -57,6 +61,39 @@ def raw_steps_per_second(task: str, steps: int, seed: int = 0) -> float:
         if terminated or truncated:
             env.reset()
     return steps / (time.perf_counter() - start)
+
+
+def raw_smax_steps_per_second(map_name: str, steps: int, seed: int = 0) -> float:
+    from bdps_agents.adapters.smax import SMAXStarCraft2Env
+
+    env = SMAXStarCraft2Env(map_name, seed=seed)
+    rng = np.random.default_rng(seed)
+
+    def run(n: int) -> None:
+        env.reset()
+        for _ in range(n):
+            avail = env.get_avail_actions_array()
+            actions = [int(rng.choice(np.flatnonzero(row))) for row in avail]
+            _, terminated, _ = env.step(actions)
+            if terminated:
+                env.reset()
+
+    run(10)  # compile outside the timing
+    start = time.perf_counter()
+    run(steps)
+    return steps / (time.perf_counter() - start)
+
+
+def env_section(adapter: str, task: str, envs: int, vector_env: str) -> dict:
+    """The ``env`` config section for ``--env adapter:task``."""
+    kwargs = {"lbf": {"task": task}, "smax": {"map_name": task}}[adapter]
+    return {
+        "adapter": adapter,
+        "kwargs": kwargs,
+        "reward_aggregation": "mean" if adapter == "smax" else "sum",
+        "num_train_envs": envs,
+        "vector_env": vector_env,
+    }
 
 
 def measure(cfg: ExperimentConfig, args: argparse.Namespace) -> tuple[float, float, float]:
@@ -93,7 +130,9 @@ def measure(cfg: ExperimentConfig, args: argparse.Namespace) -> tuple[float, flo
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--task", default="15x15-4p-5f")
+    ap.add_argument(
+        "--env", default="lbf:15x15-4p-5f", help="lbf:<task> or smax:<map>, e.g. smax:5m_vs_6m"
+    )
     ap.add_argument("--steps", type=int, default=20_000)
     ap.add_argument("--envs", type=int, default=8)
     ap.add_argument("--steps-per-update", type=int, default=50)
@@ -104,19 +143,18 @@ def main() -> None:
     torch.set_num_threads(1)
     modes = args.modes.split(",")
 
-    raw = raw_steps_per_second(args.task, args.steps)
-    print(f"task {args.task}, {args.envs} {args.vector_env} envs, {args.steps} steps per figure")
-    print(f"raw env:             {raw:9.0f} steps/s  (ForagingEnv alone, random valid actions)")
+    adapter, _, task = args.env.partition(":")
+    if adapter not in ("lbf", "smax") or not task:
+        ap.error(f"--env must be lbf:<task> or smax:<map>, got {args.env!r}")
+    raw = raw_steps_per_second(adapter, task, args.steps)
+    print(f"env {args.env}, {args.envs} {args.vector_env} envs, {args.steps} steps per figure")
+    sim = "ForagingEnv" if adapter == "lbf" else "SMAXStarCraft2Env"
+    print(f"raw env:             {raw:9.0f} steps/s  ({sim} alone, random available actions)")
     results = {}
     for mode in modes:
         cfg = ExperimentConfig.model_validate(
             {
-                "env": {
-                    "adapter": "lbf",
-                    "kwargs": {"task": args.task},
-                    "num_train_envs": args.envs,
-                    "vector_env": args.vector_env,
-                },
+                "env": env_section(adapter, task, args.envs, args.vector_env),
                 "network": {"sharing": mode},
                 "bdps": {
                     "n_roles": 2,

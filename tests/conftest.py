@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
+import os
 from typing import Any
+
+import pytest
 
 from bdps_agents.config import ExperimentConfig, build_config
 
@@ -14,3 +18,18 @@ def config_with(base: dict[str, Any], **sections: dict[str, Any]) -> ExperimentC
     for key, value in sections.items():
         data.setdefault(key, {}).update(value)
     return build_config(data)
+
+
+def require_optional(module: str, extra: str) -> None:
+    """Skip the calling test module when the optional ``module`` is not installed -- or fail it
+    when ``extra`` is listed in ``$BDPS_REQUIRE`` (comma-separated; CI sets it, so that the tests
+    of an environment it installed can never be skipped by accident).
+
+    Uses ``find_spec``: importing e.g. jaxmarl at collection would start jax in every test.
+    """
+    if importlib.util.find_spec(module) is not None:
+        return
+    message = f"{module} is not installed (pip install 'bdps-agents[{extra}]')"
+    if extra in os.environ.get("BDPS_REQUIRE", "").split(","):
+        pytest.fail(f"{message}, but BDPS_REQUIRE lists {extra!r}", pytrace=False)
+    pytest.skip(message, allow_module_level=True)

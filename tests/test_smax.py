@@ -1,22 +1,19 @@
 """The ``smax`` adapter (SMAC semantics over real SMAX) through PettingZoo, JointEnv and training.
 
-jaxmarl is looked up with ``find_spec`` (not imported at collection), see ``test_smax_core.py``.
+jaxmarl is looked up with ``find_spec`` (not imported at collection), see ``require_optional``.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import config_with, require_optional
 from pettingzoo.test import parallel_api_test
 
-if importlib.util.find_spec("jaxmarl") is None:
-    pytest.skip("the SMAX tests need jaxmarl (the 'smax' extra)", allow_module_level=True)
-
-from conftest import config_with  # noqa: E402
+require_optional("jaxmarl", "smax")
 
 from bdps_agents.adapters import make_env  # noqa: E402
 from bdps_agents.adapters.base import (  # noqa: E402

@@ -42,6 +42,7 @@ ENTRY_POINT_GROUP = "bdps_agents.adapters"
 Factory = Callable[..., ParallelEnv]
 
 BUILTIN_ADAPTERS: dict[str, str] = {
+    "grf": "bdps_agents.adapters.grf:GRFParallelEnv",
     "lbf": "bdps_agents.adapters.lbf:LBFParallelEnv",
     "smac": "bdps_agents.adapters.smac:make_smac_env",
     "smax": "bdps_agents.adapters.smax:make_smax_env",
