@@ -25,6 +25,30 @@ def test_every_preset_loads(name):
     assert cfg.scenario == name
 
 
+PAPER_SMAC_MAPS = [
+    "bane_vs_bane", "MMM2", "5m_vs_6m", "3s_vs_5z", "2c_vs_64zg",
+    "27m_vs_30m", "6h_vs_8z", "corridor", "3s5z_vs_3s6z",
+]  # fmt: skip
+SMAX_PAPER_MAPS = ["5m_vs_6m", "3s_vs_5z", "27m_vs_30m", "6h_vs_8z", "3s5z_vs_3s6z"]
+
+
+def test_presets_cover_the_papers_smac_maps_and_smax():
+    names = set(scenario_names())
+    assert {f"smac/{m}" for m in PAPER_SMAC_MAPS} <= names
+    assert {f"smax/{m}" for m in SMAX_PAPER_MAPS} <= names
+
+
+@pytest.mark.parametrize("map_name", SMAX_PAPER_MAPS)
+def test_smax_presets_match_the_smac_ones(map_name):
+    smac, smax = load_config(f"smac/{map_name}"), load_config(f"smax/{map_name}")
+    assert (smac.env.adapter, smax.env.adapter) == ("smac", "smax")
+    assert smax.env.kwargs == smac.env.kwargs == {"map_name": map_name}
+    for section in ("network", "bdps", "exploration", "algorithm"):
+        assert getattr(smax, section) == getattr(smac, section), section
+    # Appendix G: eps anneals over 500k steps on 6h_vs_8z, 70k elsewhere
+    assert smax.exploration.anneal_steps == (500_000 if map_name == "6h_vs_8z" else 70_000)
+
+
 @pytest.mark.parametrize(
     "data, field",
     [
