@@ -19,6 +19,9 @@ from tianshou.utils import TensorboardLogger
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+# test-episode metrics shown on the progress bar when the env has them: SMAC/SMAX, GRF
+PROGRESS_METRICS = {"win_rate": "win", "goal_score": "goal"}
+
 
 class RunLogger(TensorboardLogger):
     def __init__(
@@ -84,8 +87,9 @@ class RunLogger(TensorboardLogger):
         if self._eps_fn is not None:
             postfix["eps"] = f"{self._eps_fn(step):.3f}"
         postfix["test"] = f"{self.test_history[-1][1]:.3f}" if self.test_history else "-"
-        if "win_rate" in self.last_test_metrics:
-            postfix["win"] = f"{self.last_test_metrics['win_rate']:.2f}"
+        for name, label in PROGRESS_METRICS.items():
+            if name in self.last_test_metrics:
+                postfix[label] = f"{self.last_test_metrics[name]:.2f}"
         self._bar.set_postfix(postfix, refresh=False)
         super().log_training_data(log_data, step)
 

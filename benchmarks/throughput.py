@@ -1,7 +1,7 @@
 """Throughput on LBF 15x15-4p-5f (or a SMAX map), all figures measured in one run.
 
 1. raw: the simulator alone, random available actions, no wrappers (lbforaging's ForagingEnv;
-   for SMAX the jit-compiled ``SMAXStarCraft2Env``, which the adapter wraps);
+   for SMAX the jit-compiled ``SMAXStarCraft2Env``, which the adapter wraps; gfootball's env);
 2. collect-only: adapter + JointEnv + Tianshou Collector (DummyVectorEnv) + policy acting;
 3. end-to-end: collection plus one 32-episode update per ~50 env steps;
 4. milliseconds per update.
@@ -9,6 +9,7 @@
     python benchmarks/throughput.py [--steps 20000] [--envs 8] [--env lbf:15x15-4p-5f]
                                     [--modes full,bilevel]
     python benchmarks/throughput.py --env smax:5m_vs_6m --steps 5000
+    python benchmarks/throughput.py --env grf:academy_3_vs_1_with_keeper --steps 3000
 
 Each sharing mode in ``--modes`` is measured (collect-only, end-to-end, ms per update); the first
 mode (QMIX, ``full``) is the baseline for the cost ratio of the others. Ends with:
@@ -35,6 +36,8 @@ from bdps_agents.training import EnvSpec, build_algorithm, make_joint, make_vect
 def raw_steps_per_second(adapter: str, task: str, steps: int, seed: int = 0) -> float:
     if adapter == "smax":
         return raw_smax_steps_per_second(task, steps, seed)
+    if adapter == "grf":
+        return raw_grf_steps_per_second(task, steps, seed)
     from lbforaging.foraging import ForagingEnv
 
     kw = parse_task(task)
@@ -84,13 +87,38 @@ def raw_smax_steps_per_second(map_name: str, steps: int, seed: int = 0) -> float
     return steps / (time.perf_counter() - start)
 
 
+def raw_grf_steps_per_second(env_name: str, steps: int, seed: int = 0) -> float:
+    """gfootball alone, as the adapter configures it (raw obs, whole left team, random actions)."""
+    from bdps_agents.adapters.grf import GRFParallelEnv
+
+    n_left = GRFParallelEnv(env_name).n_left  # builds a throw-away env to read the team size
+    from gfootball.env import create_environment
+
+    env = create_environment(
+        env_name=env_name,
+        representation="raw",
+        number_of_left_players_agent_controls=n_left,
+        rewards="scoring,checkpoints",
+        render=False,
+        other_config_options={"game_engine_random_seed": seed},
+    )
+    rng = np.random.default_rng(seed)
+    env.reset()
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, _, done, _ = env.step(rng.integers(0, 19, size=n_left).tolist())
+        if done:
+            env.reset()
+    return steps / (time.perf_counter() - start)
+
+
 def env_section(adapter: str, task: str, envs: int, vector_env: str) -> dict:
     """The ``env`` config section for ``--env adapter:task``."""
-    kwargs = {"lbf": {"task": task}, "smax": {"map_name": task}}[adapter]
+    kwargs = {"lbf": {"task": task}, "smax": {"map_name": task}, "grf": {"env_name": task}}
     return {
         "adapter": adapter,
-        "kwargs": kwargs,
-        "reward_aggregation": "mean" if adapter == "smax" else "sum",
+        "kwargs": kwargs[adapter],
+        "reward_aggregation": "sum" if adapter == "lbf" else "mean",
         "num_train_envs": envs,
         "vector_env": vector_env,
     }
@@ -131,7 +159,9 @@ def measure(cfg: ExperimentConfig, args: argparse.Namespace) -> tuple[float, flo
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
-        "--env", default="lbf:15x15-4p-5f", help="lbf:<task> or smax:<map>, e.g. smax:5m_vs_6m"
+        "--env",
+        default="lbf:15x15-4p-5f",
+        help="lbf:<task>, smax:<map> or grf:<scenario>, e.g. smax:5m_vs_6m",
     )
     ap.add_argument("--steps", type=int, default=20_000)
     ap.add_argument("--envs", type=int, default=8)
@@ -144,11 +174,11 @@ def main() -> None:
     modes = args.modes.split(",")
 
     adapter, _, task = args.env.partition(":")
-    if adapter not in ("lbf", "smax") or not task:
-        ap.error(f"--env must be lbf:<task> or smax:<map>, got {args.env!r}")
+    if adapter not in ("lbf", "smax", "grf") or not task:
+        ap.error(f"--env must be lbf:<task>, smax:<map> or grf:<scenario>, got {args.env!r}")
     raw = raw_steps_per_second(adapter, task, args.steps)
     print(f"env {args.env}, {args.envs} {args.vector_env} envs, {args.steps} steps per figure")
-    sim = "ForagingEnv" if adapter == "lbf" else "SMAXStarCraft2Env"
+    sim = {"lbf": "ForagingEnv", "smax": "SMAXStarCraft2Env", "grf": "gfootball"}[adapter]
     print(f"raw env:             {raw:9.0f} steps/s  ({sim} alone, random available actions)")
     results = {}
     for mode in modes:
