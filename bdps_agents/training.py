@@ -8,6 +8,7 @@ reloads a checkpoint and plays greedy episodes.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from tianshou.env import BaseVectorEnv, DummyVectorEnv, SubprocVectorEnv
 from tianshou.trainer import OffPolicyTrainerParams
 
 from bdps_agents.bdps import BDPS, BDPSPolicy
-from bdps_agents.config import EnvConfig, ExperimentConfig, build_config
+from bdps_agents.config import ConfigError, EnvConfig, ExperimentConfig, build_config
 from bdps_agents.exploration import LinearSchedule
 from bdps_agents.joint_env import JointEnv
 from bdps_agents.networks import GroupSelector, RecurrentAgent, RoleSelector, make_mixer
@@ -211,6 +212,31 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def replay_bytes_per_step(spec: EnvSpec) -> int:
+    """Approximate bytes one stored env step takes in the replay buffer: the joint observation
+    (obs, state, mask, alive), the joint action, reward, flags and a few info scalars."""
+    obs = sum(int(np.prod(sp.shape)) * sp.dtype.itemsize for sp in spec.observation_space.values())
+    return obs + 8 * spec.n_agents + 64
+
+
+def check_replay_memory(capacity_episodes: int, episode_limit: int, spec: EnvSpec) -> None:
+    """Refuse a replay buffer that cannot fit in this machine's memory (Tianshou allocates it
+    in full on the first write, so the run would die later, or swap)."""
+    need = capacity_episodes * episode_limit * replay_bytes_per_step(spec)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX: no check
+        return
+    if need > 0.75 * total:
+        fits = int(0.75 * total / (episode_limit * replay_bytes_per_step(spec)))
+        raise ConfigError(
+            f"replay.capacity_episodes={capacity_episodes} needs about {need / 2**30:.1f} GiB "
+            f"({capacity_episodes} episodes x {episode_limit} steps x "
+            f"{replay_bytes_per_step(spec)} bytes per step) but this machine has "
+            f"{total / 2**30:.1f} GiB; at most {fits} episodes fit in 75% of it"
+        )
+
+
 def build_run(cfg: ExperimentConfig) -> Run:
     tc = cfg.training
     torch.set_num_threads(tc.torch_threads)
@@ -221,10 +247,11 @@ def build_run(cfg: ExperimentConfig) -> Run:
     probe.close()
     limit = spec.episode_limit or 1000
     if cfg.replay.capacity_episodes < cfg.env.num_train_envs:
-        raise ValueError(
+        raise ConfigError(
             f"replay.capacity_episodes ({cfg.replay.capacity_episodes}) must be >= "
             f"env.num_train_envs ({cfg.env.num_train_envs}): each env writes its own sub-buffer"
         )
+    check_replay_memory(cfg.replay.capacity_episodes, limit, spec)
     algorithm = build_algorithm(cfg, spec)
     buffer = EpisodeReplayBuffer(
         cfg.replay.capacity_episodes * limit, cfg.env.num_train_envs, seed=tc.seed

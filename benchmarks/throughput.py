@@ -130,7 +130,7 @@ def measure(cfg: ExperimentConfig, args: argparse.Namespace) -> tuple[float, flo
     algorithm = build_algorithm(cfg, EnvSpec.of(probe))
     policy = algorithm.policy
     limit = probe.episode_limit or 50
-    buffer = EpisodeReplayBuffer(2000 * limit, args.envs)
+    buffer = EpisodeReplayBuffer(300 * limit, args.envs)  # 300 episodes: fits for 27 agents
     venv = make_vector_env(cfg.env, args.envs, seed=0)
     collector = Collector(policy, venv, buffer)
     per_collect = -(-args.steps_per_update // args.envs) * args.envs

@@ -183,3 +183,16 @@ def test_cli_reports_unknown_adapter(capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "starcraft3" in err and "lbf" in err  # names the bad adapter and the known ones
+
+
+def test_replay_that_cannot_fit_in_memory_is_refused(monkeypatch):
+    import os
+
+    from bdps_agents.config import ConfigError
+
+    pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 2**18}  # a machine with 1 GiB
+    monkeypatch.setattr(os, "sysconf", lambda name: pages[name])
+    cfg = _cfg(replay={"capacity_episodes": 200_000})  # 200k LBF episodes: several GiB
+    with pytest.raises(ConfigError, match=r"replay.capacity_episodes=200000 needs about .* GiB"):
+        build_run(cfg)
+    build_run(_cfg(replay={"capacity_episodes": 100})).close()  # a small one is fine
