@@ -1,7 +1,9 @@
 """Run logging: TensorBoard + a tidy CSV + a console progress bar, as one Tianshou logger.
 
 ``RunLogger`` is a ``TensorboardLogger`` (so Tianshou's trainer drives it unchanged) that also
-appends every logged scalar to ``metrics.csv`` as ``(scope, step, metric, value)`` rows, keeps the
+appends every logged scalar to ``metrics.csv`` as ``(scope, step, metric, value)`` rows -- ``step``
+is always the total env step, warm-up included, also for update data (TensorBoard keeps
+Tianshou's own axes: gradient steps for update data) -- keeps the
 greedy test returns in memory for the learning curve, and moves a tqdm bar on every collect step.
 """
 
@@ -70,10 +72,19 @@ class RunLogger(TensorboardLogger):
     def write(self, step_type: str, step: int, data: dict[str, Any]) -> None:
         super().write(step_type, step, data)
         scope = step_type.split("/")[0]
+        csv_step = self._env_step_of(scope, step)
         for key, value in data.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
-                self._csv.writerow([scope, step, key, value])
+                self._csv.writerow([scope, csv_step, key, value])
         self._csv_file.flush()
+
+    def _env_step_of(self, scope: str, step: int) -> int:
+        """The total env step (warm-up included) for a row of ``scope`` logged at ``step``."""
+        if scope == "update":  # Tianshou counts update data in gradient steps
+            return self._env_steps + self.step_offset
+        if scope in ("training", "train", "test"):  # the trainer's env steps, after warm-up
+            return step + self.step_offset
+        return step  # our own scopes (e.g. "final") are logged in total env steps
 
     def log_training_data(self, log_data: dict, step: int) -> None:
         n_episodes = int(log_data.get("n_collected_episodes", 0))

@@ -167,6 +167,13 @@ def test_cli_train_then_eval(tmp_path, capsys):
     assert set(final) == {"greedy_return", "food_collected"}  # LBF's episode metric too
     assert int(final["greedy_return"]["step"]) >= 600  # warm-up + trainer steps
     assert any(r["scope"] == "test" and r["metric"] == "food_collected" for r in rows)
+    # every row's step is the total env step (warm-up included), update rows too
+    final_step = int(final["greedy_return"]["step"])
+    for scope in ("training", "test", "update"):
+        steps = [int(r["step"]) for r in rows if r["scope"] == scope]
+        assert steps == sorted(steps) and 0 < steps[-1] <= final_step, scope
+    first_update = min(int(r["step"]) for r in rows if r["scope"] == "update")
+    assert first_update > 4 * 6  # after the 4 warm-up episodes of >= 6 steps (6x6 LBF)
     assert cli_main(["eval", "--checkpoint", str(logdir / "checkpoint.pt"), "--episodes", "4"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["episodes"] == 4 and np.isfinite(result["return_mean"])
