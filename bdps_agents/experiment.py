@@ -1,0 +1,312 @@
+"""Grids of runs: scenarios x methods x seeds, on Ray (local or a cluster) or sequentially.
+
+An experiment file (YAML)::
+
+    name: lbf-ablation
+    results_dir: results/lbf-ablation
+    scenarios: [lbf/15x15-4p-5f]
+    methods:                       # name -> config overrides ("section.key": value)
+      bdps: {network.sharing: bilevel}
+      qmix: {network.sharing: full}
+    seeds: [0, 1, 2]
+    total_steps: 200000
+    overrides: {training.test_interval: 10000}   # for every run
+
+``run_experiment`` trains every (scenario, method, seed) with :func:`bdps_agents.training.train`
+into ``<results_dir>/runs/<run_id>/`` (TensorBoard events, ``metrics.csv``, ``checkpoint.pt``,
+curve PNG) and merges the runs' CSVs into ``<results_dir>/results.csv``, a tidy table
+``run_id, scenario, method, seed, env_step, metric, value`` with ``metric = "<scope>/<name>"``
+(e.g. ``test/greedy_return``, ``test/win_rate``, ``update/delta_h``). Finished runs are skipped
+when the experiment is started again; unfinished ones resume from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+
+from bdps_agents.config import (
+    ConfigError,
+    ExperimentConfig,
+    _format_validation_error,
+    _read_yaml,
+    _Strict,
+    apply_overrides,
+    load_scenario_dict,
+)
+
+RESULTS_HEADER = ["run_id", "scenario", "method", "seed", "env_step", "metric", "value"]
+
+
+class GridConfig(_Strict):
+    """An experiment: the grid of runs and where their results go."""
+
+    name: str = Field("experiment", min_length=1)
+    results_dir: str = Field("results/experiment", min_length=1)
+    scenarios: list[str] = Field(min_length=1, description="presets or YAML paths")
+    methods: dict[str, dict[str, Any]] = Field(
+        min_length=1, description='method name -> overrides, e.g. {"network.sharing": "full"}'
+    )
+    seeds: list[int] = Field(min_length=1)
+    total_steps: int | None = Field(None, ge=1, description="overrides training.total_steps")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="applied to every run")
+    cpus_per_run: float = Field(1.0, gt=0, description="Ray CPUs reserved per run")
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct, got {seeds}")
+        return seeds
+
+    @field_validator("methods")
+    @classmethod
+    def _method_names(cls, methods: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name in methods:
+            if not name or "--" in name or "/" in name:
+                raise ValueError(f"method name {name!r} must be non-empty without '--' or '/'")
+        return methods
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the grid, with its fully validated config."""
+
+    run_id: str
+    scenario: str
+    method: str
+    seed: int
+    config: ExperimentConfig
+    logdir: Path
+
+
+def load_grid(path_or_name: str | Path) -> GridConfig:
+    """An experiment YAML file, or the name of one shipped in ``bdps_agents/experiments``."""
+    path = Path(path_or_name)
+    if path.is_file():
+        data, source = _read_yaml(path.read_text(), str(path)), str(path)
+    else:
+        res = resources.files("bdps_agents.experiments").joinpath(f"{path_or_name}.yaml")
+        if not res.is_file():
+            known = ", ".join(experiment_names())
+            raise ConfigError(
+                f"experiment {str(path_or_name)!r} is neither a file nor a shipped experiment "
+                f"({known})"
+            )
+        data, source = _read_yaml(res.read_text(), f"experiment {path_or_name}"), str(res)
+    try:
+        return GridConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def experiment_names() -> list[str]:
+    root = resources.files("bdps_agents.experiments")
+    return sorted(f.name[:-5] for f in root.iterdir() if f.name.endswith(".yaml"))
+
+
+def expand(grid: GridConfig, results_dir: str | Path | None = None) -> list[RunSpec]:
+    """Every (scenario, method, seed) with its config validated up front, so that a typo in
+    one cell fails before any run starts."""
+    root = Path(results_dir or grid.results_dir)
+    specs = []
+    for scenario in grid.scenarios:
+        base = load_scenario_dict(scenario)
+        for method, method_overrides in grid.methods.items():
+            for seed in grid.seeds:
+                overrides = {**grid.overrides, **method_overrides, "training.seed": seed}
+                if grid.total_steps is not None:
+                    overrides["training.total_steps"] = grid.total_steps
+                overrides["training.progress"] = False  # many runs: one progress line each
+                items = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
+                data = apply_overrides(base, items)
+                source = f"{scenario} / method {method} / seed {seed}"
+                try:
+                    cfg = ExperimentConfig.model_validate(data)
+                except ValidationError as err:
+                    raise ConfigError(_format_validation_error(err, source)) from None
+                run_id = f"{scenario.replace('/', '_')}--{method}--seed{seed}"
+                specs.append(RunSpec(run_id, scenario, method, seed, cfg, root / "runs" / run_id))
+    return specs
+
+
+def is_finished(spec: RunSpec) -> bool:
+    """A run is finished when its metrics.csv holds the final evaluation."""
+    path = spec.logdir / "metrics.csv"
+    if not path.is_file():
+        return False
+    with path.open(newline="") as f:
+        return any(row and row[0] == "final" for row in csv.reader(f))
+
+
+def run_one(spec: RunSpec) -> dict[str, Any]:
+    """Train one cell (resuming it when a checkpoint exists); returns a short summary."""
+    import torch
+
+    from bdps_agents import training
+
+    torch.set_num_threads(spec.config.training.torch_threads)
+    start = time.time()
+    resume = (spec.logdir / "checkpoint.pt").is_file()
+    kwargs = {"resume": True} if resume and _train_supports_resume() else {}
+    result = training.train(spec.config, spec.logdir, **kwargs)
+    return {
+        "run_id": spec.run_id,
+        "final_greedy_return": result.final_greedy_return,
+        **result.final_metrics,
+        "env_steps": result.env_steps,
+        "seconds": time.time() - start,
+    }
+
+
+def _train_supports_resume() -> bool:
+    import inspect
+
+    from bdps_agents import training
+
+    return "resume" in inspect.signature(training.train).parameters
+
+
+def _report(done: int, total: int, summary: dict[str, Any], start: float) -> None:
+    extra = "".join(
+        f" {k}={v:.3f}" for k, v in summary.items() if k not in ("run_id", "env_steps", "seconds")
+    )
+    print(
+        f"[{done}/{total}] {summary['run_id']}: {summary['env_steps']} steps in "
+        f"{summary['seconds']:.0f} s,{extra} (elapsed {time.time() - start:.0f} s)",
+        flush=True,
+    )
+
+
+def run_experiment(
+    grid: GridConfig,
+    *,
+    results_dir: str | Path | None = None,
+    local: bool = False,
+    address: str | None = None,
+    max_parallel: int | None = None,
+) -> Path:
+    """Run the grid and write ``results.csv``; returns the results directory.
+
+    ``local=True`` trains the runs one after the other in this process. Otherwise each run is a
+    Ray task: on a local Ray started here (``address=None``; as many parallel runs as CPUs /
+    ``cpus_per_run``) or on an existing cluster (``address="auto"`` or ``"ray://host:port"``).
+    """
+    specs = expand(grid, results_dir)
+    root = Path(results_dir or grid.results_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "experiment.json").write_text(json.dumps(grid.model_dump(mode="json"), indent=2))
+    todo = [s for s in specs if not is_finished(s)]
+    print(
+        f"experiment {grid.name}: {len(specs)} runs ({len(specs) - len(todo)} already finished) "
+        f"-> {root}",
+        flush=True,
+    )
+    start = time.time()
+    if local:
+        for i, spec in enumerate(todo, 1):
+            _report(i, len(todo), run_one(spec), start)
+    elif todo:
+        _run_on_ray(todo, grid.cpus_per_run, address, max_parallel, start)
+    path = write_results(specs, root)
+    print(f"results: {path}", flush=True)
+    return root
+
+
+def _run_on_ray(
+    specs: list[RunSpec],
+    cpus_per_run: float,
+    address: str | None,
+    max_parallel: int | None,
+    start: float,
+) -> None:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError(
+            'running experiments on Ray needs ray: pip install "bdps-agents[ray]" '
+            "(or pass --local to run sequentially)"
+        ) from exc
+    started_here = not ray.is_initialized()
+    if started_here:
+        # tiny networks: one thread per run (the CPUs are the parallelism)
+        runtime_env = {"env_vars": {"OMP_NUM_THREADS": "1"}}
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env=runtime_env,
+        )
+    try:
+        task = ray.remote(num_cpus=cpus_per_run, max_retries=0)(run_one)
+        pending, queue, done = [], list(specs), 0
+        limit = max_parallel or len(specs)
+        while queue or pending:
+            while queue and len(pending) < limit:
+                pending.append(task.remote(queue.pop(0)))
+            ready, pending = ray.wait(pending, num_returns=1)
+            done += 1
+            _report(done, len(specs), ray.get(ready[0]), start)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def write_results(specs: Iterable[RunSpec], root: Path) -> Path:
+    """Merge the runs' ``metrics.csv`` into the tidy ``results.csv`` (written atomically)."""
+    path = root / "results.csv"
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(RESULTS_HEADER)
+        for spec in specs:
+            for scope, step, metric, value in _metric_rows(spec.logdir / "metrics.csv"):
+                writer.writerow(
+                    [
+                        spec.run_id,
+                        spec.scenario,
+                        spec.method,
+                        spec.seed,
+                        step,
+                        f"{scope}/{metric}",
+                        value,
+                    ]
+                )
+    os.replace(tmp, path)
+    return path
+
+
+def _metric_rows(path: Path) -> Iterable[tuple[str, str, str, str]]:
+    if not path.is_file():
+        return
+    with path.open(newline="") as f:
+        reader = csv.reader(f)
+        next(reader, None)  # header
+        for row in reader:
+            if len(row) == 4:  # a torn last line of a killed run is skipped
+                yield row[0], row[1], row[2], row[3]
+
+
+def reproduce(
+    name: str,
+    *,
+    results_dir: str | Path | None = None,
+    local: bool = False,
+    address: str | None = None,
+    plot: Callable[[Path], Any] | None = None,
+) -> Path:
+    """Run a shipped experiment (e.g. ``lbf-ablation``) and draw its figures."""
+    grid = load_grid(name)
+    root = run_experiment(grid, results_dir=results_dir, local=local, address=address)
+    if plot is not None:
+        plot(root)
+    return root
