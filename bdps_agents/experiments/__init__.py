@@ -1,1 +1,1 @@
-"""Experiment files shipped with the package (``bdps experiment NAME`` / ``bdps reproduce NAME``)."""
+"""Experiment grids shipped with the package: ``bdps experiment NAME``, ``bdps reproduce NAME``."""
