@@ -1,8 +1,13 @@
-"""``bdps`` command line: train, eval, scenarios.
+"""``bdps`` command line: train, eval, experiment, plot, render, reproduce, scenarios.
 
 bdps train --scenario lbf/8x8-2p-2f-coop --algo qmix --steps 200000 --seed 0 --logdir runs/x
 bdps train --scenario my.yaml --set algorithm.lr=1e-3 --set network.sharing=none
+bdps train ... --logdir runs/x --resume          # continue a killed run from its checkpoint
 bdps eval --checkpoint runs/x/checkpoint.pt --episodes 100
+bdps experiment grid.yaml [--local | --address auto]   # scenarios x methods x seeds on Ray
+bdps plot results/grid                            # mean +- 95% CI figures to results/grid/plots
+bdps render --checkpoint runs/x/checkpoint.pt --out episode.gif
+bdps reproduce lbf-ablation                       # the paper's Fig. 9 comparison, then its plots
 bdps scenarios
 """
 
@@ -16,7 +21,7 @@ from bdps_agents.config import ConfigError, load_config, scenario_names
 
 
 def _train(args: argparse.Namespace) -> int:
-    from bdps_agents.training import train
+    from bdps_agents.training import CheckpointError, train
 
     overrides = list(args.set or [])
     # --algo is a shortcut for the sharing mode: QMIX = full sharing, BDPS = bi-level
@@ -32,11 +37,15 @@ def _train(args: argparse.Namespace) -> int:
     cfg = load_config(args.scenario, overrides)
     algo = "BDPS" if cfg.uses_selectors else "QMIX"
     print(
-        f"training {algo} ({cfg.network.sharing} sharing) on {cfg.scenario}, "
-        f"{cfg.training.total_steps} env steps, seed {cfg.training.seed}",
+        f"{'resuming' if args.resume else 'training'} {algo} ({cfg.network.sharing} sharing) "
+        f"on {cfg.scenario}, {cfg.training.total_steps} env steps, seed {cfg.training.seed}",
         flush=True,
     )
-    result = train(cfg, args.logdir)
+    try:
+        result = train(cfg, args.logdir, resume=args.resume)
+    except CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     extra = "".join(f", {name} {value:.3f}" for name, value in result.final_metrics.items())
     print(
         f"final greedy return {result.final_greedy_return:.3f}{extra} "
@@ -55,6 +64,62 @@ def _eval(args: argparse.Namespace) -> int:
 
     result = evaluate(args.checkpoint, episodes=args.episodes, seed=args.seed)
     print(json.dumps(result))
+    return 0
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from bdps_agents.experiment import load_grid, run_experiment
+
+    grid = _with_grid_overrides(load_grid(args.config), args.set)
+    root = run_experiment(grid, **_grid_options(args))
+    print(f"plot it with: bdps plot {root}")
+    return 0
+
+
+def _grid_options(args: argparse.Namespace) -> dict:
+    return {"results_dir": args.results_dir, "local": args.local, "address": args.address}
+
+
+def _with_grid_overrides(grid, items: list[str] | None):
+    """``--set total_steps=N`` style changes to the experiment file's top-level fields."""
+    from bdps_agents.config import apply_overrides
+    from bdps_agents.experiment import GridConfig
+
+    if not items:
+        return grid
+    data = apply_overrides(grid.model_dump(mode="json"), items)
+    try:
+        return GridConfig.model_validate(data)
+    except ValueError as err:
+        raise ConfigError(f"invalid experiment override {items}: {err}") from None
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from bdps_agents.plotting import load_results, plot_results, summary_table
+
+    for path in plot_results(args.results_dir, args.out):
+        print(f"wrote {path}")
+    print(summary_table(load_results(args.results_dir)))
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from bdps_agents.render import render_episode
+
+    out = render_episode(args.checkpoint, args.out, seed=args.seed, max_steps=args.max_steps)
+    print(f"wrote {out}")
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from bdps_agents.experiment import load_grid, run_experiment
+    from bdps_agents.plotting import load_results, plot_results, summary_table
+
+    grid = _with_grid_overrides(load_grid(args.name), args.set)
+    root = run_experiment(grid, **_grid_options(args))
+    for path in plot_results(root):
+        print(f"wrote {path}")
+    print(summary_table(load_results(root)))
     return 0
 
 
@@ -83,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", metavar="KEY=VALUE", help="config override, repeatable"
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --logdir (or the default logdir) from its checkpoint.pt; "
+        "same scenario and overrides (--steps may grow)",
+    )
     t.set_defaults(fn=_train)
 
     e = sub.add_parser("eval", help="greedy episodes with a checkpoint")
@@ -91,6 +162,36 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=None)
     e.set_defaults(fn=_eval)
 
+    def ray_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--results-dir", default=None, help="default: the file's results_dir")
+        p.add_argument("--local", action="store_true", help="run sequentially, without Ray")
+        p.add_argument("--address", default=None, help="an existing Ray cluster, e.g. auto")
+        p.add_argument(
+            "--set", action="append", metavar="KEY=VALUE", help="e.g. total_steps=100000"
+        )
+
+    x = sub.add_parser("experiment", help="a grid of scenarios x methods x seeds (Ray)")
+    x.add_argument("config", help="experiment YAML file or shipped name (e.g. lbf-ablation)")
+    ray_options(x)
+    x.set_defaults(fn=_experiment)
+
+    pl = sub.add_parser("plot", help="figures (mean +- 95%% CI across seeds) of a results dir")
+    pl.add_argument("results_dir")
+    pl.add_argument("--out", default=None, help="default: RESULTS_DIR/plots")
+    pl.set_defaults(fn=_plot)
+
+    r = sub.add_parser("render", help="a greedy episode of a checkpoint as a GIF (LBF, GRF, SMAX)")
+    r.add_argument("--checkpoint", required=True)
+    r.add_argument("--out", default="episode.gif")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--max-steps", type=int, default=None)
+    r.set_defaults(fn=_render)
+
+    rp = sub.add_parser("reproduce", help="run a shipped experiment, then plot it")
+    rp.add_argument("name", help="e.g. lbf-ablation")
+    ray_options(rp)
+    rp.set_defaults(fn=_reproduce)
+
     s = sub.add_parser("scenarios", help="list scenario presets")
     s.set_defaults(fn=_scenarios)
     return parser
@@ -98,12 +199,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from bdps_agents.adapters import UnknownAdapterError
+    from bdps_agents.training import CheckpointError
 
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
     # ImportError: an optional simulator is not installed (the message gives the install command)
-    except (ConfigError, FileNotFoundError, ImportError, UnknownAdapterError) as err:
+    except (
+        ConfigError,
+        FileNotFoundError,
+        ImportError,
+        UnknownAdapterError,
+        CheckpointError,
+    ) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -32,7 +32,9 @@ class EnvConfig(_Strict):
     reward_aggregation: Literal["sum", "mean"] = "sum"
     num_train_envs: int = Field(8, ge=1)
     num_test_envs: int = Field(8, ge=1)
-    vector_env: Literal["dummy", "subproc"] = "dummy"
+    vector_env: Literal["dummy", "subproc", "ray"] = Field(
+        "dummy", description="Tianshou vector env: in-process, subprocesses, or Ray actors"
+    )
 
 
 class NetworkConfig(_Strict):
@@ -133,12 +135,29 @@ class TrainingConfig(_Strict):
     seed: int = Field(0, ge=0)
     steps_per_update: int = Field(50, ge=1, description="env steps collected per gradient step")
     test_interval: int = Field(10_000, ge=1, description="env steps between greedy tests")
+    checkpoint_interval: int | None = Field(
+        10_000,
+        ge=1,
+        description="env steps between checkpoints (default: test_interval); written at the "
+        "first epoch end (test) at least this many steps after the previous one; "
+        "None = only the final checkpoint",
+    )
     test_episodes: int = Field(32, ge=1)
     log_interval: int = Field(1000, ge=1, description="env steps between training/update logs")
     torch_threads: int = Field(1, ge=1)
     device: str = "cpu"
     logdir: str = "runs"
     progress: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _checkpoint_interval_default(cls, data: Any) -> Any:
+        """``checkpoint_interval`` defaults to ``test_interval``: a checkpoint after every test."""
+        if isinstance(data, dict) and "checkpoint_interval" not in data:
+            interval = data.get("test_interval", 10_000)
+            if isinstance(interval, int) and not isinstance(interval, bool) and interval >= 1:
+                data = {**data, "checkpoint_interval": interval}
+        return data
 
 
 class ExperimentConfig(_Strict):

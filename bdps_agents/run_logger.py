@@ -2,15 +2,26 @@
 
 ``RunLogger`` is a ``TensorboardLogger`` (so Tianshou's trainer drives it unchanged) that also
 appends every logged scalar to ``metrics.csv`` as ``(scope, step, metric, value)`` rows -- ``step``
-is always the total env step, warm-up included, also for update data (TensorBoard keeps
-Tianshou's own axes: gradient steps for update data) -- keeps the
-greedy test returns in memory for the learning curve, and moves a tqdm bar on every collect step.
+is always the total env step, warm-up included, also for update and epoch-info data
+(TensorBoard keeps Tianshou's own axes: training steps for update data, epochs for info) --
+keeps the greedy test returns in memory for the learning curve, and moves a tqdm bar on every
+collect step.
+
+Checkpoints: Tianshou's trainer calls :meth:`RunLogger.save_data` at the end of every epoch,
+before the epoch's test. The logger notes there where the run stands (:meth:`epoch_end`: trainer
+counters, test history, the length of ``metrics.csv`` -- flushed and fsynced) and calls the
+trainer's ``save_checkpoint_fn`` when ``checkpoint_interval`` env steps have passed since the
+previous checkpoint. A logger built with ``resume=`` (that note, read back from a checkpoint)
+cuts ``metrics.csv`` back to the noted length -- dropping every row logged after the checkpoint,
+a torn last line included, so the resumed run appends without duplicates -- and hands the
+trainer its counters through :meth:`restore_data` (``resume_from_log=True``).
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import os
 import sys
 import time
 from collections import deque
@@ -24,6 +35,63 @@ from tqdm import tqdm
 # test-episode metrics shown on the progress bar when the env has them: SMAC/SMAX, GRF
 PROGRESS_METRICS = {"win_rate": "win", "goal_score": "goal"}
 
+CSV_HEADER = ["scope", "step", "metric", "value"]
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. a platform that cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def cut_metrics_csv(path: Path, offset: int, last_step: int) -> None:
+    """Bring ``metrics.csv`` back to what it held when a checkpoint was written.
+
+    ``offset`` is its length then (fsynced before the checkpoint), so it is normally just cut
+    there. A file shorter than that was replaced or damaged behind our back: then keep its
+    well-formed rows with ``step <= last_step`` (not the ``final`` ones, nor the ``test``/``resume``
+    rows at ``last_step``, which the resumed run logs again), written to a new file and renamed.
+    """
+    if path.is_file() and path.stat().st_size >= offset > 0:
+        with path.open("r+b") as f:
+            f.truncate(offset)
+            f.flush()
+            os.fsync(f.fileno())
+        return
+    rows = []
+    if path.is_file():
+        text = path.read_text(errors="replace")
+        lines = text.split("\n")
+        if not text.endswith("\n"):
+            lines = lines[:-1]  # a torn last line
+        for row in csv.reader(lines):
+            if len(row) != 4 or row == CSV_HEADER:
+                continue
+            try:
+                step = int(row[1])
+                float(row[3])
+            except ValueError:
+                continue
+            redone = row[0] == "final" or (row[0] in ("test", "resume") and step == last_step)
+            if step <= last_step and not redone:
+                rows.append(row)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_HEADER)
+        writer.writerows(rows)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
 
 class RunLogger(TensorboardLogger):
     def __init__(
@@ -35,18 +103,33 @@ class RunLogger(TensorboardLogger):
         training_interval: int = 1000,
         update_interval: int = 1000,
         test_metrics_fn: Any = None,
+        checkpoint_interval: int | None = None,
+        resume: dict[str, Any] | None = None,
     ) -> None:
+        """``checkpoint_interval``: env steps between calls of the trainer's
+        ``save_checkpoint_fn`` (None: never). ``resume``: the :meth:`epoch_end` note of the
+        checkpoint a run resumes from."""
         self.logdir = Path(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
+        # after a resume, TensorBoard hides what the killed run logged past the checkpoint on
+        # the env-step axis (training/test scalars); metrics.csv is cut exactly (see above)
+        purge_step = resume["env_step"] if resume else None
         super().__init__(
-            SummaryWriter(str(self.logdir)),
+            SummaryWriter(str(self.logdir), purge_step=purge_step),
             training_interval=training_interval,
             update_interval=update_interval,
             write_flush=False,
         )
-        self._csv_file = (self.logdir / "metrics.csv").open("w", newline="")
+        self.checkpoint_interval = checkpoint_interval
+        csv_path = self.logdir / "metrics.csv"
+        if resume:
+            cut_metrics_csv(csv_path, resume["csv_bytes"], resume["total_env_step"])
+            self._csv_file = csv_path.open("a", newline="")
+        else:
+            self._csv_file = csv_path.open("w", newline="")
         self._csv = csv.writer(self._csv_file)
-        self._csv.writerow(["scope", "step", "metric", "value"])
+        if not resume:
+            self._csv.writerow(CSV_HEADER)
         self.test_history: list[tuple[int, float, float]] = []  # (env_step, mean, std)
         # env steps taken before the trainer started (warm-up), added to the trainer's counter
         self.step_offset = 0
@@ -58,6 +141,10 @@ class RunLogger(TensorboardLogger):
         self._env_steps = 0  # the trainer's counter (tqdm's is frozen when the bar is disabled)
         self._recent_returns: deque[tuple[float, int]] = deque(maxlen=100)  # (mean, episodes)
         self._start = time.time()
+        # (epoch, env_step, update_step) handed to the trainer by restore_data
+        self._restored = (0, 0, 0)
+        self._last_checkpoint_step = 0  # trainer env step of the last checkpoint
+        self._epoch_end: dict[str, Any] | None = None
         interactive = sys.stderr.isatty()
         self._bar = tqdm(
             total=total_steps,
@@ -67,6 +154,9 @@ class RunLogger(TensorboardLogger):
             smoothing=0.05,
             mininterval=0.5 if interactive else 30.0,  # logs of CI / batch jobs stay readable
         )
+        if resume:
+            self._restore(resume)
+        self._start_env_steps = self._env_steps
 
     # -- tianshou logger interface ------------------------------------------------------------
     def write(self, step_type: str, step: int, data: dict[str, Any]) -> None:
@@ -80,7 +170,7 @@ class RunLogger(TensorboardLogger):
 
     def _env_step_of(self, scope: str, step: int) -> int:
         """The total env step (warm-up included) for a row of ``scope`` logged at ``step``."""
-        if scope == "update":  # Tianshou counts update data in gradient steps
+        if scope in ("update", "info"):  # Tianshou's axes: gradient steps, epochs
             return self._env_steps + self.step_offset
         if scope in ("training", "train", "test"):  # the trainer's env steps, after warm-up
             return step + self.step_offset
@@ -127,8 +217,84 @@ class RunLogger(TensorboardLogger):
         self._bar.close()
         self.writer.flush()
         self.writer.close()
-        self._csv_file.close()
+        if not self._csv_file.closed:
+            self._csv_file.flush()
+            os.fsync(self._csv_file.fileno())
+            self._csv_file.close()
         super().finalize()
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def csv_bytes(self) -> int:
+        """Length of ``metrics.csv`` now, after flushing it to disk (fsync)."""
+        self._csv_file.flush()
+        os.fsync(self._csv_file.fileno())
+        return os.fstat(self._csv_file.fileno()).st_size
+
+    def note_epoch_end(self, epoch: int, env_step: int, update_step: int) -> dict[str, Any]:
+        """Note where the run stands at the end of an epoch (before its test)."""
+        self._epoch_end = {
+            "epoch": epoch,
+            "env_step": env_step,  # the trainer's counter (after warm-up)
+            "update_step": update_step,  # the trainer's training steps (collect + update)
+            "total_env_step": env_step + self.step_offset,
+            "step_offset": self.step_offset,
+            "csv_bytes": self.csv_bytes(),
+            "test_history": list(self.test_history),
+            "episodes": self._episodes,
+            "last_checkpoint_step": self._last_checkpoint_step,
+            "last_log": {
+                "training": self.last_log_training_step,
+                "test": self.last_log_test_step,
+                "update": self.last_log_update_step,
+                "info": self.last_log_info_step,
+            },
+        }
+        return self._epoch_end
+
+    def epoch_end(self) -> dict[str, Any]:
+        """The note of the last epoch end (of the checkpoint resumed from, before the first)."""
+        if self._epoch_end is None:
+            raise RuntimeError("no epoch has ended yet")
+        return self._epoch_end
+
+    def _restore(self, note: dict[str, Any]) -> None:
+        self._restored = (note["epoch"], note["env_step"], note["update_step"])
+        self.step_offset = note["step_offset"]
+        self.test_history = [tuple(t) for t in note["test_history"]]  # type: ignore[misc]
+        self._episodes = note["episodes"]
+        self._env_steps = note["env_step"]
+        self._last_checkpoint_step = note["env_step"]
+        last = note["last_log"]
+        self.last_log_training_step = last["training"]
+        self.last_log_test_step = last["test"]
+        self.last_log_update_step = last["update"]
+        self.last_log_info_step = last["info"]
+        self._bar.update(max(0, min(self._env_steps, self._bar.total) - self._bar.n))
+        self._epoch_end = dict(note)
+
+    def save_data(
+        self,
+        epoch: int,
+        env_step: int,
+        update_step: int,
+        save_checkpoint_fn: Any = None,
+    ) -> None:
+        """Called by the trainer at each epoch end: note it; checkpoint when one is due."""
+        self.note_epoch_end(epoch, env_step, update_step)
+        if (
+            save_checkpoint_fn is not None
+            and self.checkpoint_interval is not None
+            and env_step - self._last_checkpoint_step >= self.checkpoint_interval
+        ):
+            self._last_checkpoint_step = env_step
+            self._epoch_end["last_checkpoint_step"] = env_step  # type: ignore[index]
+            save_checkpoint_fn(epoch, env_step, update_step)
+
+    def restore_data(self) -> tuple[int, int, int]:
+        """(epoch, env_step, update_step) of the checkpoint resumed from, for the trainer's
+        ``resume_from_log``; zeros for a fresh run. (Tianshou's TensorboardLogger reads them back
+        from the event files instead, which are neither fsynced nor in step with a checkpoint.)"""
+        return self._restored
 
     @property
     def recent_return(self) -> float:
@@ -141,8 +307,19 @@ class RunLogger(TensorboardLogger):
         return self._env_steps
 
     @property
+    def total_env_steps(self) -> int:
+        """The trainer's env steps plus those collected outside it (warm-up, resume refills)."""
+        return self._env_steps + self.step_offset
+
+    @property
+    def new_env_steps(self) -> int:
+        """The trainer's env steps taken in this process (since the resume, if any)."""
+        return self._env_steps - self._start_env_steps
+
+    @property
     def steps_per_second(self) -> float:
-        return self._env_steps / max(time.time() - self._start, 1e-9)
+        """The trainer's env steps per second, in this process (since a resume)."""
+        return self.new_env_steps / max(time.time() - self._start, 1e-9)
 
 
 def plot_learning_curve(

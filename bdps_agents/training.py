@@ -1,14 +1,47 @@
 """From a config to a trained checkpoint, with Tianshou's own Collector and OffPolicyTrainer.
 
 ``build_run`` wires the pieces (vector envs, policy, algorithm, replay, collectors); ``train``
-runs them and writes TensorBoard + CSV logs, a learning-curve PNG and a checkpoint; ``evaluate``
+runs them and writes TensorBoard + CSV logs, a learning-curve PNG and checkpoints; ``evaluate``
 reloads a checkpoint and plays greedy episodes.
+
+Checkpoints and resuming
+------------------------
+``<logdir>/checkpoint.pt`` is rewritten every ``training.checkpoint_interval`` env steps (at the
+end of an epoch, before its test) and at the end of the run. Each write is atomic: a temporary
+file in the same directory, fsynced, renamed over the old one (``os.replace``), then the directory
+fsynced, so a kill at any moment leaves either the old or the new checkpoint, never a mix.
+The file is a small header (magic, format version, payload length, SHA-256 of the payload) and a
+``torch.save`` payload; :func:`load_checkpoint` refuses a truncated or altered file with a
+:class:`CheckpointError`. The payload holds the config, the algorithm's ``state_dict`` (policy,
+mixers, target networks and -- Tianshou's ``Algorithm.state_dict`` adds it -- the Adam state),
+the gradient-step count, the trainer's counters (epoch, env steps, training steps), the logger's
+state (test history, warm-up steps, length of ``metrics.csv``) and the random generators (Python,
+numpy, torch, the policy's own, the replay sampler's).
+
+``train(cfg, logdir, resume=True)`` (``bdps train ... --resume``) continues a killed run from it:
+the config must match the checkpoint's except ``training.total_steps`` (and the cosmetic
+``training.progress``, ``training.logdir``, ``training.checkpoint_interval``); ``metrics.csv`` is
+cut back to its length at the checkpoint and appended to; the trainer continues from the saved
+epoch / env step / training step through Tianshou's own ``resume_from_log`` (the logger's
+``restore_data``), so the ε schedule, a function of the trainer's env step, goes on where it was.
+The replay buffer is *not* saved (it can take GBs on big maps): a resumed run first refills it
+with ``replay.warmup_episodes`` episodes played at the current ε; these env steps are counted in
+the total (``metrics.csv``'s ``step``, like the warm-up) but not in the trainer's budget of
+``training.total_steps``. Rows of scope ``resume`` (``eps``, ``refill_steps``) at the
+checkpoint's env step mark each resume in ``metrics.csv``. The env workers' own random state is
+not saved either: they are reseeded from (seed, env step), so a resumed run is a faithful
+continuation, not a bitwise replay of an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
+import random
+import secrets
+import struct
 import sys
 import time
 from dataclasses import dataclass, field
@@ -53,10 +86,24 @@ def make_vector_env(env_cfg: EnvConfig, num: int, seed: int) -> BaseVectorEnv:
         # can deadlock inside jax: start fresh interpreters then
         context = "spawn" if "jax" in sys.modules else None
         venv: BaseVectorEnv = SubprocVectorEnv(fns, context=context)
+    elif env_cfg.vector_env == "ray":
+        venv = _ray_vector_env(fns)
     else:
         venv = DummyVectorEnv(fns)
     venv.seed(seed)
     return venv
+
+
+def _ray_vector_env(fns: list) -> BaseVectorEnv:
+    """Tianshou's ``RayVectorEnv``: one Ray actor per env (a running Ray, or a local one)."""
+    try:
+        import ray
+        from tianshou.env import RayVectorEnv
+    except ImportError as exc:
+        raise ImportError('env.vector_env=ray needs ray: pip install "bdps-agents[ray]"') from exc
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False)
+    return RayVectorEnv(fns)
 
 
 @dataclass
@@ -285,16 +332,159 @@ class TrainResult:
     final_metrics: dict[str, float] = field(default_factory=dict)  # e.g. win_rate
 
 
-def save_checkpoint(path: Path, run: Run, env_step: int) -> None:
-    torch.save(
-        {
-            "config": run.cfg.model_dump(mode="json"),
-            "algorithm": run.algorithm.state_dict(),
-            "env_step": env_step,
-            "num_updates": run.algorithm.num_updates,
-        },
-        path,
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = 2  # 1: a bare torch.save dict (config, algorithm, env_step, num_updates)
+_MAGIC = b"BDPS-CHECKPOINT\n"
+_HEADER = struct.Struct(">IQ32s")  # format version, payload length, SHA-256 of the payload
+# config fields a resumed run may change: the budget, and what does not touch learning
+RESUMABLE_CHANGES = frozenset(
+    {
+        "training.total_steps",
+        "training.progress",
+        "training.logdir",
+        "training.checkpoint_interval",
+    }
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: truncated, corrupt, not a checkpoint, or one a run
+    cannot be resumed from."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # a platform that cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_bytes(f: Any, data: bytes | memoryview) -> None:
+    f.write(data)
+
+
+def atomic_write(path: Path, *parts: bytes | memoryview) -> None:
+    """Write ``parts`` to ``path`` atomically: a temporary file beside it, flushed and fsynced,
+    renamed over ``path``, and the directory fsynced. On error nothing is left behind and an
+    existing ``path`` is untouched."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    # os.open applies the umask (tempfile.mkstemp would make the file private: 0600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for part in parts:
+                _write_bytes(f, part)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def remove_stale_temp_files(path: Path) -> None:
+    """Temporary files of a write that a kill interrupted (``atomic_write`` could not clean up)."""
+    for tmp in Path(path).parent.glob(f".{Path(path).name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def write_checkpoint(path: str | Path, data: dict[str, Any]) -> None:
+    """``data`` (a dict with at least ``config`` and ``algorithm``) to ``path``, atomically, in
+    the checksummed format :func:`load_checkpoint` reads."""
+    buf = io.BytesIO()
+    torch.save({**data, "format_version": CHECKPOINT_FORMAT}, buf)
+    payload = buf.getbuffer()
+    header = _MAGIC + _HEADER.pack(
+        CHECKPOINT_FORMAT, len(payload), hashlib.sha256(payload).digest()
     )
+    atomic_write(Path(path), header, payload)
+
+
+def _rng_states(run: Run) -> dict[str, Any]:
+    states: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "policy": run.policy.rng.bit_generator.state,
+        "replay_sampler": run.buffer._sample_rng.bit_generator.state,
+    }
+    torch_rng = getattr(run.policy, "torch_rng", None)  # BDPS: role sampling
+    if torch_rng is not None:
+        states["policy_torch"] = torch_rng.get_state()
+    return states
+
+
+def _set_rng_states(run: Run, states: dict[str, Any]) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    run.policy.rng.bit_generator.state = states["policy"]
+    run.buffer._sample_rng.bit_generator.state = states["replay_sampler"]
+    if "policy_torch" in states:
+        run.policy.torch_rng.set_state(states["policy_torch"])
+
+
+def save_checkpoint(
+    path: Path, run: Run, env_step: int, progress: dict[str, Any] | None = None
+) -> None:
+    """Atomically write a checkpoint of ``run`` at total env step ``env_step``.
+
+    ``progress``: the logger's :meth:`RunLogger.epoch_end` note (trainer counters, test history,
+    length of metrics.csv); without it the checkpoint can be evaluated but not resumed.
+    """
+    algorithm = run.algorithm
+    data: dict[str, Any] = {
+        "config": run.cfg.model_dump(mode="json"),
+        # policy, mixers, target networks, and (Tianshou adds it) "_optimizers": Adam's state
+        "algorithm": algorithm.state_dict(),
+        "lr_schedulers": [s.state_dict() for s in algorithm.lr_schedulers],
+        "env_step": env_step,  # total, warm-up included
+        "num_updates": algorithm.num_updates,  # gradient steps (target-network copies follow it)
+        "eps_training": run.policy.eps_training,
+        "rng": _rng_states(run),
+        "saved_at": time.time(),
+    }
+    if progress is not None:
+        data["progress"] = progress
+    write_checkpoint(path, data)
+
+
+def _payload_of(path: Path) -> bytes | None:
+    """The verified payload of a checksummed checkpoint; None for an older, bare torch file."""
+    with path.open("rb") as f:
+        head = f.read(len(_MAGIC) + _HEADER.size)
+        if not head.startswith(_MAGIC):
+            if _MAGIC.startswith(head[: len(_MAGIC)]):  # cut inside the header
+                raise CheckpointError(f"checkpoint {path} is truncated or corrupt: no header")
+            return None
+        if len(head) < len(_MAGIC) + _HEADER.size:
+            raise CheckpointError(f"checkpoint {path} is truncated or corrupt: header cut short")
+        version, length, digest = _HEADER.unpack(head[len(_MAGIC) :])
+        if version > CHECKPOINT_FORMAT:
+            raise CheckpointError(
+                f"checkpoint {path} has format version {version}; this bdps-agents reads up to "
+                f"{CHECKPOINT_FORMAT} (upgrade bdps-agents)"
+            )
+        payload = f.read(length + 1)
+    if len(payload) != length:
+        what = "truncated" if len(payload) < length else "longer than its header says"
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt: {what} "
+            f"({len(payload)} of {length} payload bytes)"
+        )
+    if hashlib.sha256(payload).digest() != digest:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt: SHA-256 mismatch (the file was altered)"
+        )
+    return payload
 
 
 def greedy_return(run: Run, episodes: int) -> tuple[float, float]:
@@ -308,13 +498,115 @@ def greedy_return(run: Run, episodes: int) -> tuple[float, float]:
     return float(np.mean(stats.returns)), float(np.std(stats.returns))
 
 
-def train(cfg: ExperimentConfig, logdir: str | Path | None = None) -> TrainResult:
-    tc = cfg.training
-    logdir = Path(logdir or Path(tc.logdir) / f"{cfg.scenario.replace('/', '_')}-seed{tc.seed}")
+def default_logdir(cfg: ExperimentConfig) -> Path:
+    return Path(cfg.training.logdir) / f"{cfg.scenario.replace('/', '_')}-seed{cfg.training.seed}"
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value and key != "kwargs":
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def check_resumable(saved: ExperimentConfig, cfg: ExperimentConfig, path: Path) -> None:
+    """Refuse to resume with a config that differs from the checkpoint's beyond
+    :data:`RESUMABLE_CHANGES`, naming the differing fields."""
+    old = _flatten(saved.model_dump(mode="json"))
+    new = _flatten(cfg.model_dump(mode="json"))
+    differ = sorted(
+        k
+        for k in old.keys() | new.keys()
+        if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)
+    )
+    if differ:
+        lines = "\n".join(f"  {k}: checkpoint {old.get(k)!r}, now {new.get(k)!r}" for k in differ)
+        raise ConfigError(
+            f"cannot resume from {path}: the config differs from the checkpoint's in "
+            f"{', '.join(differ)} (only {', '.join(sorted(RESUMABLE_CHANGES))} may change):\n"
+            f"{lines}"
+        )
+
+
+def restore_run(run: Run, data: dict[str, Any]) -> None:
+    """Load a checkpoint's learner state into a freshly built ``run``: networks, target networks,
+    optimiser (Adam moments), gradient-step count, ε, and random generators."""
+    algorithm = run.algorithm
+    # Tianshou's Algorithm.load_state_dict pops "_optimizers" from the dict it is given
+    algorithm.load_state_dict(dict(data["algorithm"]))
+    for scheduler, state in zip(
+        algorithm.lr_schedulers, data.get("lr_schedulers", []), strict=False
+    ):
+        scheduler.load_state_dict(state)
+    algorithm.num_updates = int(data.get("num_updates", 0))
+    if "eps_training" in data:
+        run.policy.set_eps_training(data["eps_training"])
+    if "rng" in data:
+        _set_rng_states(run, data["rng"])
+
+
+def _reseed_envs(run: Run, seed: int, env_step: int) -> None:
+    """New env seeds for a resumed run: the killed run's env random state is lost, and
+    reusing the initial seeds would replay the run's first episodes."""
+    seq = np.random.SeedSequence([seed, env_step])
+    train_seed, test_seed = (int(s) for s in seq.generate_state(2) % (2**31 - 2**16))
+    run.train_envs.seed(train_seed)
+    run.test_envs.seed(test_seed)
+
+
+def train(
+    cfg: ExperimentConfig, logdir: str | Path | None = None, resume: bool = False
+) -> TrainResult:
+    """Train ``cfg`` into ``logdir`` (default ``<training.logdir>/<scenario>-seed<S>``).
+
+    ``resume=True`` continues the run from ``<logdir>/checkpoint.pt`` (see the module docstring:
+    what is restored, the replay-buffer refill, how metrics.csv is continued). It raises
+    ``FileNotFoundError`` when there is no checkpoint, :class:`CheckpointError` for an unusable
+    one and ``ConfigError`` when ``cfg`` differs from the checkpoint's config.
+    """
+    logdir = Path(logdir or default_logdir(cfg))
+    checkpoint = logdir / CHECKPOINT_NAME
+    saved: dict[str, Any] | None = None
+    if resume:
+        if not checkpoint.is_file():
+            raise FileNotFoundError(
+                f"cannot resume: no checkpoint at {checkpoint} (train without --resume first, "
+                f"or pass the run's --logdir)"
+            )
+        saved_cfg, saved = load_checkpoint(checkpoint)
+        if "progress" not in saved:
+            raise CheckpointError(
+                f"cannot resume from {checkpoint}: it holds no training progress (written by an "
+                "older bdps-agents); it can still be evaluated"
+            )
+        check_resumable(saved_cfg, cfg, checkpoint)
     logdir.mkdir(parents=True, exist_ok=True)
-    (logdir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    remove_stale_temp_files(checkpoint)
+    atomic_write(logdir / "config.json", json.dumps(cfg.model_dump(mode="json"), indent=2).encode())
     run = build_run(cfg)
+    try:
+        return _train(cfg, run, logdir, checkpoint, saved)
+    finally:
+        run.close()
+
+
+def _train(
+    cfg: ExperimentConfig,
+    run: Run,
+    logdir: Path,
+    checkpoint: Path,
+    saved: dict[str, Any] | None,
+) -> TrainResult:
+    tc = cfg.training
     policy = run.policy
+    n_envs = cfg.env.num_train_envs
+    epoch_steps = tc.test_interval
+    max_epochs = max(1, -(-tc.total_steps // epoch_steps))
+    note = saved["progress"] if saved is not None else None
     logger = RunLogger(
         logdir,
         tc.total_steps,
@@ -323,55 +615,70 @@ def train(cfg: ExperimentConfig, logdir: str | Path | None = None) -> TrainResul
         training_interval=tc.log_interval,
         update_interval=max(1, tc.log_interval // tc.steps_per_update),  # counted in updates
         test_metrics_fn=run.test_metrics.pop_means,
+        checkpoint_interval=tc.checkpoint_interval,
+        resume=note,
     )
+    try:
+        if saved is None:
+            # warm-up with uniformly random *available* actions (collect(random=True) ignores
+            # masks)
+            with policy_within_training_step(policy):
+                policy.set_eps_training(1.0)
+                run.train_collector.reset()
+                warm = run.train_collector.collect(n_episode=cfg.replay.warmup_episodes)
+            logger.step_offset = warm.n_collected_steps
+        else:
+            _resume(cfg, run, logger, saved, refill=note["epoch"] < max_epochs)
 
-    # warm-up with uniformly random *available* actions (collect(random=True) ignores masks)
-    with policy_within_training_step(policy):
-        policy.set_eps_training(1.0)
-        run.train_collector.reset()
-        warm = run.train_collector.collect(n_episode=cfg.replay.warmup_episodes)
-    logger.step_offset = warm.n_collected_steps
+        def training_fn(epoch: int, env_step: int) -> None:
+            policy.set_eps_training(run.schedule(env_step))
 
-    def training_fn(epoch: int, env_step: int) -> None:
-        policy.set_eps_training(run.schedule(env_step))
+        def save_checkpoint_fn(epoch: int, env_step: int, update_step: int) -> str:
+            # called by RunLogger.save_data at an epoch end, right after it noted the progress
+            progress = logger.epoch_end()
+            save_checkpoint(checkpoint, run, progress["total_env_step"], progress)
+            return str(checkpoint)
 
-    # one gradient step per collect step; collect whole vector steps (a multiple of the env
-    # count), so steps_per_update is rounded up to that multiple
-    n_envs = cfg.env.num_train_envs
-    steps_per_collect = -(-tc.steps_per_update // n_envs) * n_envs
-    epoch_steps = tc.test_interval
-    start = time.time()
-    run.algorithm.run_training(
-        OffPolicyTrainerParams(
-            training_collector=run.train_collector,
-            test_collector=run.test_collector,
-            max_epochs=max(1, -(-tc.total_steps // epoch_steps)),
-            epoch_num_steps=epoch_steps,
-            collection_step_num_env_steps=steps_per_collect,
-            update_step_num_gradient_steps_per_sample=1.0 / steps_per_collect,
-            batch_size=cfg.replay.batch_episodes,
-            test_step_num_episodes=tc.test_episodes,
-            training_fn=training_fn,
-            logger=logger,
-            verbose=False,
-            show_progress=False,
-            test_in_training=False,
+        # one gradient step per collect step; collect whole vector steps (a multiple of the env
+        # count), so steps_per_update is rounded up to that multiple
+        steps_per_collect = -(-tc.steps_per_update // n_envs) * n_envs
+        start = time.time()
+        run.algorithm.run_training(
+            OffPolicyTrainerParams(
+                training_collector=run.train_collector,
+                test_collector=run.test_collector,
+                max_epochs=max_epochs,
+                epoch_num_steps=epoch_steps,
+                collection_step_num_env_steps=steps_per_collect,
+                update_step_num_gradient_steps_per_sample=1.0 / steps_per_collect,
+                batch_size=cfg.replay.batch_episodes,
+                test_step_num_episodes=tc.test_episodes,
+                training_fn=training_fn,
+                save_checkpoint_fn=save_checkpoint_fn,
+                resume_from_log=saved is not None,
+                logger=logger,
+                verbose=False,
+                show_progress=False,
+                test_in_training=False,
+            )
         )
-    )
-    elapsed = time.time() - start
-    env_steps = logger.env_steps + warm.n_collected_steps
-    final_mean, _ = greedy_return(run, tc.test_episodes)  # fresh episodes, after training
-    final_metrics = run.test_metrics.pop_means()
-    logger.log_metric("final", env_steps, "greedy_return", final_mean)
-    for name, value in final_metrics.items():
-        logger.log_metric("final", env_steps, name, value)
-    checkpoint = logdir / "checkpoint.pt"
-    save_checkpoint(checkpoint, run, env_steps)
-    title = f"{cfg.scenario} ({cfg.network.sharing} sharing, seed {tc.seed})"
-    plot_learning_curve(logger.test_history, logdir / "learning_curve.png", title, tc.test_episodes)
-    steps_per_second = (env_steps - warm.n_collected_steps) / max(elapsed, 1e-9)
-    logger.finalize()
-    run.close()
+        elapsed = time.time() - start
+        steps_per_second = logger.new_env_steps / max(elapsed, 1e-9)
+        env_steps = logger.total_env_steps
+        final_mean, _ = greedy_return(run, tc.test_episodes)  # fresh episodes, after training
+        final_metrics = run.test_metrics.pop_means()
+        logger.log_metric("final", env_steps, "greedy_return", final_mean)
+        for name, value in final_metrics.items():
+            logger.log_metric("final", env_steps, name, value)
+        # the learner as it was at the last epoch end (nothing learns after it): resuming from
+        # this checkpoint with more total_steps cuts metrics.csv back to that epoch end
+        save_checkpoint(checkpoint, run, env_steps, logger.epoch_end())
+        title = f"{cfg.scenario} ({cfg.network.sharing} sharing, seed {tc.seed})"
+        plot_learning_curve(
+            logger.test_history, logdir / "learning_curve.png", title, tc.test_episodes
+        )
+    finally:
+        logger.finalize()
     return TrainResult(
         logdir,
         checkpoint,
@@ -383,13 +690,64 @@ def train(cfg: ExperimentConfig, logdir: str | Path | None = None) -> TrainResul
     )
 
 
+def _resume(
+    cfg: ExperimentConfig, run: Run, logger: RunLogger, saved: dict[str, Any], refill: bool
+) -> None:
+    """Restore the learner from ``saved``, then refill the (unsaved) replay buffer with
+    ``replay.warmup_episodes`` episodes at the current ε (skipped when no training is left)."""
+    note = saved["progress"]
+    restore_run(run, saved)
+    _reseed_envs(run, cfg.training.seed, note["total_env_step"])
+    eps = run.schedule(note["env_step"])  # what training_fn sets at this trainer env step
+    refill_steps = 0
+    if refill:
+        with policy_within_training_step(run.policy):
+            run.policy.set_eps_training(eps)
+            run.train_collector.reset()
+            stats = run.train_collector.collect(n_episode=cfg.replay.warmup_episodes)
+        refill_steps = stats.n_collected_steps
+        logger.step_offset += refill_steps
+    total = note["total_env_step"]
+    logger.log_metric("resume", total, "eps", eps)
+    logger.log_metric("resume", total, "refill_steps", refill_steps)
+    print(
+        f"resumed from checkpoint at env step {total} (epoch {note['epoch']}, trainer env step "
+        f"{note['env_step']}, {run.algorithm.num_updates} gradient steps), eps {eps:.4f}; "
+        f"replay refilled with {refill_steps} env steps",
+        flush=True,
+    )
+
+
 def load_checkpoint(path: str | Path) -> tuple[ExperimentConfig, dict[str, Any]]:
+    """``(config, data)`` of a checkpoint; ``data["algorithm"]`` is the algorithm's state dict.
+
+    Raises ``FileNotFoundError`` for a missing file and :class:`CheckpointError` (a
+    ``ValueError``) for one that is truncated, corrupt or not a bdps-agents checkpoint. Reads
+    the checksummed format and the older bare ``torch.save`` dicts.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    data = torch.load(path, map_location="cpu", weights_only=False)
+    payload = _payload_of(path)
+    try:
+        source: Any = io.BytesIO(payload) if payload is not None else path
+        data = torch.load(source, map_location="cpu", weights_only=False)
+    except Exception as err:
+        if payload is not None:  # checksum verified: not damage, but e.g. a missing class
+            raise CheckpointError(f"checkpoint {path} cannot be read: {err}") from err
+        with path.open("rb") as f:
+            magic = f.read(4)
+        if magic == b"PK\x03\x04":  # a torch zip file, damaged
+            raise CheckpointError(
+                f"checkpoint {path} is truncated or corrupt: {type(err).__name__}: {err}"
+            ) from None
+        raise CheckpointError(
+            f"{path} is not a bdps-agents checkpoint (unreadable: {type(err).__name__}: {err})"
+        ) from None
     if not isinstance(data, dict) or "config" not in data or "algorithm" not in data:
-        raise ValueError(f"{path} is not a bdps-agents checkpoint (no config/algorithm entries)")
+        raise CheckpointError(
+            f"{path} is not a bdps-agents checkpoint (no config/algorithm entries)"
+        )
     return build_config(data["config"], source=str(path)), data
 
 
@@ -402,7 +760,7 @@ def evaluate(
     if seed is not None:
         cfg.training.seed = seed
     run = build_run(cfg)
-    run.algorithm.load_state_dict(data["algorithm"])
+    run.algorithm.load_state_dict(dict(data["algorithm"]))
     mean, std = greedy_return(run, episodes)
     metrics = run.test_metrics.pop_means()
     run.close()

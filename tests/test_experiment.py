@@ -1,0 +1,156 @@
+"""Experiment grids: validation, a 2x2 grid on local Ray, the tidy CSV and its figures."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import require_optional
+
+from bdps_agents.config import ConfigError
+from bdps_agents.experiment import (
+    RESULTS_HEADER,
+    GridConfig,
+    expand,
+    experiment_names,
+    load_grid,
+    run_experiment,
+)
+from bdps_agents.plotting import plot_results
+
+TINY = {
+    "env.num_train_envs": 2,
+    "env.num_test_envs": 2,
+    "replay.capacity_episodes": 40,
+    "replay.batch_episodes": 4,
+    "replay.warmup_episodes": 2,
+    "network.hidden_dim": 16,
+    "training.test_interval": 100,
+    "training.test_episodes": 2,
+    "training.steps_per_update": 20,
+    "training.log_interval": 20,
+}
+
+
+def _grid(tmp_path: Path, **changes) -> GridConfig:
+    data = {
+        "name": "tiny",
+        "results_dir": str(tmp_path / "results"),
+        "scenarios": ["lbf/8x8-2p-2f"],
+        "methods": {"qmix": {"network.sharing": "full"}, "bdps": {"network.sharing": "bilevel"}},
+        "seeds": [0, 1],
+        "total_steps": 200,
+        "overrides": TINY,
+        **changes,
+    }
+    return GridConfig.model_validate(data)
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_grid_on_local_ray_writes_tidy_csv_and_figures(tmp_path: Path, capsys) -> None:
+    require_optional("ray", "ray")
+    grid = _grid(tmp_path)
+    root = run_experiment(grid)
+    out = capsys.readouterr().out
+    assert "experiment tiny: 4 runs (0 already finished)" in out and "[4/4]" in out
+    rows = _rows(root / "results.csv")
+    assert list(rows[0]) == RESULTS_HEADER
+    cells = {(r["method"], r["seed"]) for r in rows}
+    assert cells == {("qmix", "0"), ("qmix", "1"), ("bdps", "0"), ("bdps", "1")}
+    finals = [r for r in rows if r["metric"] == "final/greedy_return"]
+    assert len(finals) == 4 and all(int(r["env_step"]) >= 200 for r in finals)
+    assert any(r["metric"] == "update/delta_h" and r["method"] == "bdps" for r in rows)
+    assert not any(r["metric"] == "update/delta_h" and r["method"] == "qmix" for r in rows)
+    for run_id in {r["run_id"] for r in rows}:
+        assert (root / "runs" / run_id / "checkpoint.pt").is_file()
+        assert any((root / "runs" / run_id).glob("events.out.tfevents.*"))
+
+    written = plot_results(root)
+    assert root / "plots" / "returns.png" in written
+    assert all(p.stat().st_size > 10_000 for p in written)
+
+    # a second start finds every run finished: nothing is retrained, the CSV is rebuilt
+    stamp = (root / "runs" / finals[0]["run_id"] / "checkpoint.pt").stat().st_mtime_ns
+    run_experiment(grid)
+    assert "4 runs (4 already finished)" in capsys.readouterr().out
+    assert (root / "runs" / finals[0]["run_id"] / "checkpoint.pt").stat().st_mtime_ns == stamp
+    assert len(_rows(root / "results.csv")) == len(rows)
+
+
+def test_local_mode_runs_sequentially(tmp_path: Path, capsys) -> None:
+    grid = _grid(tmp_path, methods={"qmix": {"network.sharing": "full"}}, seeds=[3])
+    root = run_experiment(grid, local=True)
+    assert "[1/1] lbf_8x8-2p-2f--qmix--seed3" in capsys.readouterr().out
+    rows = _rows(root / "results.csv")
+    assert {r["seed"] for r in rows} == {"3"}
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"seeds": [0, 0]}, "seeds"),
+        ({"seeds": []}, "seeds"),
+        ({"methods": {}}, "methods"),
+        ({"methods": {"a--b": {}}}, "methods"),
+        ({"total_steps": 0}, "total_steps"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
+def test_bad_grid_is_refused_naming_the_field(tmp_path: Path, changes, field) -> None:
+    path = tmp_path / "grid.yaml"
+    data = _grid(tmp_path).model_dump(mode="json")
+    data.update(changes)
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=field):
+        load_grid(path)
+
+
+def test_bad_cell_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    grid = _grid(tmp_path, methods={"typo": {"network.sharingg": "full"}})
+    with pytest.raises(ConfigError, match=r"(?s)typo.*network.sharingg"):
+        expand(grid)
+    assert not (tmp_path / "results").exists()
+
+
+def test_shipped_experiments_expand() -> None:
+    assert "lbf-ablation" in experiment_names()
+    grid = load_grid("lbf-ablation")
+    specs = expand(grid)
+    assert len(specs) == 12
+    assert {s.config.network.sharing for s in specs} == {"bilevel", "individual", "full", "none"}
+    assert {s.config.env.kwargs["task"] for s in specs} == {"15x15-4p-5f"}
+    with pytest.raises(ConfigError, match="neither a file nor a shipped experiment"):
+        load_grid("no-such-experiment")
+
+
+def test_ray_vector_env_samples_for_the_collector() -> None:
+    require_optional("ray", "ray")
+    import ray
+    from conftest import config_with
+    from tianshou.algorithm.algorithm_base import policy_within_training_step
+
+    from bdps_agents.training import build_run
+
+    cfg = config_with(
+        {"env": {"adapter": "lbf", "kwargs": {"task": "6x6-2p-1f"}}},
+        env={"vector_env": "ray", "num_train_envs": 2, "num_test_envs": 2},
+        replay={"capacity_episodes": 20, "batch_episodes": 4, "warmup_episodes": 2},
+        training={"progress": False},
+    )
+    run = build_run(cfg)
+    try:
+        assert type(run.train_envs).__name__ == "RayVectorEnv"
+        with policy_within_training_step(run.policy):
+            run.train_collector.reset()
+            stats = run.train_collector.collect(n_episode=4)
+            assert stats.n_collected_episodes == 4 and len(run.buffer) == stats.n_collected_steps
+            assert run.algorithm.update(run.buffer, 4).loss > 0
+    finally:
+        run.close()
+        ray.shutdown()
