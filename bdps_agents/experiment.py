@@ -119,10 +119,12 @@ def expand(grid: GridConfig, results_dir: str | Path | None = None) -> list[RunS
     one cell fails before any run starts."""
     root = Path(results_dir or grid.results_dir)
     specs = []
-    for scenario in grid.scenarios:
-        base = load_scenario_dict(scenario)
-        for method, method_overrides in grid.methods.items():
-            for seed in grid.seeds:
+    # seeds outermost: runs start in this order, so a grid cut short still compares every
+    # method on the first seeds
+    for seed in grid.seeds:
+        for scenario in grid.scenarios:
+            base = load_scenario_dict(scenario)
+            for method, method_overrides in grid.methods.items():
                 overrides = {**grid.overrides, **method_overrides, "training.seed": seed}
                 if grid.total_steps is not None:
                     overrides["training.total_steps"] = grid.total_steps
