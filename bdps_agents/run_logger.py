@@ -38,7 +38,8 @@ PROGRESS_METRICS = {"win_rate": "win", "goal_score": "goal"}
 CSV_HEADER = ["scope", "step", "metric", "value"]
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable (best effort on odd platforms)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:  # e.g. a platform that cannot open directories
@@ -90,7 +91,7 @@ def cut_metrics_csv(path: Path, offset: int, last_step: int) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 class RunLogger(TensorboardLogger):

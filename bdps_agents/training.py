@@ -64,7 +64,7 @@ from bdps_agents.networks import GroupSelector, RecurrentAgent, RoleSelector, ma
 from bdps_agents.policy import AgentInputs, MultiAgentQPolicy
 from bdps_agents.qmix import QMIX
 from bdps_agents.replay import EpisodeReplayBuffer
-from bdps_agents.run_logger import RunLogger, plot_learning_curve
+from bdps_agents.run_logger import RunLogger, fsync_dir, plot_learning_curve
 
 
 def make_joint(env_cfg: EnvConfig) -> JointEnv:
@@ -352,19 +352,6 @@ class CheckpointError(ValueError):
     cannot be resumed from."""
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # a platform that cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _write_bytes(f: Any, data: bytes | memoryview) -> None:
     f.write(data)
 
@@ -387,7 +374,7 @@ def atomic_write(path: Path, *parts: bytes | memoryview) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def remove_stale_temp_files(path: Path) -> None:

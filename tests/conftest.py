@@ -11,6 +11,19 @@ import pytest
 
 from bdps_agents.config import ExperimentConfig, build_config
 
+# A tiny LBF run (6x6, 2 agents, 1 food; 2 envs, small replay) for pipeline-level tests.
+SMALL_LBF: dict[str, Any] = {
+    "env": {
+        "adapter": "lbf",
+        "kwargs": {"task": "6x6-2p-1f"},
+        "num_train_envs": 2,
+        "num_test_envs": 2,
+    },
+    "replay": {"capacity_episodes": 50, "batch_episodes": 4, "warmup_episodes": 4},
+    "network": {"hidden_dim": 16},
+    "training": {"progress": False, "test_episodes": 2},
+}
+
 
 def config_with(base: dict[str, Any], **sections: dict[str, Any]) -> ExperimentConfig:
     """``base`` with some sections updated key by key, validated."""

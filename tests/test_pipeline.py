@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import config_with
+from conftest import SMALL_LBF, config_with
 from tianshou.algorithm.algorithm_base import policy_within_training_step
 from tianshou.data import Batch
 from tianshou.trainer import OffPolicyTrainerParams
@@ -19,17 +19,7 @@ from torch.utils.tensorboard import SummaryWriter
 from bdps_agents.cli import main as cli_main
 from bdps_agents.training import build_run, load_checkpoint
 
-SMALL = {
-    "env": {
-        "adapter": "lbf",
-        "kwargs": {"task": "6x6-2p-1f"},
-        "num_train_envs": 2,
-        "num_test_envs": 2,
-    },
-    "replay": {"capacity_episodes": 50, "batch_episodes": 4, "warmup_episodes": 4},
-    "network": {"hidden_dim": 16},
-    "training": {"progress": False, "test_episodes": 2},
-}
+SMALL = SMALL_LBF
 
 
 def _cfg(**sections):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import config_with
+from conftest import SMALL_LBF, config_with
 from tianshou.algorithm.algorithm_base import policy_within_training_step
 
 from bdps_agents import training
@@ -40,14 +40,7 @@ from bdps_agents.training import (
 ROOT = Path(__file__).resolve().parents[1]
 
 SMALL = {
-    "env": {
-        "adapter": "lbf",
-        "kwargs": {"task": "6x6-2p-1f"},
-        "num_train_envs": 2,
-        "num_test_envs": 2,
-    },
-    "replay": {"capacity_episodes": 50, "batch_episodes": 4, "warmup_episodes": 4},
-    "network": {"hidden_dim": 16},
+    **copy.deepcopy(SMALL_LBF),
     "exploration": {"anneal_steps": 3000},
     "training": {"progress": False, "test_episodes": 2, "test_interval": 300, "log_interval": 100},
 }

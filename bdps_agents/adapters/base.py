@@ -69,15 +69,32 @@ def action_mask(available: Iterable[int], n: int) -> np.ndarray:
 class MultiAgentEnvAdapter(ParallelEnv[str, np.ndarray, int]):
     """Base class for adapters: declares the convention attributes and validates actions.
 
-    Subclasses set ``possible_agents``, ``agents``, ``state_space`` and implement ``reset``,
-    ``step``, ``state``, ``observation_space`` and ``action_space`` (returning the same object on
-    every call, as PettingZoo requires).
+    Subclasses set ``possible_agents``, ``agents``, ``state_space``, ``observation_spaces`` and
+    ``action_spaces`` (agent -> space; the getters return the same object on every call, as
+    PettingZoo requires) and implement ``reset``, ``step`` and ``state``.
     """
 
     noop_action: int = 0
     episode_limit: int | None = None
     metric_keys: tuple[str, ...] = ()
     state_space: gymnasium.spaces.Box
+    # agent -> space, filled by subclasses; the getters below return these same objects
+    observation_spaces: dict[str, gymnasium.spaces.Space]
+    action_spaces: dict[str, gymnasium.spaces.Discrete]
+
+    def observation_space(self, agent: str) -> gymnasium.spaces.Space:
+        return self._space_of(self.observation_spaces, agent)
+
+    def action_space(self, agent: str) -> gymnasium.spaces.Discrete:
+        return self._space_of(self.action_spaces, agent)
+
+    def _space_of(self, spaces: Mapping[str, Any], agent: str) -> Any:
+        try:
+            return spaces[agent]
+        except (KeyError, TypeError):
+            raise ValueError(
+                f"unknown agent {agent!r}; agents are {list(self.possible_agents)}"
+            ) from None
 
     def _validate_actions(self, actions: Mapping[str, Any]) -> dict[str, int]:
         """Check a joint action against ``agents`` and the action spaces; return plain ints.

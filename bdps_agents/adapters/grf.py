@@ -219,10 +219,9 @@ class GRFParallelEnv(MultiAgentEnvAdapter):
 
         self.possible_agents = [f"agent_{i}" for i in range(n_left)]
         self.agents = []
-        self._action_spaces = {
-            a: gymnasium.spaces.Discrete(N_ACTIONS) for a in self.possible_agents
-        }
+        self.action_spaces = {a: gymnasium.spaces.Discrete(N_ACTIONS) for a in self.possible_agents}
         self._obs_space = self._make_obs_space()
+        self.observation_spaces = dict.fromkeys(self.possible_agents, self._obs_space)
         self.state_space = self._make_state_space()
         self._mask = np.ones(N_ACTIONS, dtype=np.int8)
         self._raw: dict[str, Any] | None = None
@@ -281,14 +280,6 @@ class GRFParallelEnv(MultiAgentEnvAdapter):
         return self._visible.copy()
 
     # ------------------------------------------------------------------ PettingZoo API
-    def observation_space(self, agent: str) -> gymnasium.spaces.Box:
-        self._check_agent(agent)
-        return self._obs_space
-
-    def action_space(self, agent: str) -> gymnasium.spaces.Discrete:
-        self._check_agent(agent)
-        return self._action_spaces[agent]
-
     def reset(
         self, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
@@ -362,10 +353,6 @@ class GRFParallelEnv(MultiAgentEnvAdapter):
         self._env.close()
 
     # ------------------------------------------------------------------ helpers
-    def _check_agent(self, agent: str) -> None:
-        if agent not in self._action_spaces:
-            raise ValueError(f"unknown agent {agent!r}; agents are {self.possible_agents}")
-
     def _update(self, raw_list: list[dict[str, Any]]) -> None:
         if len(raw_list) != self.n_left:
             raise RuntimeError(

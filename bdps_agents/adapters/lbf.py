@@ -271,9 +271,8 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
 
         self.possible_agents = [f"agent_{i}" for i in range(players)]
         self.agents = []
-        self._action_spaces = {
-            a: gymnasium.spaces.Discrete(N_ACTIONS) for a in self.possible_agents
-        }
+        self.action_spaces = {a: gymnasium.spaces.Discrete(N_ACTIONS) for a in self.possible_agents}
+        self.observation_spaces = dict.fromkeys(self.possible_agents, self._obs_space)
 
         max_food = float(box.high[2])
         max_player = float(max_pl.max())
@@ -309,14 +308,6 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
         return self._env
 
     # ------------------------------------------------------------------ PettingZoo API
-    def observation_space(self, agent: str) -> gymnasium.spaces.Box:
-        self._check_agent(agent)
-        return self._obs_space
-
-    def action_space(self, agent: str) -> gymnasium.spaces.Discrete:
-        self._check_agent(agent)
-        return self._action_spaces[agent]
-
     def reset(
         self, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
@@ -402,10 +393,6 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
         self._env.close()
 
     # ------------------------------------------------------------------ helpers
-    def _check_agent(self, agent: str) -> None:
-        if agent not in self._action_spaces:
-            raise ValueError(f"unknown agent {agent!r}; agents are {self.possible_agents}")
-
     def _observations(self, nobs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         return {
             a: (np.asarray(o, dtype=np.float32) - self._obs_low) * self._obs_scale

@@ -139,12 +139,6 @@ class SMACParallelEnv(MultiAgentEnvAdapter):
         self._warned_seed = False
 
     # -- PettingZoo API ---------------------------------------------------------------------
-    def observation_space(self, agent: str) -> gymnasium.spaces.Box:
-        return self.observation_spaces[agent]
-
-    def action_space(self, agent: str) -> gymnasium.spaces.Discrete:
-        return self.action_spaces[agent]
-
     def reset(
         self, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
