@@ -7,6 +7,7 @@ import importlib.util
 import os
 from typing import Any
 
+import numpy as np
 import pytest
 
 from bdps_agents.config import ExperimentConfig, build_config
@@ -31,6 +32,22 @@ def config_with(base: dict[str, Any], **sections: dict[str, Any]) -> ExperimentC
     for key, value in sections.items():
         data.setdefault(key, {}).update(value)
     return build_config(data)
+
+
+def same_nested(a: Any, b: Any) -> bool:
+    """Whether two nested dict/list/tuple structures of arrays and scalars are exactly equal
+    (trajectories of an env under a seed, for determinism tests)."""
+    if isinstance(a, dict):
+        return (
+            isinstance(b, dict) and a.keys() == b.keys() and all(same_nested(a[k], b[k]) for k in a)
+        )
+    if isinstance(a, list | tuple):
+        return (
+            isinstance(b, list | tuple)
+            and len(a) == len(b)
+            and all(same_nested(x, y) for x, y in zip(a, b, strict=True))
+        )
+    return bool(np.array_equal(a, b))
 
 
 def require_optional(module: str, extra: str) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import same_nested
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 
 import bdps_agents.adapters as adapters
@@ -170,19 +171,6 @@ def _rollout(env: LBFParallelEnv, seed: int, action_seed: int = 0) -> list[Any]:
     return trace
 
 
-def _assert_same(a: Any, b: Any) -> None:
-    if isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for key in a:
-            _assert_same(a[key], b[key])
-    elif isinstance(a, list):
-        assert len(a) == len(b)
-        for x, y in zip(a, b, strict=True):
-            _assert_same(x, y)
-    else:
-        np.testing.assert_array_equal(a, b)
-
-
 @pytest.mark.parametrize("config", LBF_CONFIGS)
 def test_lbf_parallel_api(config: dict[str, Any]) -> None:
     env = LBFParallelEnv(**config)
@@ -212,8 +200,8 @@ def test_lbf_seed_determines_episode(config: dict[str, Any]) -> None:
     for seed in (3, 11):
         reference = _rollout(env_a, seed)
         _rollout(env_b, seed + 1000, action_seed=5)  # a different history first
-        _assert_same(reference, _rollout(env_b, seed))
-        _assert_same(reference, _rollout(env_a, seed))
+        assert same_nested(reference, _rollout(env_b, seed))
+        assert same_nested(reference, _rollout(env_a, seed))
     first_obs = [_rollout(env_a, s)[0]["agent_0"] for s in range(5)]
     assert any(not np.array_equal(first_obs[0], o) for o in first_obs[1:])
 
@@ -228,7 +216,7 @@ def test_lbf_reset_does_not_depend_on_history() -> None:
             if env.agents:
                 env.step({a: int(rng.integers(6)) for a in env.agents})
         again, _ = env.reset(seed=seed)
-        _assert_same(first, again)
+        assert same_nested(first, again)
 
 
 @pytest.mark.parametrize("config", LBF_CONFIGS)
@@ -254,7 +242,7 @@ def test_lbf_masked_action_acts_as_noop() -> None:
     unavailable = int(np.flatnonzero(infos["agent_0"]["action_mask"] == 0)[0])
     out_a = env_a.step({"agent_0": unavailable, "agent_1": 0})
     out_b = env_b.step({"agent_0": 0, "agent_1": 0})
-    _assert_same(list(out_a), list(out_b))
+    assert same_nested(list(out_a), list(out_b))
 
 
 def _set_layout(
@@ -322,7 +310,7 @@ def test_lbf_state_does_not_depend_on_sight() -> None:
     trace_p, trace_f = _rollout(partial, seed=6), _rollout(full, seed=6)
     states_p = [x for x in trace_p if isinstance(x, np.ndarray)]
     states_f = [x for x in trace_f if isinstance(x, np.ndarray)]
-    _assert_same(states_p, states_f)
+    assert same_nested(states_p, states_f)
     assert not np.array_equal(trace_p[0]["agent_0"], trace_f[0]["agent_0"])
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import require_optional
+from conftest import require_optional, same_nested
 
 require_optional("gfootball", "grf")
 
@@ -58,19 +58,6 @@ def _rollout(env: GRFParallelEnv, seed: int | None, action_seed: int = 0, steps:
         step = env.step(_actions(rng, env.agents))
         trace.extend([*step, env.state()])
     return trace
-
-
-def _assert_same(a: Any, b: Any) -> None:
-    if isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for key in a:
-            _assert_same(a[key], b[key])
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b)
-        for x, y in zip(a, b, strict=True):
-            _assert_same(x, y)
-    else:
-        np.testing.assert_array_equal(a, b)
 
 
 # ----------------------------------------------------------------------------- API
@@ -123,8 +110,8 @@ def test_pass_and_shoot_controls_three_players() -> None:
 def test_seed_determines_episode(env: GRFParallelEnv, other_env: GRFParallelEnv) -> None:
     reference = _rollout(env, seed=3)
     _rollout(other_env, seed=11, action_seed=5)  # a different history first
-    _assert_same(reference, _rollout(other_env, seed=3))
-    _assert_same(reference, _rollout(env, seed=3))
+    assert same_nested(reference, _rollout(other_env, seed=3))
+    assert same_nested(reference, _rollout(env, seed=3))
     different = _rollout(env, seed=4)
     assert any(
         not np.array_equal(x, y)
@@ -169,7 +156,7 @@ def test_unseeded_resets_vary_but_are_reproducible(env: GRFParallelEnv) -> None:
         return [_rollout(env, seed=None, steps=25) for _ in range(3)]
 
     first, second = episodes(), episodes()
-    _assert_same(first, second)
+    assert same_nested(first, second)
     states = [ep[2::6] for ep in first]
     assert not all(
         len(states[0]) == len(s)
@@ -179,7 +166,7 @@ def test_unseeded_resets_vary_but_are_reproducible(env: GRFParallelEnv) -> None:
     # the first unseeded episode after construction uses the constructor's seed
     fresh = GRFParallelEnv("academy_3_vs_1_with_keeper", seed=21)
     try:
-        _assert_same(_rollout(fresh, seed=None), _rollout(env, seed=21))
+        assert same_nested(_rollout(fresh, seed=None), _rollout(env, seed=21))
     finally:
         fresh.close()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import config_with, require_optional
+from conftest import config_with, require_optional, same_nested
 from pettingzoo.test import parallel_api_test
 
 require_optional("jaxmarl", "smax")
@@ -51,21 +51,13 @@ def _trajectory(env: SMACParallelEnv, seed: int, action_seed: int = 0) -> list:
     return steps
 
 
-def _same(a, b) -> bool:
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return bool(np.array_equal(a, b))
-
-
 def test_seeded_episodes_repeat(env: SMACParallelEnv) -> None:
     # (pettingzoo's parallel_seed_test samples actions without masks, which SMAC refuses)
     other = make_env("smax", map_name=MAP, seed=123)  # the constructor seed is overridden
     first = _trajectory(env, seed=42)
     _trajectory(env, seed=7)  # whatever ran before does not matter
-    assert _same(first, _trajectory(other, seed=42))
-    assert not _same(first[0], _trajectory(env, seed=43)[0])  # another seed, another start
+    assert same_nested(first, _trajectory(other, seed=42))
+    assert not same_nested(first[0], _trajectory(env, seed=43)[0])  # another seed, another start
 
 
 def test_smax_adapter_follows_smac_layout(env: SMACParallelEnv) -> None:
