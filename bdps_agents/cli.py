@@ -95,7 +95,10 @@ def _with_grid_overrides(grid, items: list[str] | None):
 
 
 def _plot(args: argparse.Namespace) -> int:
+    from bdps_agents.experiment import refresh_results
     from bdps_agents.plotting import load_results, plot_results, summary_table
+
+    refresh_results(args.results_dir)  # also plots an experiment that is still running
 
     for path in plot_results(args.results_dir, args.out):
         print(f"wrote {path}")

@@ -287,6 +287,17 @@ def write_results(specs: Iterable[RunSpec], root: Path) -> Path:
     return path
 
 
+def refresh_results(root: str | Path) -> Path | None:
+    """Re-merge ``results.csv`` from the runs of the experiment in ``root`` (its
+    ``experiment.json``), e.g. to plot one that is still running. None if ``root`` holds none."""
+    root = Path(root)
+    meta = root / "experiment.json"
+    if not meta.is_file():
+        return None
+    grid = GridConfig.model_validate(json.loads(meta.read_text()))
+    return write_results(expand(grid, root), root)
+
+
 def _metric_rows(path: Path) -> Iterable[tuple[str, str, str, str]]:
     if not path.is_file():
         return

@@ -83,12 +83,20 @@ def test_grid_on_local_ray_writes_tidy_csv_and_figures(tmp_path: Path, capsys) -
     assert len(_rows(root / "results.csv")) == len(rows)
 
 
-def test_local_mode_runs_sequentially(tmp_path: Path, capsys) -> None:
+def test_local_mode_runs_sequentially_and_cli_plots(tmp_path: Path, capsys) -> None:
+    from bdps_agents.cli import main as cli_main
+
     grid = _grid(tmp_path, methods={"qmix": {"network.sharing": "full"}}, seeds=[3])
     root = run_experiment(grid, local=True)
     assert "[1/1] lbf_8x8-2p-2f--qmix--seed3" in capsys.readouterr().out
     rows = _rows(root / "results.csv")
     assert {r["seed"] for r in rows} == {"3"}
+    # `bdps plot` re-merges results.csv from the runs (so a running experiment can be plotted)
+    (root / "results.csv").unlink()
+    assert cli_main(["plot", str(root)]) == 0
+    assert _rows(root / "results.csv") == rows
+    assert (root / "plots" / "returns.png").is_file()
+    assert "| lbf/8x8-2p-2f | qmix | 1 |" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
