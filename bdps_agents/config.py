@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -32,6 +39,18 @@ class EnvConfig(_Strict):
     reward_aggregation: Literal["sum", "mean"] = "sum"
     num_train_envs: int = Field(8, ge=1)
     num_test_envs: int = Field(8, ge=1)
+
+    @field_validator("adapter")
+    @classmethod
+    def _known_adapter(cls, name: str) -> str:
+        # the registry lists names without importing any simulator
+        from bdps_agents.adapters import available_adapters
+
+        known = available_adapters()
+        if name not in known:
+            raise ValueError(f"unknown environment adapter {name!r}; known adapters: {known}")
+        return name
+
     vector_env: Literal["dummy", "subproc", "ray"] = Field(
         "dummy", description="Tianshou vector env: in-process, subprocesses, or Ray actors"
     )
@@ -187,13 +206,15 @@ class ExperimentConfig(_Strict):
                 "the paper requires n >= k >= m >= 2"
             )
         if episode_limit is not None:
-            for name, value in (
-                ("bdps.role_interval (T_U)", b.role_interval),
-                (
-                    "group interval T_V = bdps.role_interval * bdps.group_interval_multiple",
-                    b.group_interval,
-                ),
-            ):
+            intervals = [("bdps.role_interval (T_U)", b.role_interval)]
+            if self.network.sharing == "bilevel":  # single-level BDPS has no groups
+                intervals.append(
+                    (
+                        "group interval T_V = bdps.role_interval * bdps.group_interval_multiple",
+                        b.group_interval,
+                    )
+                )
+            for name, value in intervals:
                 if value >= episode_limit:
                     raise ConfigError(
                         f"{name} = {value} must be below the episode limit ({episode_limit})"
