@@ -144,7 +144,7 @@ def broken_relation(draw) -> tuple[dict[str, Any], str]:
     return data, "replay.batch_episodes"
 
 
-FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FUZZ
