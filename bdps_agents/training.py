@@ -44,6 +44,7 @@ import secrets
 import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,20 +68,27 @@ from bdps_agents.replay import EpisodeReplayBuffer
 from bdps_agents.run_logger import RunLogger, fsync_dir, plot_learning_curve
 
 
-def make_joint(env_cfg: EnvConfig) -> JointEnv:
-    """One joint env from the config (called inside vector-env workers)."""
-    from bdps_agents.adapters import make_env
+def make_joint(env_cfg: EnvConfig, factory: Callable[..., Any] | None = None) -> JointEnv:
+    """One joint env from the config; ``factory`` is the adapter's, if already resolved."""
+    from bdps_agents.adapters import adapter_factory, check_parallel_env
 
-    return JointEnv(make_env(env_cfg.adapter, **env_cfg.kwargs), env_cfg.reward_aggregation)
+    factory = factory or adapter_factory(env_cfg.adapter)
+    env = check_parallel_env(factory(**env_cfg.kwargs), env_cfg.adapter)
+    return JointEnv(env, env_cfg.reward_aggregation)
 
 
-def _worker_env(env_cfg: EnvConfig) -> JointEnv:
+def _worker_env(env_cfg: EnvConfig, factory: Callable[..., Any]) -> JointEnv:
     torch.set_num_threads(1)  # tiny nets and envs: extra threads only contend for the 2 cores
-    return make_joint(env_cfg)
+    return make_joint(env_cfg, factory)
 
 
 def make_vector_env(env_cfg: EnvConfig, num: int, seed: int) -> BaseVectorEnv:
-    fns = [lambda c=env_cfg: _worker_env(c) for _ in range(num)]
+    from bdps_agents.adapters import adapter_factory
+
+    # resolved here: a worker process (spawned, or a Ray actor) does not see adapters that
+    # were registered at run time in this one
+    factory = adapter_factory(env_cfg.adapter)
+    fns = [lambda c=env_cfg, f=factory: _worker_env(c, f) for _ in range(num)]
     if env_cfg.vector_env == "subproc":
         # a forked copy of a process whose jax runtime is running (e.g. SMAX was probed here)
         # can deadlock inside jax: start fresh interpreters then
@@ -249,9 +257,17 @@ class Run:
     def policy(self) -> MultiAgentQPolicy:
         return self.algorithm.policy
 
-    def close(self) -> None:
-        self.train_envs.close()
-        self.test_envs.close()
+    def close(self, quietly: bool = False) -> None:
+        """Close both vector envs (once). ``quietly``: ignore errors from workers that already
+        died, so that they do not hide the error that killed them."""
+        for venv in (self.train_envs, self.test_envs):
+            if venv.is_closed:
+                continue
+            try:
+                venv.close()
+            except Exception:
+                if not quietly:
+                    raise
 
 
 def seed_everything(seed: int) -> None:
@@ -345,6 +361,10 @@ RESUMABLE_CHANGES = frozenset(
         "training.checkpoint_interval",
     }
 )
+
+
+class EnvWorkerError(RuntimeError):
+    """An environment in a vector-env worker process failed (the worker died)."""
 
 
 class CheckpointError(ValueError):
@@ -577,8 +597,18 @@ def train(
     run = build_run(cfg)
     try:
         return _train(cfg, run, logdir, checkpoint, saved)
+    except (EOFError, BrokenPipeError, ConnectionResetError) as exc:
+        if cfg.env.vector_env == "dummy":
+            raise
+        run.close(quietly=True)  # the other workers; the dead one cannot be told to close
+        raise EnvWorkerError(
+            f"an environment worker ({cfg.env.vector_env}) died while the trainer waited on it "
+            f"({type(exc).__name__}): the env raised inside the worker process, whose traceback "
+            "is printed above on stderr. Rerun with --set env.vector_env=dummy to get the "
+            f"error in this process. The last checkpoint ({checkpoint}) is kept."
+        ) from exc
     finally:
-        run.close()
+        run.close(quietly=True)
 
 
 def _train(

@@ -28,6 +28,8 @@ from bdps_agents.adapters.base import MultiAgentEnvAdapter
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "adapter_factory",
+    "check_parallel_env",
     "AdapterLoadError",
     "AdapterRegistry",
     "MultiAgentEnvAdapter",
@@ -150,15 +152,21 @@ class AdapterRegistry:
         )
 
     def make(self, name: str, **kwargs: Any) -> ParallelEnv:
-        env = self.factory(name)(**kwargs)
-        # Duck-typed on purpose: PettingZoo wrappers and third-party envs need not subclass.
-        for attr in ("possible_agents", "reset", "step", "action_space", "observation_space"):
-            if not hasattr(env, attr):
-                raise TypeError(
-                    f"adapter {name!r} returned {type(env).__name__}, which lacks {attr!r}: "
-                    "not a PettingZoo ParallelEnv"
-                )
-        return env
+        return check_parallel_env(self.factory(name)(**kwargs), name)
+
+
+def check_parallel_env(env: Any, name: str) -> ParallelEnv:
+    """``env`` if it looks like a PettingZoo ParallelEnv, else ``TypeError`` naming the adapter.
+
+    Duck-typed on purpose: PettingZoo wrappers and third-party envs need not subclass.
+    """
+    for attr in ("possible_agents", "reset", "step", "action_space", "observation_space"):
+        if not hasattr(env, attr):
+            raise TypeError(
+                f"adapter {name!r} returned {type(env).__name__}, which lacks {attr!r}: "
+                "not a PettingZoo ParallelEnv"
+            )
+    return env
 
 
 _registry = AdapterRegistry(dict(BUILTIN_ADAPTERS))
@@ -179,6 +187,13 @@ def make_env(name: str, **kwargs: Any) -> ParallelEnv:
     names, or :class:`AdapterLoadError` if the adapter's code cannot be imported.
     """
     return _registry.make(name, **kwargs)
+
+
+def adapter_factory(name: str) -> Factory:
+    """The factory registered as ``name`` (imported now). Vector envs resolve it in the parent
+    process and hand it to their workers, so adapters registered at run time also work in
+    spawned worker processes."""
+    return _registry.factory(name)
 
 
 def available_adapters() -> list[str]:
