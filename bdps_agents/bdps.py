@@ -359,6 +359,14 @@ class BDPS(QMIX):
             extra["group_switch_rate"] = v_stats.pop("group_switch_rate")
             assignments.update(v_stats)
         extra.update(self._role_diagnostics(ep, q_u, q_v, assignments))
+        self.check_finite(
+            {
+                "Q-values (role and group networks)": stats["q_taken_mean"],
+                "TD loss": td,
+                "VAE loss (role selector, Eq. 7)": l_u,
+                **({"group selector loss (Eq. 8)": l_v} if self.policy.bilevel else {}),
+            }
+        )
         grad_norm = self.step(loss)
         return BDPSTrainingStats(
             loss=loss.item(),

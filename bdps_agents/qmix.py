@@ -35,6 +35,10 @@ from bdps_agents.policy import MultiAgentQPolicy, masked_argmax
 from bdps_agents.replay import EpisodeReplayBuffer
 
 
+class NonFiniteError(FloatingPointError):
+    """A loss or Q-value became NaN or infinite during an update."""
+
+
 @dataclass(kw_only=True)
 class QMIXTrainingStats(TrainingStats):
     loss: float | None = None  # the total loss (BDPS: L_TD + L_U + L_V)
@@ -202,10 +206,22 @@ class QMIX(OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorit
         if len(batch.get_keys()) == 0:
             return QMIXTrainingStats()
         loss, stats = self.td_loss(self.episode_tensors(batch))
+        self.check_finite({"Q-values (agent network)": stats["q_taken_mean"], "TD loss": loss})
         grad_norm = self.step(loss)
         return QMIXTrainingStats(
             loss=loss.item(), td_loss=loss.item(), grad_norm=grad_norm, **stats
         )
+
+    def check_finite(self, values: dict[str, torch.Tensor | float]) -> None:
+        """Stop before a non-finite value reaches the optimiser: raise :class:`NonFiniteError`
+        naming the first bad component (in the order given) and the update number."""
+        for name, value in values.items():
+            value = torch.as_tensor(value).detach()
+            if not torch.isfinite(value).all():
+                raise NonFiniteError(
+                    f"non-finite {name} ({float(value.mean())}) in update "
+                    f"{self.num_updates + 1}; no optimiser step was taken"
+                )
 
     def step(self, loss: torch.Tensor) -> float:
         """One optimiser step; copies to the target networks every ``target_update_interval``."""

@@ -63,7 +63,7 @@ from bdps_agents.exploration import LinearSchedule
 from bdps_agents.joint_env import JointEnv
 from bdps_agents.networks import GroupSelector, RecurrentAgent, RoleSelector, make_mixer
 from bdps_agents.policy import AgentInputs, MultiAgentQPolicy
-from bdps_agents.qmix import QMIX
+from bdps_agents.qmix import QMIX, NonFiniteError
 from bdps_agents.replay import EpisodeReplayBuffer
 from bdps_agents.run_logger import RunLogger, fsync_dir, plot_learning_curve
 
@@ -597,6 +597,17 @@ def train(
     run = build_run(cfg)
     try:
         return _train(cfg, run, logdir, checkpoint, saved)
+    except NonFiniteError as exc:
+        steps = run.train_collector.collect_step
+        kept = (
+            f"the last good checkpoint {checkpoint} is kept"
+            if checkpoint.is_file()
+            else ("no checkpoint had been written yet")
+        )
+        raise NonFiniteError(
+            f"training stopped at env step {steps}: {exc}; {kept}. Try a lower algorithm.lr "
+            "or algorithm.max_grad_norm, or check the scale of the rewards."
+        ) from exc
     except (EOFError, BrokenPipeError, ConnectionResetError) as exc:
         if cfg.env.vector_env == "dummy":
             raise

@@ -41,3 +41,45 @@ def test_env_raising_in_a_worker_stops_training_with_a_clear_error(
         with pytest.raises(RuntimeError, match="simulated simulator crash"):
             train(cfg, tmp_path)
     assert not multiprocessing.active_children()  # no worker left behind
+
+
+@pytest.mark.parametrize(
+    "sharing, poisoned, component",
+    [
+        ("full", "td_loss", "TD loss"),
+        ("bilevel", "role_loss", "VAE loss"),
+        ("bilevel", "group_loss", "group selector loss"),
+    ],
+)
+def test_non_finite_loss_stops_training_naming_step_and_component(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sharing: str, poisoned: str, component: str
+) -> None:
+    import torch
+
+    from bdps_agents.bdps import BDPS
+    from bdps_agents.qmix import QMIX, NonFiniteError
+    from bdps_agents.training import load_checkpoint
+
+    owner = QMIX if poisoned == "td_loss" else BDPS
+    original = getattr(owner, poisoned)
+    calls = {"n": 0}
+
+    def poison(self, *args, **kwargs):
+        loss, stats = original(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] >= 40:  # after the first checkpoint (every 200 env steps, 10 per update)
+            loss = loss * torch.tensor(float("nan"))
+        return loss, stats
+
+    monkeypatch.setattr(owner, poisoned, poison)
+    cfg = config_with(
+        SMALL_LBF,
+        network={"sharing": sharing},
+        bdps={"role_interval": 3, "group_interval_multiple": 2},
+        training={"total_steps": 2000, "test_interval": 200, "steps_per_update": 10},
+    )
+    with pytest.raises(NonFiniteError, match=rf"env step \d+: non-finite {component}.*kept"):
+        train(cfg, tmp_path)
+    _, data = load_checkpoint(tmp_path / "checkpoint.pt")  # the last good one
+    params = data["algorithm"]
+    assert all(torch.isfinite(v).all() for v in params.values() if isinstance(v, torch.Tensor))
