@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import same_nested
-from pettingzoo.test import parallel_api_test, parallel_seed_test
+from pettingzoo.test import parallel_api_test
 
 import bdps_agents.adapters as adapters
 from bdps_agents.adapters import (
@@ -26,7 +27,7 @@ from bdps_agents.adapters import (
     make_env,
     register_adapter,
 )
-from bdps_agents.adapters.base import check_adapter_conventions
+from bdps_agents.adapters.base import ActionMaskInObservation, check_adapter_conventions
 from bdps_agents.adapters.lbf import LBFParallelEnv, parse_task
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -176,15 +177,9 @@ def test_lbf_parallel_api(config: dict[str, Any]) -> None:
     env = LBFParallelEnv(**config)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        parallel_api_test(env, num_cycles=100)
+        # parallel_api_test samples from obs["action_mask"]; unavailable actions are refused
+        parallel_api_test(ActionMaskInObservation(env), num_cycles=100)
     assert not [w for w in caught if issubclass(w.category, UserWarning)]
-
-
-@pytest.mark.parametrize("config", LBF_CONFIGS)
-def test_lbf_parallel_seed_test(config: dict[str, Any]) -> None:
-    # PettingZoo 1.27's parallel_seed_test stops after one step (it tests `any(dict)`, which is
-    # true for any non-empty dict), so test_lbf_seed_determines_episode below does the real work.
-    parallel_seed_test(lambda: LBFParallelEnv(**config), num_cycles=50)
 
 
 @pytest.mark.parametrize("config", LBF_CONFIGS)
@@ -211,10 +206,13 @@ def test_lbf_reset_does_not_depend_on_history() -> None:
     env = LBFParallelEnv(players=4, max_num_food=3)
     rng = np.random.default_rng(0)
     for seed in range(40):
-        first, _ = env.reset(seed=seed)
+        first, infos = env.reset(seed=seed)
         for _ in range(30):
             if env.agents:
-                env.step({a: int(rng.integers(6)) for a in env.agents})
+                actions = {
+                    a: int(rng.choice(np.flatnonzero(infos[a]["action_mask"]))) for a in env.agents
+                }
+                _, _, _, _, infos = env.step(actions)
         again, _ = env.reset(seed=seed)
         assert same_nested(first, again)
 
@@ -235,14 +233,19 @@ def test_lbf_masks_match_valid_actions(config: dict[str, Any]) -> None:
         *_, infos = env.step(_policy_actions(rng, infos, env.agents))
 
 
-def test_lbf_masked_action_acts_as_noop() -> None:
-    env_a, env_b = LBFParallelEnv(task="8x8-2p-2f"), LBFParallelEnv(task="8x8-2p-2f")
-    _, infos = env_a.reset(seed=4)
-    env_b.reset(seed=4)
-    unavailable = int(np.flatnonzero(infos["agent_0"]["action_mask"] == 0)[0])
-    out_a = env_a.step({"agent_0": unavailable, "agent_1": 0})
-    out_b = env_b.step({"agent_0": 0, "agent_1": 0})
-    assert same_nested(list(out_a), list(out_b))
+def test_lbf_unavailable_action_is_refused() -> None:
+    env = LBFParallelEnv(task="8x8-2p-2f")
+    _, infos = env.reset(seed=4)
+    mask = infos["agent_0"]["action_mask"]
+    unavailable = int(np.flatnonzero(mask == 0)[0])
+    available = np.flatnonzero(mask).tolist()
+    with pytest.raises(
+        ValueError,
+        match=rf"action {unavailable} is not available to 'agent_0' "
+        rf"\(available: {re.escape(str(available))}\)",
+    ):
+        env.step({"agent_0": unavailable, "agent_1": 0})
+    env.step({"agent_0": 0, "agent_1": 0})  # the env is still usable
 
 
 def _set_layout(
@@ -282,7 +285,7 @@ def test_lbf_normalized_obs_and_state_are_affine_images_of_the_raw_ones(task: st
     raw = LBFParallelEnv(task=task, normalize_obs=False)
     norm = LBFParallelEnv(task=task)
     obs_r, _ = raw.reset(seed=3)
-    obs_n, _ = norm.reset(seed=3)
+    obs_n, infos = norm.reset(seed=3)
     rng = np.random.default_rng(0)
     for _ in range(30):
         for a in raw.possible_agents:
@@ -298,9 +301,9 @@ def test_lbf_normalized_obs_and_state_are_affine_images_of_the_raw_ones(task: st
             1.0,
         )
         np.testing.assert_allclose(s_n, (s_r - raw.state_space.low) / span, rtol=1e-6, atol=1e-6)
-        actions = {a: int(rng.integers(6)) for a in raw.agents}
+        actions = {a: int(rng.choice(np.flatnonzero(infos[a]["action_mask"]))) for a in raw.agents}
         obs_r, *_, done_r, _ = raw.step(actions)
-        obs_n, *_ = norm.step(actions)
+        obs_n, _, _, _, infos = norm.step(actions)
         if not raw.agents:
             break
 

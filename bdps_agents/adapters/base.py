@@ -21,8 +21,9 @@ the form that :class:`bdps_agents.joint_env.JointEnv` (and hence the learner) ex
 * Ending an episode: ``terminations`` for a true end of the task (no future reward),
   ``truncations`` for a time limit; afterwards ``agents`` is ``[]`` and stepping again raises
   ``RuntimeError`` until ``reset()``.
-* Actions are validated at the boundary: an unknown, missing or finished agent, or an action that
-  is not an integer in ``[0, n)``, raises ``ValueError`` naming the agent.
+* Actions are validated at the boundary: an unknown, missing or finished agent, an action that
+  is not an integer in ``[0, n)``, or one that the agent's mask forbids, raises ``ValueError``
+  naming the agent (see :func:`check_available`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "MultiAgentEnvAdapter",
     "action_mask",
     "check_adapter_conventions",
+    "check_available",
     "to_action_index",
 ]
 
@@ -57,6 +59,14 @@ def to_action_index(agent: str, action: Any, n: int) -> int:
     if not 0 <= value < n:
         raise ValueError(f"action {value} for agent {agent!r} is outside the range [0, {n})")
     return value
+
+
+def check_available(agent: str, action: int, mask: np.ndarray) -> None:
+    """``ValueError`` naming ``agent`` and its available actions unless ``mask[action]`` is set:
+    simulators would assert (SMAC) or silently run something else (LBF's NONE)."""
+    if not mask[action]:
+        available = np.flatnonzero(mask).tolist()
+        raise ValueError(f"action {action} is not available to {agent!r} (available: {available})")
 
 
 def action_mask(available: Iterable[int], n: int) -> np.ndarray:

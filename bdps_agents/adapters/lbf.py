@@ -11,7 +11,7 @@ Conventions (see :mod:`bdps_agents.adapters.base`):
 * agents ``"agent_0" .. "agent_{P-1}"`` are lbforaging's players in order;
 * actions ``0 NONE, 1 NORTH, 2 SOUTH, 3 WEST, 4 EAST, 5 LOAD``; ``noop_action = 0``;
 * ``infos[agent]["action_mask"]`` comes from lbforaging's per-player ``_valid_actions``. An
-  unavailable action is *accepted* and, as in lbforaging, executed as NONE;
+  unavailable action raises ``ValueError`` (lbforaging itself would silently run NONE);
 * ``terminations`` when all food is collected, ``truncations`` when ``max_episode_steps`` is
   reached without that (if both happen on the same step it is a termination);
 * ``state()`` is the full-sight encoding described in :meth:`LBFParallelEnv.state`;
@@ -29,7 +29,7 @@ import gymnasium
 import numpy as np
 from lbforaging.foraging import ForagingEnv
 
-from bdps_agents.adapters.base import MultiAgentEnvAdapter, action_mask
+from bdps_agents.adapters.base import MultiAgentEnvAdapter, action_mask, check_available
 
 __all__ = ["LBFParallelEnv", "parse_task"]
 
@@ -341,6 +341,10 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
         dict[str, dict[str, Any]],
     ]:
         joint = self._validate_actions(actions)
+        for agent, player in zip(self.possible_agents, self._env.players, strict=True):
+            if agent in joint:
+                valid = (act.value for act in self._env._valid_actions[player])
+                check_available(agent, joint[agent], action_mask(valid, N_ACTIONS))
         nobs, rewards, _, _, _ = self._env.step([joint[a] for a in self.possible_agents])
         all_collected = not self._env.field.any()
         time_up = self._env.current_step >= self.max_episode_steps

@@ -42,7 +42,7 @@ from typing import Any, ClassVar, Protocol
 import gymnasium
 import numpy as np
 
-from bdps_agents.adapters.base import MultiAgentEnvAdapter
+from bdps_agents.adapters.base import MultiAgentEnvAdapter, check_available
 
 __all__ = ["SMACParallelEnv", "StarCraft2EnvLike", "make_smac_env"]
 
@@ -165,11 +165,7 @@ class SMACParallelEnv(MultiAgentEnvAdapter):
         joint = [self.noop_action] * self.n_agents
         for agent, action in chosen.items():
             i = self._index[agent]
-            if not self._masks[i, action]:
-                available = np.flatnonzero(self._masks[i]).tolist()
-                raise ValueError(
-                    f"action {action} is not available to {agent!r} (available: {available})"
-                )
+            check_available(agent, action, self._masks[i])
             joint[i] = action
         reward, terminated, info = self.env.step(joint)
         self._steps += 1
