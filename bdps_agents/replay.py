@@ -6,11 +6,21 @@ hidden state (PyMARL style). Tianshou's buffer stores transitions; this subclass
 * episode bookkeeping done incrementally in ``add`` (``_episode_len[start] = length`` once an
   episode is complete), so sampling never scans the buffer;
 * each observation stored once (``ignore_obs_next``); only the observation that follows the
-  *last* step of an episode is kept on the side, because a truncated episode bootstraps from it;
+  *last* step of an episode is kept on the side (a small pool of rows, copied, one per stored
+  episode), because a truncated episode bootstraps from it;
 * the policy's recurrent state (``policy.hidden_state``) is not stored: training re-computes it;
   other policy outputs (BDPS's roles and groups chosen while acting) are kept and replayed;
 * ``hasnull`` checks each added batch instead of copying the whole buffer after every collect
   step (Tianshou 2.0.1's trainer calls it every step; the stock version is O(buffer size)).
+
+Memory (see :meth:`EpisodeReplayBuffer.memory_bytes`): observations are stored as the env gives
+them (``JointEnv``: float32 ``obs``/``state``, int8 ``mask``/``alive``); the rest is compact:
+``act`` in the smallest unsigned integer type that holds ``n_actions - 1`` (uint8 up to 256
+actions; ``n_actions`` is the width of ``obs.mask`` unless given), ``rew`` float32, flags bool,
+``info`` not stored (the learner never reads it; ``info_keys`` keeps some, as float32),
+``_episode_len`` in the smallest type that holds the sub-buffer size, and Tianshou's per-slot
+``np.arange`` index arrays (16 bytes per slot) replaced by ranges made on demand. Tianshou would
+upcast ``rew`` to float64 on the first ``add``; the storage is allocated here instead.
 
 ``sample_indices`` returns episode *start* indices; :meth:`episode_batch` turns them into padded
 ``(B, T)`` arrays with a ``valid`` mask.
@@ -18,8 +28,12 @@ hidden state (PyMARL style). Tianshou's buffer stores transitions; this subclass
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable
+
 import numpy as np
-from tianshou.data import Batch, VectorReplayBuffer
+from tianshou.data import Batch, ReplayBuffer, VectorReplayBuffer
+from tianshou.data.batch import create_value
 
 
 def _has_nan(batch: Batch) -> bool:
@@ -35,50 +49,210 @@ def _has_nan(batch: Batch) -> bool:
     return False
 
 
+def batch_nbytes(value: object) -> int:
+    """Bytes held by the arrays of a (nested) Batch or an array; 0 for anything else."""
+    if isinstance(value, Batch):
+        return sum(batch_nbytes(v) for v in value.values())
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    return 0
+
+
+class _IndexRange:
+    """Stands in for Tianshou's per-slot ``np.arange(size)`` (``ReplayBuffer._indices``, int64,
+    used only to turn a slice into indices in ``buffer[slice]``): made when indexed."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key: object) -> np.ndarray:
+        return np.arange(self.size)[key]
+
+
+def stored_bytes(buffer: ReplayBuffer) -> dict[str, int]:
+    """Bytes a Tianshou buffer holds, by part: ``transitions`` (every array of ``_meta``),
+    ``indices`` (Tianshou's per-slot index arrays of the buffer and its sub-buffers) and, for
+    an :class:`EpisodeReplayBuffer`, its episode bookkeeping (see :meth:`memory_bytes`)."""
+    if isinstance(buffer, EpisodeReplayBuffer):
+        return buffer.memory_bytes()
+    parts = [buffer, *getattr(buffer, "buffers", ())]
+    return {
+        "transitions": batch_nbytes(buffer._meta),
+        "indices": sum(batch_nbytes(getattr(b, "_indices", None)) for b in parts),
+    }
+
+
+def raw_step_bytes(obs: Batch) -> int:
+    """Bytes of one joint observation as the env produces it: float32 ``obs`` and ``state`` plus
+    the int8 action ``mask`` (one byte per entry), from the shapes of a stored ``obs`` Batch
+    (leading dimension = slots)."""
+    return (
+        int(np.prod(obs.obs.shape[1:])) * 4
+        + int(np.prod(obs.state.shape[1:])) * 4
+        + int(np.prod(obs.mask.shape[1:]))
+    )
+
+
 class EpisodeReplayBuffer(VectorReplayBuffer):
-    def __init__(self, total_size: int, buffer_num: int, seed: int = 0) -> None:
+    """See the module docstring. ``n_actions`` fixes the stored action type (default: the width
+    of ``obs.mask`` on the first ``add``); ``info_keys`` are the ``info`` entries to store."""
+
+    def __init__(
+        self,
+        total_size: int,
+        buffer_num: int,
+        seed: int = 0,
+        n_actions: int | None = None,
+        info_keys: Iterable[str] = (),
+    ) -> None:
         if total_size < buffer_num:
             raise ValueError(f"total_size ({total_size}) must be >= buffer_num ({buffer_num})")
         super().__init__(total_size, buffer_num, ignore_obs_next=True)
         self._sub_size = self.maxsize // buffer_num
+        for buf in (self, *self.buffers):
+            buf._indices = _IndexRange(buf.maxsize)
         # length of the complete episode starting at an index; 0 elsewhere
-        self._episode_len = np.zeros(self.maxsize, dtype=np.int64)
-        self._final_obs: dict[int, Batch] = {}  # last index of an episode -> obs after it
+        self._episode_len = np.zeros(self.maxsize, dtype=np.min_scalar_type(self._sub_size))
+        # the observation after each complete episode's last step: a row of a pool, by start
+        self._final_pool: Batch | None = None
+        self._final_row: dict[int, int] = {}
+        self._free_rows: list[int] = []
+        self._n_actions = n_actions
+        self._info_keys = tuple(info_keys)
+        self._act_dtype: np.dtype | None = None  # as stored
+        self._act_out_dtype: np.dtype | None = None  # as the policy gave it; replayed as such
         self._has_null = False
         self._sample_rng = np.random.default_rng(seed)
 
     # -- writing ---------------------------------------------------------------------------------
-    def add(self, batch: Batch, buffer_ids: np.ndarray | list[int] | None = None):  # type: ignore[override]
-        obs_next = batch.obs_next
-        kept = Batch({k: batch[k] for k in batch.get_keys() if k not in ("policy", "obs_next")})
+    def _compact(self, batch: Batch) -> Batch:
+        """What is stored of one added batch, in the stored dtypes."""
+        act = np.asarray(batch.act)
+        if self._act_out_dtype is None:
+            self._choose_act_dtype(batch.obs, act)
+        if self._act_dtype != act.dtype and act.size:
+            if act.min() < 0 or act.max() >= self._n_actions:
+                raise ValueError(
+                    f"actions must lie in [0, {self._n_actions}) to be stored as "
+                    f"{self._act_dtype}, got [{act.min()}, {act.max()}]"
+                )
+        kept = Batch(
+            obs=batch.obs,
+            act=act.astype(self._act_dtype, copy=False),
+            rew=np.asarray(batch.rew, dtype=np.float32),
+            terminated=np.asarray(batch.terminated, dtype=bool),
+            truncated=np.asarray(batch.truncated, dtype=bool),
+        )
+        if self._info_keys:
+            info = batch.info
+            kept.info = Batch({k: np.asarray(info[k], dtype=np.float32) for k in self._info_keys})
         policy_out = batch.get("policy", Batch())
         extra = {k: policy_out[k] for k in policy_out.get_keys() if k != "hidden_state"}
         if extra:
             kept.policy = Batch(extra)
+        return kept
+
+    def _choose_act_dtype(self, obs: Batch, act: np.ndarray) -> None:
+        self._act_out_dtype = act.dtype
+        if self._n_actions is None and isinstance(obs, Batch) and "mask" in obs.get_keys():
+            self._n_actions = int(np.shape(obs.mask)[-1])
+        if act.dtype.kind in "iu" and self._n_actions is not None:
+            self._act_dtype = np.min_scalar_type(max(self._n_actions - 1, 0))
+        else:  # no action count known (or not integer actions): keep the given type
+            self._act_dtype = act.dtype
+
+    def _allocate(self, kept: Batch) -> None:
+        """Allocate ``_meta`` in the stored dtypes before Tianshou's first write: on its own,
+        Tianshou would allocate ``rew`` as float64. (A key that appears later is allocated by
+        Tianshou from the already compact batch.)"""
+        template = Batch({**{k: kept[k] for k in kept.get_keys()}, "done": kept.terminated})
+        self._meta = create_value(template, self.maxsize, stack=False)
+        self._set_batch_for_children()
+
+    def add(self, batch: Batch, buffer_ids: np.ndarray | list[int] | None = None):  # type: ignore[override]
+        kept = self._compact(batch)
+        if len(self._meta.get_keys()) == 0:
+            self._allocate(kept)
         if not self._has_null and _has_nan(kept):
             self._has_null = True
         result = super().add(kept, buffer_ids)
         insertion, _, ep_len, ep_start = result
-        # whatever lived at the overwritten slots is gone: an old episode start or end
-        self._episode_len[insertion] = 0
-        if self._final_obs:
-            for i in insertion.tolist():
-                self._final_obs.pop(i, None)
-        done = np.flatnonzero(np.logical_or(batch.terminated, batch.truncated))
-        for j in done.tolist():
-            self._episode_len[ep_start[j]] = ep_len[j]
-            self._final_obs[int(insertion[j])] = obs_next[j]
+        # whatever lived at the overwritten slots is gone; an episode loses its start first
+        hit = insertion[self._episode_len[insertion] != 0]
+        if len(hit):
+            self._episode_len[hit] = 0
+            for i in hit.tolist():
+                self._free_rows.append(self._final_row.pop(i))
+        done = np.flatnonzero(np.logical_or(kept.terminated, kept.truncated))
+        if len(done):
+            obs_next = batch.obs_next
+            for j in done.tolist():
+                if ep_len[j] > self._sub_size:  # it overwrote its own start: not replayable
+                    continue
+                start = int(ep_start[j])
+                self._episode_len[start] = ep_len[j]
+                self._store_final(start, obs_next[j])
         return result
+
+    def _store_final(self, start: int, obs: Batch) -> None:
+        """Copy the observation after the episode starting at ``start`` into a pool row."""
+        if not self._free_rows:
+            old = self._final_pool
+            size = 0 if old is None else len(old)
+            grown = max(4, size + size // 2)
+            pool = create_value(obs, grown, stack=True)
+            if old is not None:
+                pool[:size] = old
+            self._final_pool = pool
+            self._free_rows.extend(range(grown - 1, size - 1, -1))
+        row = self._free_rows.pop()
+        self._final_pool[row] = obs  # type: ignore[index]
+        self._final_row[start] = row
 
     def reset(self, keep_statistics: bool = False) -> None:
         super().reset(keep_statistics)
         if hasattr(self, "_episode_len"):
             self._episode_len[:] = 0
-            self._final_obs.clear()
+            self._final_pool = None
+            self._final_row.clear()
+            self._free_rows.clear()
             self._has_null = False
 
     def hasnull(self) -> bool:
         return self._has_null
+
+    # -- memory ----------------------------------------------------------------------------------
+    def memory_bytes(self) -> dict[str, int]:
+        """Bytes held, by part: ``transitions`` (every array of ``_meta``), ``episodes``
+        (``_episode_len``), ``final_obs`` (the pool, at its allocated size, plus its Python
+        bookkeeping as ``sys.getsizeof`` counts it) and ``indices`` (0: made on demand)."""
+        entries = len(self._final_row)
+        bookkeeping = (
+            sys.getsizeof(self._final_row)
+            + sys.getsizeof(self._free_rows)
+            + 28 * (2 * entries + len(self._free_rows))  # the int objects they hold
+        )
+        return {
+            "transitions": batch_nbytes(self._meta),
+            "episodes": self._episode_len.nbytes,
+            "final_obs": batch_nbytes(self._final_pool) + bookkeeping,
+            "indices": 0,
+        }
+
+    def bytes_per_step(self) -> float:
+        """Bytes held per slot (``maxsize``): the cost of one stored step once the buffer is full
+        (before that, the final observations of the episodes still to come are missing)."""
+        return sum(self.memory_bytes().values()) / self.maxsize
+
+    def raw_bytes_per_step(self) -> int:
+        """One joint observation as the env produces it: float32 obs + float32 state + int8
+        mask (the reference for :meth:`bytes_per_step`); needs a first ``add``."""
+        return raw_step_bytes(self._meta.obs)
 
     # -- reading ---------------------------------------------------------------------------------
     @property
@@ -96,7 +270,7 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
 
     def episode_indices(self, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(idx (B, T), valid (B, T), lengths (B,))``; padded slots repeat the start index."""
-        lengths = self._episode_len[starts]
+        lengths = self._episode_len[starts].astype(np.int64)
         if np.any(lengths == 0):
             raise ValueError("episode_indices got an index that is not a complete episode start")
         T = int(lengths.max())
@@ -112,13 +286,14 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
         Observation-like leaves (``obs``) have ``T + 1`` steps: step ``L`` of an episode of length
         ``L`` is the observation after its last action; later slots are zeros. Transition leaves
         (``act``, ``rew``, ``terminated``, ``truncated``, ``policy``) have ``T`` steps (padded
-        slots repeat the first step). ``valid`` is ``(B, T)``.
+        slots repeat the first step). ``valid`` is ``(B, T)``. ``act`` has the type the policy
+        gave (int64), ``rew`` is float32 (what the learner converts it to), ``lengths`` int64.
         """
         idx, valid, lengths = self.episode_indices(starts)
         B, T = idx.shape
         rows = np.arange(B)
         obs = self._meta.obs[idx]
-        final = Batch.stack([self._final_obs[int(e)] for e in idx[rows, lengths - 1]])
+        final = self._final_pool[[self._final_row[int(s)] for s in starts]]  # type: ignore[index]
 
         def with_final(seq: np.ndarray, last: np.ndarray) -> np.ndarray:
             out = np.zeros((B, T + 1, *seq.shape[2:]), dtype=seq.dtype)
@@ -133,8 +308,8 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
         return Batch(
             policy=replayed,
             obs=seq_obs,
-            act=self._meta.act[idx],
-            rew=np.where(valid, self._meta.rew[idx], 0.0),
+            act=self._meta.act[idx].astype(self._act_out_dtype),
+            rew=np.where(valid, self._meta.rew[idx], np.float32(0)),
             terminated=np.where(valid, self._meta.terminated[idx], False),
             truncated=np.where(valid, self._meta.truncated[idx], False),
             valid=valid,

@@ -1,12 +1,19 @@
-"""Whole-episode sampling from the Tianshou buffer: boundaries, valid mask, no leakage."""
+"""Whole-episode sampling from the Tianshou buffer: boundaries, valid mask, no leakage; the
+compact layout (bytes per stored step) and that it replays exactly what was collected."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
-from tianshou.data import Batch
+import torch
+from tianshou.algorithm.algorithm_base import policy_within_training_step
+from tianshou.data import Batch, Collector
 
+from bdps_agents.config import load_config
 from bdps_agents.replay import EpisodeReplayBuffer
+from bdps_agents.training import build_run
 
 N_AGENTS, OBS_DIM, N_ACT = 2, 3, 4
 
@@ -130,3 +137,249 @@ def test_bad_start_index_is_rejected():
     _play(buf, 0, episode=1, length=3)
     with pytest.raises(ValueError, match="not a complete episode start"):
         buf.episode_batch(np.array([1]))
+
+
+def test_an_episode_longer_than_its_sub_buffer_is_not_replayed():
+    buf = EpisodeReplayBuffer(20, 2)  # 10 slots per env
+    _play(buf, 0, episode=1, length=12)  # overwrote its own start
+    _play(buf, 1, episode=2, length=4)
+    assert buf.num_episodes == 1 and set(buf.sample_indices(0).tolist()) == {10}
+
+
+def test_final_observations_are_copied_and_their_rows_reused():
+    buf = EpisodeReplayBuffer(20, 2)
+    obs_next = Batch.stack([_obs(101.0)])
+    batch = Batch(
+        obs=Batch.stack([_obs(100.0)]),
+        obs_next=obs_next,
+        act=np.zeros((1, N_AGENTS), np.int64),
+        rew=np.zeros(1),
+        terminated=np.array([True]),
+        truncated=np.array([False]),
+    )
+    buf.add(batch, buffer_ids=[0])
+    obs_next.obs[:] = -1.0  # the collector reuses its arrays: the buffer must hold a copy
+    assert np.all(buf.episode_batch(np.array([0])).obs.obs[0, 1] == 101.0)
+    for episode in range(2, 100):  # 99 short episodes through 10 slots
+        _play(buf, 0, episode=episode, length=3)
+    assert len(buf._final_row) == buf.num_episodes <= 4
+    assert len(buf._final_pool) <= 6, "rows of overwritten episodes are not reused"
+    ep = buf.episode_batch(buf.sample_indices(0))
+    for b, length in enumerate(ep.lengths):  # each final obs belongs to its own episode
+        codes = ep.obs.obs[b, : length + 1, 0, 0]
+        np.testing.assert_array_equal(codes, codes[0] + np.arange(length + 1))
+
+
+@pytest.mark.parametrize(
+    ("n_actions", "stored"), [(2, np.uint8), (255, np.uint8), (256, np.uint8), (257, np.uint16)]
+)
+def test_actions_round_trip_in_the_smallest_type(n_actions, stored):
+    """The stored type holds every action of ``n_actions`` (the width of ``obs.mask``); replay
+    gives back the policy's int64 values."""
+    buf = EpisodeReplayBuffer(20, 1)
+    acts = np.array([[0, n_actions - 1], [n_actions // 2, 1], [n_actions - 1, 0]], np.int64)
+    for t, act in enumerate(acts):
+        last = t == len(acts) - 1
+        obs = Batch(
+            obs=np.zeros((1, N_AGENTS, OBS_DIM), np.float32),
+            state=np.zeros((1, 5), np.float32),
+            mask=np.ones((1, N_AGENTS, n_actions), np.int8),
+        )
+        buf.add(
+            Batch(
+                obs=obs,
+                obs_next=obs,
+                act=act[None],
+                rew=np.zeros(1),
+                terminated=np.array([last]),
+                truncated=np.array([False]),
+            ),
+            buffer_ids=[0],
+        )
+    assert buf._meta.act.dtype == stored
+    ep = buf.episode_batch(np.array([0]))
+    assert ep.act.dtype == np.int64
+    np.testing.assert_array_equal(ep.act[0], acts)
+    bad = Batch(obs=obs, obs_next=obs, act=np.array([[n_actions, 0]]), rew=np.zeros(1))
+    bad.terminated = bad.truncated = np.array([False])
+    with pytest.raises(ValueError, match="actions must lie in"):
+        buf.add(bad, buffer_ids=[0])
+
+
+def test_compact_scalars_and_info_only_on_request():
+    buf = EpisodeReplayBuffer(20, 2)
+    _play(buf, 0, episode=1, length=2)
+    meta = buf._meta
+    assert (meta.rew.dtype, meta.terminated.dtype, meta.truncated.dtype, meta.done.dtype) == (
+        np.float32,
+        bool,
+        bool,
+        bool,
+    )
+    assert "info" not in meta.get_keys()
+    assert buf.episode_batch(np.array([0])).rew.dtype == np.float32
+    kept = EpisodeReplayBuffer(20, 2, info_keys=("n_alive",))
+    _play(kept, 0, episode=1, length=2)
+    assert kept._meta.info.n_alive.dtype == np.float32 and kept[np.arange(2)].info.n_alive[0] == 2
+
+
+# -- a real Collector on LBF 15x15-4p-5f ---------------------------------------------------------
+
+LBF_SLOTS = 400  # 8 episodes of 50 steps
+
+
+class _RecordingBuffer(EpisodeReplayBuffer):
+    """Keeps a copy of every transition added, per env, for an independent reference."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.steps: dict[int, list[dict]] = {}
+
+    def add(self, batch, buffer_ids=None):
+        result = super().add(batch, buffer_ids)
+        policy = batch.get("policy", Batch())
+        extra = [k for k in policy.get_keys() if k != "hidden_state"]
+        for r, (env, slot) in enumerate(zip(buffer_ids, result[0], strict=True)):
+            self.steps.setdefault(int(env), []).append(
+                {
+                    "slot": int(slot),
+                    "obs": copy.deepcopy(batch.obs[r]),
+                    "obs_next": copy.deepcopy(batch.obs_next[r]),
+                    "act": np.array(batch.act[r]),
+                    "rew": np.array(batch.rew[r]),
+                    "terminated": bool(batch.terminated[r]),
+                    "truncated": bool(batch.truncated[r]),
+                    "policy": {k: np.array(policy[k][r]) for k in extra},
+                }
+            )
+        return result
+
+
+@pytest.fixture(scope="module", params=["full", "bilevel"])
+def lbf_collected(request):
+    """(algorithm, buffer filled twice over by a Collector on LBF 15x15-4p-5f)."""
+    cfg = load_config(
+        "lbf/15x15-4p-5f",
+        [
+            f"network.sharing={request.param}",
+            "env.num_train_envs=2",
+            "env.num_test_envs=1",
+            "replay.capacity_episodes=8",
+            "replay.batch_episodes=4",
+            "replay.warmup_episodes=4",
+        ],
+    )
+    run = build_run(cfg)
+    buf = _RecordingBuffer(LBF_SLOTS, 2, seed=1)
+    try:
+        with policy_within_training_step(run.policy):
+            run.policy.set_eps_training(1.0)
+            collector = Collector(run.policy, run.train_envs, buf)
+            collector.reset()
+            collector.collect(n_step=2 * LBF_SLOTS)
+    finally:
+        run.close()
+    return run.algorithm, buf
+
+
+def _reference_episode_batch(buf: _RecordingBuffer, starts: np.ndarray) -> Batch:
+    """What ``episode_batch`` returned before the compact layout (Tianshou's float64 ``rew``,
+    the policy's int64 ``act``), rebuilt from the recorded transitions."""
+    episodes = []
+    for s in starts:
+        steps = buf.steps[int(s) // buf._sub_size]
+        first = max(i for i, step in enumerate(steps) if step["slot"] == s)  # latest write
+        last = next(
+            i for i in range(first, len(steps)) if steps[i]["terminated"] or steps[i]["truncated"]
+        )
+        episodes.append(steps[first : last + 1])
+    B, T = len(episodes), max(len(e) for e in episodes)
+    lengths = np.array([len(e) for e in episodes], np.int64)
+    valid = np.arange(T)[None] < lengths[:, None]
+    obs0 = episodes[0][0]["obs"]
+    obs = Batch({k: np.zeros((B, T + 1, *obs0[k].shape), obs0[k].dtype) for k in obs0.get_keys()})
+    act = np.zeros((B, T, *episodes[0][0]["act"].shape), np.int64)
+    rew = np.zeros((B, T), np.float64)
+    terminated = np.zeros((B, T), bool)
+    truncated = np.zeros((B, T), bool)
+    policy = {k: np.zeros((B, T, *v.shape), v.dtype) for k, v in episodes[0][0]["policy"].items()}
+    for b, episode in enumerate(episodes):
+        for t in range(T):
+            step = episode[t] if t < len(episode) else episode[0]  # padding repeats step 0
+            if t < len(episode):
+                for k in obs0.get_keys():
+                    obs[k][b, t] = step["obs"][k]
+                rew[b, t] = step["rew"]
+                terminated[b, t], truncated[b, t] = step["terminated"], step["truncated"]
+            act[b, t] = step["act"]
+            for k in policy:
+                policy[k][b, t] = step["policy"][k]
+        for k in obs0.get_keys():
+            obs[k][b, len(episode)] = episode[-1]["obs_next"][k]
+    return Batch(
+        policy=Batch(policy),
+        obs=obs,
+        act=act,
+        rew=rew,
+        terminated=terminated,
+        truncated=truncated,
+        valid=valid,
+        lengths=lengths,
+    )
+
+
+def test_bytes_per_step_within_10_percent_of_the_raw_observation(lbf_collected):
+    _, buf = lbf_collected
+    n, d, A, S = 4, 27, 6, 28  # LBF 15x15-4p-5f: 4 agents, 3 * 9 obs features, 6 actions
+    raw = n * d * 4 + S * 4 + n * A
+    assert buf.raw_bytes_per_step() == raw
+    assert len(buf) == buf.maxsize and buf.num_episodes > 0  # full: the steady-state figure
+    assert buf.bytes_per_step() <= 1.1 * raw, buf.memory_bytes()
+    assert buf._meta.act.dtype == np.uint8 and "info" not in buf._meta.get_keys()
+    for role in buf._meta.get("policy", Batch()).values():
+        assert role.dtype == np.int8
+
+
+def _assert_same_as_reference(ep: Batch, ref: Batch) -> None:
+    assert set(ep.get_keys()) == set(ref.get_keys())
+    for key in ("act", "terminated", "truncated", "valid", "lengths"):
+        assert ep[key].dtype == ref[key].dtype, key
+        np.testing.assert_array_equal(ep[key], ref[key], err_msg=key)
+    for key in ref.obs.get_keys():
+        assert ep.obs[key].dtype == ref.obs[key].dtype, key
+        np.testing.assert_array_equal(ep.obs[key], ref.obs[key], err_msg=key)
+    assert set(ep.policy.get_keys()) == set(ref.policy.get_keys())
+    for key in ref.policy.get_keys():
+        assert ep.policy[key].dtype == ref.policy[key].dtype, key
+        np.testing.assert_array_equal(ep.policy[key], ref.policy[key], err_msg=key)
+    # rew is float32 now: the very values the learner made of the float64 rewards
+    assert ep.rew.dtype == np.float32
+    np.testing.assert_array_equal(ep.rew, ref.rew.astype(np.float32))
+
+
+def test_episode_batch_matches_the_collected_transitions(lbf_collected):
+    algorithm, buf = lbf_collected
+    starts = buf.sample_indices(0)
+    assert len(starts) >= 4 and len(buf.steps[0]) > buf._sub_size  # wrapped at least once
+    ep = buf.episode_batch(starts)
+    ref = _reference_episode_batch(buf, starts)
+    _assert_same_as_reference(ep, ref)
+    # and the learner's tensors are identical, dtypes included
+    got, want = algorithm.episode_tensors(ep), algorithm.episode_tensors(ref)
+    assert got.keys() == want.keys()
+    for key in want:
+        assert got[key].dtype == want[key].dtype and torch.equal(got[key], want[key]), key
+
+
+def test_episode_batch_matches_reference_with_mixed_lengths_and_wraparound():
+    buf = _RecordingBuffer(60, 2)  # 30 slots per env
+    rng = np.random.default_rng(5)
+    episode = 1
+    for _ in range(12):
+        for env in (0, 1):
+            length = int(rng.integers(1, 9))
+            _play(buf, env, episode, length, truncated=bool(rng.integers(2)))
+            episode += 1
+    starts = buf.sample_indices(0)
+    assert len(set(buf._episode_len[starts].tolist())) > 3
+    _assert_same_as_reference(buf.episode_batch(starts), _reference_episode_batch(buf, starts))
