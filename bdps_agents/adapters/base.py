@@ -39,10 +39,21 @@ from pettingzoo.utils.wrappers import BaseParallelWrapper
 __all__ = [
     "ActionMaskInObservation",
     "MultiAgentEnvAdapter",
+    "StepResult",
     "action_mask",
     "check_adapter_conventions",
     "check_available",
     "to_action_index",
+]
+
+
+# What a parallel env's ``step`` returns: observations, rewards, terminations, truncations, infos.
+StepResult = tuple[
+    dict[str, np.ndarray],
+    dict[str, float],
+    dict[str, bool],
+    dict[str, bool],
+    dict[str, dict[str, Any]],
 ]
 
 

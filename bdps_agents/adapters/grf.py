@@ -50,7 +50,7 @@ from typing import Any, ClassVar
 import gymnasium
 import numpy as np
 
-from bdps_agents.adapters.base import MultiAgentEnvAdapter
+from bdps_agents.adapters.base import MultiAgentEnvAdapter, StepResult
 from bdps_agents.adapters.grf_view import (
     N_GAME_MODES,
     OTHER_SLOT,
@@ -306,15 +306,7 @@ class GRFParallelEnv(MultiAgentEnvAdapter):
         self._update(raw_list)
         return self._observations(), self._infos()
 
-    def step(
-        self, actions: Mapping[str, Any]
-    ) -> tuple[
-        dict[str, np.ndarray],
-        dict[str, float],
-        dict[str, bool],
-        dict[str, bool],
-        dict[str, dict[str, Any]],
-    ]:
+    def step(self, actions: Mapping[str, Any]) -> StepResult:
         joint = self._validate_actions(actions)
         # gfootball's i-th action / reward / observation is the i-th controlled player's; with
         # the whole team controlled that is player i (checked in _update via 'active').

@@ -29,7 +29,7 @@ import gymnasium
 import numpy as np
 from lbforaging.foraging import ForagingEnv
 
-from bdps_agents.adapters.base import MultiAgentEnvAdapter, action_mask, check_available
+from bdps_agents.adapters.base import MultiAgentEnvAdapter, StepResult, action_mask, check_available
 
 __all__ = ["LBFParallelEnv", "parse_task"]
 
@@ -331,15 +331,7 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
         self.agents = list(self.possible_agents)
         return self._observations(nobs), self._infos()
 
-    def step(
-        self, actions: Mapping[str, Any]
-    ) -> tuple[
-        dict[str, np.ndarray],
-        dict[str, float],
-        dict[str, bool],
-        dict[str, bool],
-        dict[str, dict[str, Any]],
-    ]:
+    def step(self, actions: Mapping[str, Any]) -> StepResult:
         joint = self._validate_actions(actions)
         for agent, player in zip(self.possible_agents, self._env.players, strict=True):
             if agent in joint:

@@ -42,7 +42,7 @@ from typing import Any, ClassVar, Protocol
 import gymnasium
 import numpy as np
 
-from bdps_agents.adapters.base import MultiAgentEnvAdapter, check_available
+from bdps_agents.adapters.base import MultiAgentEnvAdapter, StepResult, check_available
 
 __all__ = ["SMACParallelEnv", "StarCraft2EnvLike", "make_smac_env"]
 
@@ -160,7 +160,7 @@ class SMACParallelEnv(MultiAgentEnvAdapter):
         metrics = dict.fromkeys(METRIC_KEYS, 0.0)
         return obs, self._infos(self.agents, metrics)
 
-    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+    def step(self, actions: dict[str, Any]) -> StepResult:
         chosen = self._validate_actions(actions)
         joint = [self.noop_action] * self.n_agents
         for agent, action in chosen.items():
