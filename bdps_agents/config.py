@@ -51,9 +51,19 @@ class EnvConfig(_Strict):
             raise ValueError(f"unknown environment adapter {name!r}; known adapters: {known}")
         return name
 
-    vector_env: Literal["dummy", "subproc", "ray"] = Field(
-        "dummy", description="Tianshou vector env: in-process, subprocesses, or Ray actors"
+    vector_env: Literal["dummy", "subproc", "ray", "smax_batched"] = Field(
+        "dummy",
+        description="Tianshou vector env: in-process, subprocesses, Ray actors, or (adapter "
+        "smax only) all SMAX envs stepped in one jitted call",
     )
+
+    @model_validator(mode="after")
+    def _batched_smax_only(self) -> EnvConfig:
+        if self.vector_env == "smax_batched" and self.adapter != "smax":
+            raise ValueError(
+                f"env.vector_env=smax_batched batches SMAX maps; env.adapter is {self.adapter!r}"
+            )
+        return self
 
 
 class NetworkConfig(_Strict):

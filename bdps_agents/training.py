@@ -96,6 +96,12 @@ def make_vector_env(env_cfg: EnvConfig, num: int, seed: int) -> BaseVectorEnv:
         venv: BaseVectorEnv = SubprocVectorEnv(fns, context=context)
     elif env_cfg.vector_env == "ray":
         venv = _ray_vector_env(fns)
+    elif env_cfg.vector_env == "smax_batched":
+        from bdps_agents.smax_vector import SMAXVectorEnv
+
+        # one jitted step for all envs; observations handed over as one Batch (cheaper for
+        # the Collector than per-env dicts)
+        venv = SMAXVectorEnv.from_env_config(env_cfg, num, seed, obs_format="batch")
     else:
         venv = DummyVectorEnv(fns)
     venv.seed(seed)

@@ -21,7 +21,7 @@ from bdps_agents.adapters.base import (  # noqa: E402
     check_adapter_conventions,
 )
 from bdps_agents.adapters.smac import SMACParallelEnv  # noqa: E402
-from bdps_agents.config import load_config  # noqa: E402
+from bdps_agents.config import ConfigError, load_config  # noqa: E402
 from bdps_agents.joint_env import JointEnv  # noqa: E402
 from bdps_agents.training import train  # noqa: E402
 
@@ -191,3 +191,24 @@ def test_subprocess_workers_run_smax(tmp_path: Path) -> None:
     )
     result = train(cfg, tmp_path)
     assert result.env_steps >= 120 and "win_rate" in result.final_metrics
+
+
+def test_trains_with_batched_smax_vector_env(tmp_path: Path) -> None:
+    cfg = config_with(
+        {"env": {"adapter": "smax", "kwargs": {"map_name": MAP}, "reward_aggregation": "mean"}},
+        env={"num_train_envs": 4, "num_test_envs": 2, "vector_env": "smax_batched"},
+        replay={"capacity_episodes": 20, "batch_episodes": 4, "warmup_episodes": 4},
+        network={"hidden_dim": 16, "sharing": "bilevel"},
+        bdps={"role_interval": 5, "group_interval_multiple": 2},
+        training={
+            "total_steps": 240,
+            "test_interval": 120,
+            "test_episodes": 2,
+            "steps_per_update": 40,
+            "progress": False,
+        },
+    )
+    result = train(cfg, tmp_path)
+    assert result.env_steps >= 240 and 0.0 <= result.final_metrics["win_rate"] <= 1.0
+    with pytest.raises(ConfigError, match="smax_batched"):
+        config_with({"env": {"adapter": "lbf", "vector_env": "smax_batched"}})

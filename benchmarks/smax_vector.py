@@ -1,0 +1,146 @@
+"""Batched SMAX (``SMAXVectorEnv``) against the unbatched adapter stack, in one run.
+
+For each env count (default 8, 16, 32) on one SMAX map (default 5m_vs_6m), both vector envs run
+through the same Tianshou ``Collector`` and QMIX policy (ε = 0.5, as ``throughput.py``):
+
+* unbatched: ``DummyVectorEnv`` of ``JointEnv(SMACParallelEnv(SMAXStarCraft2Env(map)))``
+  (``make_vector_env``, what training uses today);
+* batched: :class:`bdps_agents.smax_vector.SMAXVectorEnv` (one jitted call per vector step).
+
+* batched-B: the same with ``obs_format="batch"`` (observations handed over as one Tianshou
+  ``Batch`` instead of an object array of dicts, which the Collector would convert every step).
+
+Figures (the method of ``benchmarks/throughput.py``'s ``measure``): (a) collect-only env
+steps/s; (b) end-to-end: collection plus one ``--batch-episodes``-episode QMIX update per
+~``--steps-per-update`` env steps; and milliseconds per update. Ends with the ratios per env
+count, then for the largest count::
+
+    ratio batched/unbatched collect=X end-to-end=Y
+    ratio batched-B/unbatched collect=X end-to-end=Y
+
+    python benchmarks/smax_vector.py [--map 5m_vs_6m] [--envs 8,16,32] [--steps 4800]
+
+Timings on a shared machine are noisy: compare the ratios, measured back to back in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from tianshou.algorithm.algorithm_base import policy_within_training_step
+from tianshou.data import Collector
+from tianshou.env import BaseVectorEnv
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from throughput import env_section  # noqa: E402
+
+from bdps_agents.config import ExperimentConfig  # noqa: E402
+from bdps_agents.replay import EpisodeReplayBuffer  # noqa: E402
+from bdps_agents.smax_vector import SMAXVectorEnv  # noqa: E402
+from bdps_agents.training import (  # noqa: E402
+    EnvSpec,
+    build_algorithm,
+    make_joint,
+    make_vector_env,
+)
+
+# unbatched: DummyVectorEnv of the adapter stack; batched: SMAXVectorEnv with the default
+# observations (object arrays of dicts, as DummyVectorEnv); batched-B: obs_format="batch"
+KINDS = ("unbatched", "batched", "batched-B")
+
+
+def make_venv(kind: str, cfg: ExperimentConfig, envs: int, seed: int = 0) -> BaseVectorEnv:
+    if kind == "unbatched":
+        return make_vector_env(cfg.env, envs, seed)
+    obs_format = "batch" if kind == "batched-B" else "dicts"
+    return SMAXVectorEnv.from_env_config(cfg.env, envs, seed=seed, obs_format=obs_format)
+
+
+def measure(
+    kind: str, cfg: ExperimentConfig, envs: int, args: argparse.Namespace
+) -> tuple[float, float, float]:
+    """(collect-only steps/s, end-to-end steps/s, ms per update) for one vector env, as
+    throughput.measure."""
+    torch.manual_seed(0)
+    venv = make_venv(kind, cfg, envs)
+    spec_env = venv.probe if isinstance(venv, SMAXVectorEnv) else make_joint(cfg.env)
+    algorithm = build_algorithm(cfg, EnvSpec.of(spec_env))
+    policy = algorithm.policy
+    limit = spec_env.episode_limit or 50
+    buffer = EpisodeReplayBuffer(300 * limit, envs)
+    collector = Collector(policy, venv, buffer)
+    per_collect = -(-args.steps_per_update // envs) * envs
+    steps = -(-args.steps // envs) * envs
+
+    with policy_within_training_step(policy):
+        policy.set_eps_training(0.5)
+        collector.reset()
+        collector.collect(n_step=max(per_collect, 2 * limit * envs))  # compile; whole episodes
+        start = time.perf_counter()
+        collector.collect(n_step=steps)
+        collect = steps / (time.perf_counter() - start)
+
+        n_iter = max(1, steps // per_collect)
+        update_time = 0.0
+        start = time.perf_counter()
+        for _ in range(n_iter):
+            collector.collect(n_step=per_collect)
+            t0 = time.perf_counter()
+            algorithm.update(buffer, args.batch_episodes)
+            update_time += time.perf_counter() - t0
+        e2e = n_iter * per_collect / (time.perf_counter() - start)
+    venv.close()
+    return collect, e2e, 1000 * update_time / n_iter
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--map", default="5m_vs_6m")
+    ap.add_argument("--envs", default="8,16,32", help="comma-separated env counts")
+    ap.add_argument("--steps", type=int, default=4800, help="env steps per figure")
+    ap.add_argument("--steps-per-update", type=int, default=50)
+    ap.add_argument("--batch-episodes", type=int, default=32)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    counts = [int(n) for n in args.envs.split(",")]
+
+    print(
+        f"SMAX {args.map}, QMIX (full sharing), eps 0.5, {args.steps} env steps per figure; "
+        f"end-to-end: one {args.batch_episodes}-episode update per ~{args.steps_per_update} "
+        "env steps"
+    )
+    print(
+        f"{'envs':>5} {'vector env':>10} {'collect':>10} {'end-to-end':>11} {'update':>8}"
+        "  (env steps/s, ms per update)"
+    )
+    ratios = {}
+    for envs in counts:
+        cfg = ExperimentConfig.model_validate(
+            {"env": env_section("smax", args.map, envs, "dummy"), "network": {"sharing": "full"}}
+        )
+        res = {}
+        for kind in KINDS:
+            collect, e2e, update_ms = res[kind] = measure(kind, cfg, envs, args)
+            print(
+                f"{envs:>5} {kind:>10} {collect:>10.0f} {e2e:>11.0f} {update_ms:>8.1f}", flush=True
+            )
+        for kind in KINDS[1:]:
+            ratio = np.array(res[kind][:2]) / np.array(res["unbatched"][:2])
+            ratios[envs, kind] = ratio
+            print(
+                f"[envs={envs}] ratio {kind}/unbatched collect={ratio[0]:.2f} "
+                f"end-to-end={ratio[1]:.2f}",
+                flush=True,
+            )
+    for kind in KINDS[1:]:
+        ratio = ratios[counts[-1], kind]
+        print(f"ratio {kind}/unbatched collect={ratio[0]:.2f} end-to-end={ratio[1]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
