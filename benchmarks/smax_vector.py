@@ -28,19 +28,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 import torch
-from tianshou.algorithm.algorithm_base import policy_within_training_step
-from tianshou.data import Collector
 from tianshou.env import BaseVectorEnv
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import env_section  # noqa: E402
+from throughput import env_section, time_collection  # noqa: E402
 
 from bdps_agents.config import ExperimentConfig  # noqa: E402
-from bdps_agents.replay import EpisodeReplayBuffer  # noqa: E402
 from bdps_agents.smax_vector import SMAXVectorEnv  # noqa: E402
 from bdps_agents.training import (  # noqa: E402
     EnvSpec,
@@ -64,38 +60,12 @@ def make_venv(kind: str, cfg: ExperimentConfig, envs: int, seed: int = 0) -> Bas
 def measure(
     kind: str, cfg: ExperimentConfig, envs: int, args: argparse.Namespace
 ) -> tuple[float, float, float]:
-    """(collect-only steps/s, end-to-end steps/s, ms per update) for one vector env, as
-    throughput.measure."""
+    """(collect-only steps/s, end-to-end steps/s, ms per update) for one vector env."""
     torch.manual_seed(0)
     venv = make_venv(kind, cfg, envs)
     spec_env = venv.probe if isinstance(venv, SMAXVectorEnv) else make_joint(cfg.env)
     algorithm = build_algorithm(cfg, EnvSpec.of(spec_env))
-    policy = algorithm.policy
-    limit = spec_env.episode_limit or 50
-    buffer = EpisodeReplayBuffer(300 * limit, envs)
-    collector = Collector(policy, venv, buffer)
-    per_collect = -(-args.steps_per_update // envs) * envs
-    steps = -(-args.steps // envs) * envs
-
-    with policy_within_training_step(policy):
-        policy.set_eps_training(0.5)
-        collector.reset()
-        collector.collect(n_step=max(per_collect, 2 * limit * envs))  # compile; whole episodes
-        start = time.perf_counter()
-        collector.collect(n_step=steps)
-        collect = steps / (time.perf_counter() - start)
-
-        n_iter = max(1, steps // per_collect)
-        update_time = 0.0
-        start = time.perf_counter()
-        for _ in range(n_iter):
-            collector.collect(n_step=per_collect)
-            t0 = time.perf_counter()
-            algorithm.update(buffer, args.batch_episodes)
-            update_time += time.perf_counter() - t0
-        e2e = n_iter * per_collect / (time.perf_counter() - start)
-    venv.close()
-    return collect, e2e, 1000 * update_time / n_iter
+    return time_collection(algorithm, venv, spec_env.episode_limit or 50, args, warmup_episodes=2)
 
 
 def main() -> None:

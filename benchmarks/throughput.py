@@ -124,26 +124,27 @@ def env_section(adapter: str, task: str, envs: int, vector_env: str) -> dict:
     }
 
 
-def measure(cfg: ExperimentConfig, args: argparse.Namespace) -> tuple[float, float, float]:
-    """(collect-only steps/s, end-to-end steps/s, ms per update) for one configuration."""
-    probe = make_joint(cfg.env)
-    algorithm = build_algorithm(cfg, EnvSpec.of(probe))
-    policy = algorithm.policy
-    limit = probe.episode_limit or 50
-    buffer = EpisodeReplayBuffer(300 * limit, args.envs)  # 300 episodes: fits for 27 agents
-    venv = make_vector_env(cfg.env, args.envs, seed=0)
-    collector = Collector(policy, venv, buffer)
-    per_collect = -(-args.steps_per_update // args.envs) * args.envs
-
-    with policy_within_training_step(policy):
-        policy.set_eps_training(0.5)
+def time_collection(
+    algorithm, venv, limit: int, args: argparse.Namespace, warmup_episodes: int = 4
+) -> tuple[float, float, float]:
+    """(collect-only steps/s, end-to-end steps/s, ms per update) of ``algorithm``'s policy on
+    ``venv``: ``args.steps`` collected steps, then the same with one ``args.batch_episodes``
+    update per ``args.steps_per_update`` steps (rounded up to whole vector steps). Closes venv."""
+    n_envs = venv.env_num
+    buffer = EpisodeReplayBuffer(300 * limit, n_envs)  # 300 episodes: fits for 27 agents
+    collector = Collector(algorithm.policy, venv, buffer)
+    per_collect = -(-args.steps_per_update // n_envs) * n_envs
+    steps = -(-args.steps // n_envs) * n_envs
+    with policy_within_training_step(algorithm.policy):
+        algorithm.policy.set_eps_training(0.5)
         collector.reset()
-        collector.collect(n_step=max(per_collect, 4 * limit * args.envs))  # complete episodes
+        # compile (SMAX) and fill the buffer with complete episodes before timing
+        collector.collect(n_step=max(per_collect, warmup_episodes * limit * n_envs))
         start = time.perf_counter()
-        collector.collect(n_step=args.steps)
-        collect = args.steps / (time.perf_counter() - start)
+        collector.collect(n_step=steps)
+        collect = steps / (time.perf_counter() - start)
 
-        n_iter = max(1, args.steps // per_collect)
+        n_iter = max(1, steps // per_collect)
         update_time = 0.0
         start = time.perf_counter()
         for _ in range(n_iter):
@@ -154,6 +155,14 @@ def measure(cfg: ExperimentConfig, args: argparse.Namespace) -> tuple[float, flo
         e2e = n_iter * per_collect / (time.perf_counter() - start)
     venv.close()
     return collect, e2e, 1000 * update_time / n_iter
+
+
+def measure(cfg: ExperimentConfig, args: argparse.Namespace) -> tuple[float, float, float]:
+    """(collect-only steps/s, end-to-end steps/s, ms per update) for one configuration."""
+    probe = make_joint(cfg.env)
+    algorithm = build_algorithm(cfg, EnvSpec.of(probe))
+    venv = make_vector_env(cfg.env, args.envs, seed=0)
+    return time_collection(algorithm, venv, probe.episode_limit or 50, args)
 
 
 def main() -> None:
