@@ -54,7 +54,7 @@ import torch
 from tianshou.algorithm.algorithm_base import policy_within_training_step
 from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import Collector
-from tianshou.env import BaseVectorEnv, DummyVectorEnv, SubprocVectorEnv
+from tianshou.env import BaseVectorEnv
 from tianshou.trainer import OffPolicyTrainerParams
 
 from bdps_agents.bdps import BDPS, BDPSPolicy
@@ -66,6 +66,7 @@ from bdps_agents.policy import AgentInputs, MultiAgentQPolicy
 from bdps_agents.qmix import QMIX, NonFiniteError
 from bdps_agents.replay import EpisodeReplayBuffer
 from bdps_agents.run_logger import RunLogger, fsync_dir, plot_learning_curve
+from bdps_agents.vector_envs import StackedDummyVectorEnv, StackedSubprocVectorEnv
 
 
 def make_joint(env_cfg: EnvConfig, factory: Callable[..., Any] | None = None) -> JointEnv:
@@ -93,7 +94,7 @@ def make_vector_env(env_cfg: EnvConfig, num: int, seed: int) -> BaseVectorEnv:
         # a forked copy of a process whose jax runtime is running (e.g. SMAX was probed here)
         # can deadlock inside jax: start fresh interpreters then
         context = "spawn" if "jax" in sys.modules else None
-        venv: BaseVectorEnv = SubprocVectorEnv(fns, context=context)
+        venv: BaseVectorEnv = StackedSubprocVectorEnv(fns, context=context)
     elif env_cfg.vector_env == "ray":
         venv = _ray_vector_env(fns)
     elif env_cfg.vector_env == "smax_batched":
@@ -103,7 +104,7 @@ def make_vector_env(env_cfg: EnvConfig, num: int, seed: int) -> BaseVectorEnv:
         # the Collector than per-env dicts)
         venv = SMAXVectorEnv.from_env_config(env_cfg, num, seed, obs_format="batch")
     else:
-        venv = DummyVectorEnv(fns)
+        venv = StackedDummyVectorEnv(fns)
     venv.seed(seed)
     return venv
 

@@ -9,7 +9,7 @@ import torch
 from tianshou.data import Batch
 from torch import nn
 
-from bdps_agents.networks import QMixer, RecurrentAgent, StackedLinear, VDNMixer
+from bdps_agents.networks import QMixer, RecurrentAgent, StackedGRUCell, StackedLinear, VDNMixer
 from bdps_agents.policy import AgentInputs, MultiAgentQPolicy
 from bdps_agents.qmix import QMIX, td_lambda_targets
 
@@ -142,6 +142,65 @@ def test_agent_step_and_unroll_agree(groups):
     for t in range(5):
         q_t, h = agent.step(x[:, t], h)
         torch.testing.assert_close(q_t, q_seq[:, t])
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+def test_agent_unroll_with_changing_index_matches_stepping(groups):
+    torch.manual_seed(1)
+    agent = RecurrentAgent(input_dim=6, n_actions=4, hidden_dim=8, groups=groups)
+    x = torch.randn(2, 5, 3, 6)
+    index = torch.randint(0, groups, (2, 5, 3))
+    q_seq, hidden = agent(x, index=index, return_hidden=True)
+    h = agent.initial_state(2, 3)
+    for t in range(5):
+        q_t, h = agent.step(x[:, t], h, index[:, t])
+        torch.testing.assert_close(q_t, q_seq[:, t])
+        torch.testing.assert_close(h, hidden[:, t])
+
+
+@pytest.mark.parametrize("mode", ["shared", "slot", "index"])
+@pytest.mark.parametrize("T", [1, 6])
+def test_fused_gru_unroll_matches_autograd_of_the_step_loop(mode, T):
+    """``StackedGRUCell.unroll`` (hand-written backward) against autograd through T calls of
+    ``step_from_gates``: hidden states and the gradients of gates, h0, weights and biases."""
+    torch.manual_seed(2)
+    G, B, n, H = 3, 2, 3, 5
+    groups = 1 if mode == "shared" else G
+    cell = StackedGRUCell(groups, H, H).double()
+    gi = torch.randn(T, B, n, 3 * H, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(B, n, H, dtype=torch.float64, requires_grad=True)
+    onehot = None
+    if mode == "index":
+        onehot = nn.functional.one_hot(torch.randint(0, G, (T, B, n)), G).double()
+    weights = torch.randn(T, B, n, H, dtype=torch.float64)  # a loss that weighs every step
+    params = [gi, h0, cell.hh.weight, cell.hh.bias]
+
+    h, steps = h0, []
+    for t in range(T):
+        h = cell.step_from_gates(gi[t], h, None if onehot is None else onehot[t])
+        steps.append(h)
+    expected = torch.stack(steps)
+    expected_grads = torch.autograd.grad((expected * weights).sum(), params)
+
+    fused = cell.unroll(gi, h0, onehot)
+    grads = torch.autograd.grad((fused * weights).sum(), params)
+    torch.testing.assert_close(fused, expected)
+    names = ["gates", "h0", "weight", "bias"]
+    for name, got, want in zip(names, grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want, msg=f"gradient of {name} ({mode}, T={T})")
+
+
+def test_fused_gru_unroll_passes_gradcheck():
+    torch.manual_seed(3)
+    cell = StackedGRUCell(2, 3, 3).double()
+    onehot = nn.functional.one_hot(torch.randint(0, 2, (4, 2, 2)), 2).double()
+    gi = torch.randn(4, 2, 2, 9, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(2, 2, 3, dtype=torch.float64, requires_grad=True)
+    # w and b are the cell's own parameters: gradcheck perturbs them in place
+    assert torch.autograd.gradcheck(
+        lambda g, h, w, b: cell.unroll(g, h, onehot),  # noqa: ARG005
+        (gi, h0, cell.hh.weight, cell.hh.bias),
+    )
 
 
 def test_qmixer_is_monotonic_in_agent_qs():

@@ -59,19 +59,16 @@ class RecurrentAgent(nn.Module):
         With ``return_hidden`` also returns the hidden states ``(B, T, n, hidden)``.
         """
         B, T, n, _ = x.shape
+        # time-major inside: each step of the recurrence reads one contiguous (B, n, ...) slice;
+        # the narrow input is transposed, not the 3H-wide gates
+        x = x.transpose(0, 1).contiguous()
         if index is not None and self.groups > 1:
-            index = self.fc_in.onehot(index, x.dtype)  # converted once for every layer and step
+            # one-hot once, for every layer and step
+            index = self.fc_in.onehot(index, x.dtype).transpose(0, 1).contiguous()
         e = torch.relu(self.fc_in(x, index))
         gi = self.rnn.input_gates(e, index)  # all time steps at once
-        # unbind once: indexing gi[:, t] in the loop would make each step's backward allocate
-        # and fill a zero tensor the size of the whole sequence (O(T^2) memory traffic)
-        gates = gi.unbind(1)
-        steps = [None] * T if index is None else index.unbind(1)
         h = self.initial_state(B, n).to(x) if h0 is None else h0
-        hs = []
-        for gate, step_index in zip(gates, steps, strict=True):
-            h = self.rnn.step_from_gates(gate, h, step_index)
-            hs.append(h)
-        hidden = torch.stack(hs, dim=1)
-        q = self.fc_out(hidden, index)
+        hidden = self.rnn.unroll(gi, h, index if self.groups > 1 else None)
+        q = self.fc_out(hidden, index).transpose(0, 1)
+        hidden = hidden.transpose(0, 1)
         return (q, hidden) if return_hidden else q

@@ -66,6 +66,35 @@ class StackedLinear(nn.Module):
         flat_weight = self.weight.reshape(self.groups * self.in_dim, self.out_dim)
         return spread @ flat_weight + onehot @ self.bias
 
+    # -- hand-written gradients, for the fused recurrent unroll (_GRUSequence) -----------------
+    def input_grad(self, grad_out: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:
+        """d loss / d x of ``forward(x, onehot)`` given d loss / d out (``onehot``: float, None)."""
+        if self.groups == 1:
+            return grad_out @ self.weight[0].T
+        if onehot is None:
+            return torch.einsum("...go,gio->...gi", grad_out, self.weight)
+        flat_weight = self.weight.reshape(self.groups * self.in_dim, self.out_dim)
+        spread = (grad_out @ flat_weight.T).unflatten(-1, (self.groups, self.in_dim))
+        return (spread * onehot.unsqueeze(-1)).sum(-2)
+
+    def param_grads(
+        self, x: torch.Tensor, grad_out: torch.Tensor, onehot: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """d loss / d (weight, bias) of ``forward(x, onehot)``, summed over all leading dims in
+        one product (the fused unroll calls it once for all time steps)."""
+        if self.groups == 1:
+            x2, g2 = x.reshape(-1, self.in_dim), grad_out.reshape(-1, self.out_dim)
+            return (x2.T @ g2).unsqueeze(0), g2.sum(0, keepdim=True)
+        if onehot is None:
+            x3 = x.reshape(-1, self.groups, self.in_dim)
+            g3 = grad_out.reshape(-1, self.groups, self.out_dim)
+            return torch.einsum("rgi,rgo->gio", x3, g3), g3.sum(0)
+        oh = onehot.reshape(-1, self.groups)
+        spread = (oh.unsqueeze(-1) * x.reshape(-1, 1, self.in_dim)).flatten(-2)
+        g2 = grad_out.reshape(-1, self.out_dim)
+        weight = (spread.T @ g2).view(self.groups, self.in_dim, self.out_dim)
+        return weight, oh.T @ g2
+
 
 class StackedGRUCell(nn.Module):
     """``G`` GRU cells (PyTorch gate order r, z, n) with stacked weights.
@@ -102,3 +131,65 @@ class StackedGRUCell(nn.Module):
         self, x: torch.Tensor, h: torch.Tensor, index: torch.Tensor | None = None
     ) -> torch.Tensor:
         return self.step_from_gates(self.input_gates(x, index), h, index)
+
+    def unroll(
+        self, gi: torch.Tensor, h0: torch.Tensor, onehot: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """All hidden states ``(T, ..., H)`` of the recurrence over input gates ``gi (T, ..., 3H)``
+        from ``h0 (..., H)``; ``onehot (T, ..., G)`` float assignments, or None.
+
+        Equal to calling ``step_from_gates`` T times, but forward and backward each run as one
+        tight loop (``_GRUSequence``): autograd records one node for the sequence instead of a
+        dozen per step, and the recurrent weight gradient is one product over all steps."""
+        return _GRUSequence.apply(gi, h0, self.hh.weight, self.hh.bias, onehot, self.hh)
+
+
+class _GRUSequence(torch.autograd.Function):
+    """The GRU recurrence of ``StackedGRUCell.step_from_gates`` over a whole sequence, with
+    a hand-written backward (standard GRU gradients; checked against autograd in the tests)."""
+
+    @staticmethod
+    def forward(ctx, gi, h0, weight, bias, onehot, hh):  # type: ignore[no-untyped-def]
+        H = h0.shape[-1]
+        T = gi.shape[0]
+        hs = gi.new_empty((T, *h0.shape))
+        rz_all = gi.new_empty((T, *h0.shape[:-1], 2 * H))
+        n_all = gi.new_empty((T, *h0.shape))
+        hn_all = gi.new_empty((T, *h0.shape))
+        h = h0
+        for t in range(T):
+            gh = hh(h, None if onehot is None else onehot[t])
+            rz = torch.sigmoid(gi[t, ..., : 2 * H] + gh[..., : 2 * H], out=rz_all[t])
+            hn = hn_all[t].copy_(gh[..., 2 * H :])
+            n = torch.tanh(torch.addcmul(gi[t, ..., 2 * H :], rz[..., :H], hn), out=n_all[t])
+            h = torch.lerp(n, h, rz[..., H:], out=hs[t])  # n + z * (h - n)
+        ctx.hh = hh
+        ctx.save_for_backward(h0, hs, rz_all, n_all, hn_all, onehot)
+        return hs
+
+    @staticmethod
+    def backward(ctx, d_hs):  # type: ignore[no-untyped-def]
+        h0, hs, rz_all, n_all, hn_all, onehot = ctx.saved_tensors
+        hh = ctx.hh
+        H = h0.shape[-1]
+        T = hs.shape[0]
+        d_gi = rz_all.new_empty((T, *h0.shape[:-1], 3 * H))
+        d_gh = torch.empty_like(d_gi)
+        dh = torch.zeros_like(h0)
+        for t in range(T - 1, -1, -1):
+            dh = dh + d_hs[t]
+            rz, n, hn = rz_all[t], n_all[t], hn_all[t]
+            r, z = rz[..., :H], rz[..., H:]
+            h_prev = hs[t - 1] if t > 0 else h0
+            d_pre_n = dh * (1 - z) * (1 - n * n)  # through tanh
+            # d r, d z, then through both sigmoids
+            d_pre_rz = torch.cat([d_pre_n * hn, dh * (h_prev - n)], -1).mul_(rz * (1 - rz))
+            # whole contiguous rows written at once (slice writes of the 3H row are slow)
+            torch.cat([d_pre_rz, d_pre_n], -1, out=d_gi[t])
+            torch.cat([d_pre_rz, d_pre_n * r], -1, out=d_gh[t])
+            dh = torch.addcmul(hh.input_grad(d_gh[t], None if onehot is None else onehot[t]), dh, z)
+        d_weight = d_bias = None
+        if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
+            h_prev_all = torch.cat([h0.unsqueeze(0), hs[:-1]])
+            d_weight, d_bias = hh.param_grads(h_prev_all, d_gh, onehot)
+        return d_gi, dh, d_weight, d_bias, None, None
