@@ -174,6 +174,12 @@ class TrainingConfig(_Strict):
     test_episodes: int = Field(32, ge=1)
     log_interval: int = Field(1000, ge=1, description="env steps between training/update logs")
     torch_threads: int = Field(1, ge=1)
+    reuse_freed_memory: bool = Field(
+        True,
+        description="let glibc keep freed blocks of up to 64 MiB for reuse instead of unmapping "
+        "them (mallopt; Linux only): the update's MB-sized temporaries then cost no page faults, "
+        "about 15% faster updates",
+    )
     device: str = "cpu"
     logdir: str = "runs"
     progress: bool = True

@@ -35,6 +35,7 @@ continuation, not a bitwise replay of an uninterrupted one.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import io
 import json
@@ -307,9 +308,31 @@ def check_replay_memory(capacity_episodes: int, episode_limit: int, spec: EnvSpe
         )
 
 
+def reuse_freed_memory() -> bool:
+    """Make glibc keep freed memory blocks of up to 64 MiB for reuse; True if it applied.
+
+    An update allocates and frees tensors of a few MB each (input gates of every step, their
+    gradients). glibc serves such blocks with ``mmap`` and unmaps them when freed, so every new
+    one is fresh pages: one page fault per 4 KiB. Raising the mmap and trim thresholds keeps them
+    in the heap for reuse: ≈ 15% less time per update on LBF (``benchmarks/throughput.py``), at
+    the price of a process that holds its peak memory. No effect off Linux/glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # musl or another libc
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    mmap_ok = libc.mallopt(m_mmap_threshold, 64 << 20)
+    return bool(mmap_ok and libc.mallopt(m_trim_threshold, 1 << 30))
+
+
 def build_run(cfg: ExperimentConfig) -> Run:
     tc = cfg.training
     torch.set_num_threads(tc.torch_threads)
+    if tc.reuse_freed_memory:
+        reuse_freed_memory()
     seed_everything(tc.seed)
     probe = make_joint(cfg.env)
     spec = EnvSpec.of(probe)
@@ -366,6 +389,7 @@ RESUMABLE_CHANGES = frozenset(
         "training.progress",
         "training.logdir",
         "training.checkpoint_interval",
+        "training.reuse_freed_memory",
     }
 )
 

@@ -43,6 +43,7 @@ from bdps_agents.training import (  # noqa: E402
     build_algorithm,
     make_joint,
     make_vector_env,
+    reuse_freed_memory,
 )
 
 # unbatched: DummyVectorEnv of the adapter stack; batched: SMAXVectorEnv with the default
@@ -77,6 +78,7 @@ def main() -> None:
     ap.add_argument("--batch-episodes", type=int, default=32)
     args = ap.parse_args()
     torch.set_num_threads(1)
+    reuse_freed_memory()  # as training does (training.reuse_freed_memory)
     counts = [int(n) for n in args.envs.split(",")]
 
     print(

@@ -30,7 +30,13 @@ from tianshou.data import Collector
 from bdps_agents.adapters.lbf import parse_task
 from bdps_agents.config import ExperimentConfig
 from bdps_agents.replay import EpisodeReplayBuffer
-from bdps_agents.training import EnvSpec, build_algorithm, make_joint, make_vector_env
+from bdps_agents.training import (
+    EnvSpec,
+    build_algorithm,
+    make_joint,
+    make_vector_env,
+    reuse_freed_memory,
+)
 
 
 def raw_steps_per_second(adapter: str, task: str, steps: int, seed: int = 0) -> float:
@@ -180,6 +186,7 @@ def main() -> None:
     ap.add_argument("--vector-env", choices=["dummy", "subproc"], default="dummy")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    reuse_freed_memory()  # as training does (training.reuse_freed_memory)
     modes = args.modes.split(",")
 
     adapter, _, task = args.env.partition(":")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import platform
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -232,3 +235,13 @@ def test_policy_masks_actions_and_resets_hidden_state():
     np.testing.assert_array_equal(out.state.last_act.argmax(-1), out.act)
     out.state.empty_([0])  # what the Collector does for a finished env
     assert not out.state.h[0].any() and not out.state.last_act[0].any()
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not platform.libc_ver()[0] == "glibc",
+    reason="mallopt is glibc's",
+)
+def test_reuse_freed_memory_applies_on_glibc():
+    from bdps_agents.training import reuse_freed_memory
+
+    assert reuse_freed_memory() is True
