@@ -100,9 +100,9 @@ def _plot(args: argparse.Namespace) -> int:
 
     refresh_results(args.results_dir)  # also plots an experiment that is still running
 
-    for path in plot_results(args.results_dir, args.out):
+    for path in plot_results(args.results_dir, args.out, args.max_step):
         print(f"wrote {path}")
-    print(summary_table(load_results(args.results_dir)))
+    print(summary_table(load_results(args.results_dir, args.max_step)))
     return 0
 
 
@@ -181,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="figures (mean +- 95%% CI across seeds) of a results dir")
     pl.add_argument("results_dir")
     pl.add_argument("--out", default=None, help="default: RESULTS_DIR/plots")
+    pl.add_argument(
+        "--max-step",
+        type=float,
+        default=None,
+        help="ignore rows after this env step (compare runs trained for different budgets)",
+    )
     pl.set_defaults(fn=_plot)
 
     r = sub.add_parser("render", help="a greedy episode of a checkpoint as a GIF (LBF, GRF, SMAX)")

@@ -102,8 +102,12 @@ class Results:
         return sorted(found)
 
 
-def load_results(results_dir: str | Path) -> Results:
+def load_results(results_dir: str | Path, max_step: float | None = None) -> Results:
     """Read ``results_dir/results.csv`` (or a CSV path given directly).
+
+    ``max_step``: ignore rows logged after this env step, to compare runs trained for different
+    budgets at a common one (the ``final/`` values of a longer run then drop out and its last
+    test before ``max_step`` stands in for them).
 
     Raises ``FileNotFoundError`` when the file is absent and ``ValueError`` naming the file (and
     the line and column) when a column is missing or a value is not a number. When a run logged
@@ -130,6 +134,8 @@ def load_results(results_dir: str | Path) -> Results:
             seed = int(_number(row, "seed", path, line))
             step = _number(row, "env_step", path, line)
             value = _number(row, "value", path, line)
+            if max_step is not None and step > max_step:
+                continue
             key = (row["scenario"], row["method"], row["metric"])
             raw.setdefault(key, {}).setdefault(seed, {})[step] = value
             scenarios[row["scenario"]] = None
@@ -298,9 +304,11 @@ def curves(
 
 
 # ----------------------------------------------------------------------------- figures
-def plot_results(results_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
+def plot_results(
+    results_dir: str | Path, out_dir: str | Path | None = None, max_step: float | None = None
+) -> list[Path]:
     """Write the experiment's figures as PNGs; returns their paths (figures whose metric is
-    absent are skipped).
+    absent are skipped). ``max_step``: as in :func:`load_results`.
 
     ``returns.png`` (and ``win_rate.png``, ``goal_score.png``, ``food_collected.png`` when
     logged): test curves, one panel per scenario, one line per method (mean across seeds with a
@@ -308,7 +316,7 @@ def plot_results(results_dir: str | Path, out_dir: str | Path | None = None) -> 
     Fig. 6). ``roles.png`` / ``groups.png``: the share of agents in each role / group over
     training, one panel per scenario (rows) and BDPS method (columns).
     """
-    results = load_results(results_dir)
+    results = load_results(results_dir, max_step)
     out = Path(out_dir) if out_dir is not None else results.path.parent / "plots"
     out.mkdir(parents=True, exist_ok=True)
     figures: list[tuple[str, Figure | None]] = [

@@ -2,7 +2,7 @@
 
 1. raw: the simulator alone, random available actions, no wrappers (lbforaging's ForagingEnv;
    for SMAX the jit-compiled ``SMAXStarCraft2Env``, which the adapter wraps; gfootball's env);
-2. collect-only: adapter + JointEnv + Tianshou Collector (the training's vector env) + policy acting;
+2. collect-only: adapter + JointEnv + Tianshou Collector (training's vector env) + policy acting;
 3. end-to-end: collection plus one 32-episode update per ~50 env steps;
 4. milliseconds per update.
 

@@ -97,6 +97,9 @@ def test_local_mode_runs_sequentially_and_cli_plots(tmp_path: Path, capsys) -> N
     assert _rows(root / "results.csv") == rows
     assert (root / "plots" / "returns.png").is_file()
     assert "| lbf/8x8-2p-2f | qmix | 1 |" in capsys.readouterr().out
+    # --max-step: nothing was logged before step 0, so no run is left to tabulate
+    assert cli_main(["plot", str(root), "--max-step", "-1", "--out", str(tmp_path / "p")]) == 0
+    assert "| lbf/8x8-2p-2f |" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -162,6 +162,20 @@ def test_summary_table(results_dir):
     assert len([line for line in lines if line.startswith(("| lbf/", "| grf/"))]) == 4
 
 
+def test_max_step_compares_runs_at_a_common_budget(results_dir):
+    """Rows after max_step are dropped; the last test before it replaces the final value."""
+    results = load_results(results_dir, max_step=5000)
+    runs = results.runs(SCENARIOS[0], "qmix", "test/greedy_return")
+    assert all(run.steps.max() <= 5000 for run in runs.values())
+    assert runs[1].steps.max() == 4010  # seed 1 tests at 10 + 1000 k
+    assert results.runs(SCENARIOS[0], "qmix", "final/greedy_return") == {}
+    table = summary_table(results)
+    row = next(line for line in table.splitlines() if line.startswith(f"| {SCENARIOS[0]} | qmix |"))
+    # last tests at 5000, 4010, 4020: 1e-4 * step + seed -> 0.5, 1.401, 2.402
+    mean = (0.5 + 1.401 + 2.402) / 3
+    assert f"| 3 | {mean:.3f} ±" in row
+
+
 def test_missing_or_malformed_results_are_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="results.csv"):
         load_results(tmp_path)
