@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter
 
 __all__ = [
     "RESULTS_COLUMNS",
@@ -343,6 +344,12 @@ def _new_figure(
     return fig, fig.subplots(nrows, ncols, squeeze=False)
 
 
+def _steps_axis(ax: Any) -> None:
+    """x axis in env steps, ticks as 50k, 1M (full numbers overlap)."""
+    ax.set_xlabel("env steps")
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+
+
 def _panels(n: int, max_cols: int = 3) -> tuple[Figure, list[Any]]:
     """A figure with ``n`` panels in rows of at most ``max_cols``; unused axes hidden."""
     ncols = min(n, max_cols)
@@ -380,7 +387,7 @@ def _curve_figure(
             ax.plot(steps, mean, color=color, label=f"{method} ({n} seed{'s' * (n > 1)})")
             ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
         ax.set_title(scenario)
-        ax.set_xlabel("env steps")
+        _steps_axis(ax)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small")
@@ -438,7 +445,7 @@ def _draw_shares(
     ax.stackplot(steps, *means, labels=[f"{kind} {i}" for i in range(len(means))], alpha=0.85)
     n = len(first)
     ax.set_title(f"{scenario} – {method} ({n} seed{'s' * (n > 1)})", fontsize="medium")
-    ax.set_xlabel("env steps")
+    _steps_axis(ax)
     ax.set_ylabel(f"share of agents per {kind}")
     ax.set_ylim(0.0, 1.0)
     ax.margins(x=0)
