@@ -31,6 +31,7 @@ from tianshou.algorithm.optim import AdamOptimizerFactory, OptimizerFactory
 from tianshou.data import Batch, ReplayBuffer
 from torch import nn
 
+from bdps_agents.learner_process import LearnerProcess
 from bdps_agents.policy import MultiAgentQPolicy, masked_argmax
 from bdps_agents.replay import EpisodeReplayBuffer
 
@@ -128,6 +129,15 @@ class QMIX(OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorit
         self.target_agent = self._add_lagged_network(policy.agent)
         self.target_mixer = self._add_lagged_network(mixer)
         self.num_updates = 0
+        # set to a LearnerProcess to run the gradient steps in a child process, overlapping
+        # with collection (training.overlap_learning; bdps_agents.learner_process)
+        self.learner_process: LearnerProcess | None = None
+
+    def update(self, buffer: ReplayBuffer, sample_size: int | None) -> TrainingStats:
+        if self.learner_process is None:
+            return super().update(buffer, sample_size)
+        # sampling and batch assembly stay here (the buffer lives here); the step runs there
+        return self._update(sample_size, buffer, self.learner_process.submit)
 
     def _create_grad_norm_optimizer(
         self, module: nn.Module, factory: OptimizerFactory, max_grad_norm: float | None

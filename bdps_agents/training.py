@@ -36,6 +36,7 @@ continuation, not a bitwise replay of an uninterrupted one.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import io
 import json
@@ -62,6 +63,7 @@ from bdps_agents.bdps import BDPS, BDPSPolicy
 from bdps_agents.config import ConfigError, EnvConfig, ExperimentConfig, build_config
 from bdps_agents.exploration import LinearSchedule
 from bdps_agents.joint_env import JointEnv
+from bdps_agents.learner_process import LearnerProcess
 from bdps_agents.networks import GroupSelector, RecurrentAgent, RoleSelector, make_mixer
 from bdps_agents.policy import AgentInputs, MultiAgentQPolicy
 from bdps_agents.qmix import QMIX, NonFiniteError
@@ -265,9 +267,17 @@ class Run:
     def policy(self) -> MultiAgentQPolicy:
         return self.algorithm.policy
 
+    def sync_learner(self, full_state: bool = False) -> None:
+        """With ``training.overlap_learning``: wait for the gradient step in flight and adopt its
+        networks (``full_state``: also the optimiser and target networks, for a checkpoint)."""
+        if self.algorithm.learner_process is not None:
+            self.algorithm.learner_process.sync(full_state)
+
     def close(self, quietly: bool = False) -> None:
-        """Close both vector envs (once). ``quietly``: ignore errors from workers that already
-        died, so that they do not hide the error that killed them."""
+        """Close both vector envs (once) and the learner process. ``quietly``: ignore errors
+        from workers that already died, so that they do not hide the error that killed them."""
+        if self.algorithm.learner_process is not None:
+            self.algorithm.learner_process.close()
         for venv in (self.train_envs, self.test_envs):
             if venv.is_closed:
                 continue
@@ -346,6 +356,13 @@ def build_run(cfg: ExperimentConfig) -> Run:
         )
     check_replay_memory(cfg.replay.capacity_episodes, limit, spec)
     algorithm = build_algorithm(cfg, spec)
+    if tc.overlap_learning:
+        algorithm.learner_process = LearnerProcess(
+            algorithm,
+            functools.partial(build_algorithm, cfg, spec),
+            torch_threads=tc.torch_threads,
+            reuse_freed_memory=tc.reuse_freed_memory,
+        )
     buffer = EpisodeReplayBuffer(
         cfg.replay.capacity_episodes * limit, cfg.env.num_train_envs, seed=tc.seed
     )
@@ -390,6 +407,7 @@ RESUMABLE_CHANGES = frozenset(
         "training.logdir",
         "training.checkpoint_interval",
         "training.reuse_freed_memory",
+        "training.overlap_learning",
     }
 )
 
@@ -692,8 +710,12 @@ def _train(
         def training_fn(epoch: int, env_step: int) -> None:
             policy.set_eps_training(run.schedule(env_step))
 
+        def test_fn(epoch: int, env_step: int | None) -> None:
+            run.sync_learner()  # test the networks of the last gradient step
+
         def save_checkpoint_fn(epoch: int, env_step: int, update_step: int) -> str:
             # called by RunLogger.save_data at an epoch end, right after it noted the progress
+            run.sync_learner(full_state=True)
             progress = logger.epoch_end()
             save_checkpoint(checkpoint, run, progress["total_env_step"], progress)
             return str(checkpoint)
@@ -713,6 +735,7 @@ def _train(
                 batch_size=cfg.replay.batch_episodes,
                 test_step_num_episodes=tc.test_episodes,
                 training_fn=training_fn,
+                test_fn=test_fn,
                 save_checkpoint_fn=save_checkpoint_fn,
                 resume_from_log=saved is not None,
                 logger=logger,
@@ -721,6 +744,7 @@ def _train(
                 test_in_training=False,
             )
         )
+        run.sync_learner(full_state=True)
         elapsed = time.time() - start
         steps_per_second = logger.new_env_steps / max(elapsed, 1e-9)
         env_steps = logger.total_env_steps
