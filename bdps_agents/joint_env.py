@@ -130,6 +130,7 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         self.render_mode = getattr(env, "render_mode", None)
         self.metadata = {"render_modes": list(getattr(env, "metadata", {}).get("render_modes", []))}
 
+        self._rows = np.arange(self.n_agents)
         self._live = np.zeros(self.n_agents, dtype=bool)
         self._mask = np.zeros((self.n_agents, self.n_actions), dtype=np.int8)
         self._running = False
@@ -212,22 +213,22 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
             raise ValueError(
                 f"action {int(arr[i])} of agent {self.agents[i]!r} is outside [0, {self.n_actions})"
             )
-        for i in np.flatnonzero(self._live):
-            if not self._mask[i, arr[i]]:
-                raise ValueError(
-                    f"action {int(arr[i])} is unavailable for agent {self.agents[i]!r}; "
-                    f"available actions: {np.flatnonzero(self._mask[i]).tolist()}"
-                )
+        unavailable = np.flatnonzero(self._live & (self._mask[self._rows, arr] == 0))
+        if unavailable.size:
+            i = int(unavailable[0])
+            raise ValueError(
+                f"action {int(arr[i])} is unavailable for agent {self.agents[i]!r}; "
+                f"available actions: {np.flatnonzero(self._mask[i]).tolist()}"
+            )
         return arr.astype(np.int64)
 
     def _joint_obs(
         self, obs: dict[str, Any], infos: dict[str, dict[str, Any]], visible: np.ndarray
     ) -> dict[str, np.ndarray]:
         joint = np.zeros((self.n_agents, self.obs_dim), dtype=np.float32)
-        mask = np.zeros((self.n_agents, self.n_actions), dtype=np.int8)
+        available = np.zeros((self.n_agents, self.n_actions), dtype=bool)  # casting: != 0
         for i, agent in enumerate(self.agents):
-            if not visible[i]:
-                mask[i, self.noop_action] = 1
+            if not visible[i]:  # hidden agents get the no-op only (below)
                 continue
             if agent not in obs:
                 raise RuntimeError(f"the env returned no observation for live agent {agent!r}")
@@ -244,19 +245,18 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
             agent_mask = (infos.get(agent) or {}).get("action_mask", dict_mask)
             n = self._n_actions_per_agent[i]
             if agent_mask is None:
-                mask[i, :n] = 1
+                available[i, :n] = True
             else:
-                agent_mask = np.asarray(agent_mask)
-                if agent_mask.shape != (n,):
+                if np.shape(agent_mask) != (n,):
                     raise ValueError(
-                        f"action mask of agent {agent!r} has shape {agent_mask.shape}, "
+                        f"action mask of agent {agent!r} has shape {np.shape(agent_mask)}, "
                         f"expected ({n},)"
                     )
-                mask[i, :n] = agent_mask != 0
-                if not mask[i].any():
-                    # A live agent that cannot act (e.g. waiting for its turn) still needs one
-                    # selectable action; the no-op is forwarded and the env ignores or applies it.
-                    mask[i, self.noop_action] = 1
+                available[i, :n] = agent_mask
+        # A live agent that cannot act (e.g. waiting for its turn) still needs one selectable
+        # action; the no-op is forwarded and the env ignores or applies it.
+        available[~available.any(1), self.noop_action] = True
+        mask = available.view(np.int8)
         self._mask = mask
         return {
             "obs": joint,

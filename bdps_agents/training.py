@@ -86,7 +86,13 @@ def _worker_env(env_cfg: EnvConfig, factory: Callable[..., Any]) -> JointEnv:
     return make_joint(env_cfg, factory)
 
 
-def make_vector_env(env_cfg: EnvConfig, num: int, seed: int) -> BaseVectorEnv:
+def make_vector_env(
+    env_cfg: EnvConfig, num: int, seed: int, keep_info: bool = True
+) -> BaseVectorEnv:
+    """``num`` envs of ``env_cfg`` as the vector env ``env_cfg.vector_env`` names, seeded.
+
+    ``keep_info=False``: ``step`` returns empty ``info`` dicts (for training envs, whose replay
+    buffer stores none; see :mod:`bdps_agents.vector_envs`)."""
     from bdps_agents.adapters import adapter_factory
 
     # resolved here: a worker process (spawned, or a Ray actor) does not see adapters that
@@ -97,7 +103,7 @@ def make_vector_env(env_cfg: EnvConfig, num: int, seed: int) -> BaseVectorEnv:
         # a forked copy of a process whose jax runtime is running (e.g. SMAX was probed here)
         # can deadlock inside jax: start fresh interpreters then
         context = "spawn" if "jax" in sys.modules else None
-        venv: BaseVectorEnv = StackedSubprocVectorEnv(fns, context=context)
+        venv: BaseVectorEnv = StackedSubprocVectorEnv(fns, context=context, keep_info=keep_info)
     elif env_cfg.vector_env == "ray":
         venv = _ray_vector_env(fns)
     elif env_cfg.vector_env == "smax_batched":
@@ -107,7 +113,7 @@ def make_vector_env(env_cfg: EnvConfig, num: int, seed: int) -> BaseVectorEnv:
         # the Collector than per-env dicts)
         venv = SMAXVectorEnv.from_env_config(env_cfg, num, seed, obs_format="batch")
     else:
-        venv = StackedDummyVectorEnv(fns)
+        venv = StackedDummyVectorEnv(fns, keep_info=keep_info)
     venv.seed(seed)
     return venv
 
@@ -366,7 +372,8 @@ def build_run(cfg: ExperimentConfig) -> Run:
     buffer = EpisodeReplayBuffer(
         cfg.replay.capacity_episodes * limit, cfg.env.num_train_envs, seed=tc.seed
     )
-    train_envs = make_vector_env(cfg.env, cfg.env.num_train_envs, tc.seed)
+    # the replay buffer stores no info: the training envs need not hand it over
+    train_envs = make_vector_env(cfg.env, cfg.env.num_train_envs, tc.seed, keep_info=False)
     test_envs = make_vector_env(cfg.env, cfg.env.num_test_envs, tc.seed + 10_000)
     ex = cfg.exploration
     test_metrics = EpisodeMetrics(metric_keys)

@@ -28,8 +28,25 @@ def stack_observations(obs: Any) -> Any:
     return Batch({key: np.stack([o[key] for o in obs]) for key in first})
 
 
+def empty_infos(n: int) -> np.ndarray:
+    """What a vector env returns for ``info`` when nobody reads it: ``n`` empty dicts."""
+    out = np.empty(n, dtype=object)
+    for i in range(n):
+        out[i] = {}
+    return out
+
+
 class StackedObsMixin:
-    """Stacks the observations of ``reset`` and ``step`` (see the module docstring)."""
+    """Stacks the observations of ``reset`` and ``step`` (see the module docstring).
+
+    ``keep_info=False`` hands the Collector empty ``info`` dicts from ``step``: it converts
+    them to a ``Batch`` twice per step even when nothing reads them (training's replay buffer
+    stores no ``info``); ≈ 10% faster collection on LBF. Test envs keep them (episode metrics).
+    """
+
+    def __init__(self, env_fns: Any, *args: Any, keep_info: bool = True, **kwargs: Any) -> None:
+        super().__init__(env_fns, *args, **kwargs)  # type: ignore[call-arg]
+        self.keep_info = keep_info
 
     def reset(self, env_id: Any = None, **kwargs: Any) -> tuple[Any, np.ndarray]:
         obs, info = super().reset(env_id, **kwargs)  # type: ignore[misc]
@@ -37,6 +54,8 @@ class StackedObsMixin:
 
     def step(self, action: Any, id: Any = None) -> tuple:  # noqa: A002 (Tianshou's name)
         obs, rew, terminated, truncated, info = super().step(action, id)  # type: ignore[misc]
+        if not self.keep_info:
+            info = empty_infos(len(info))
         return stack_observations(obs), rew, terminated, truncated, info
 
 

@@ -15,8 +15,11 @@ steps/s; (b) end-to-end: collection plus one ``--batch-episodes``-episode QMIX u
 ~``--steps-per-update`` env steps; and milliseconds per update. Ends with the ratios per env
 count, then for the largest count::
 
-    ratio batched/unbatched collect=X end-to-end=Y
-    ratio batched-B/unbatched collect=X end-to-end=Y
+    ratio batched/unbatched collect=X end-to-end=Y overlapped=Z overlapped/in-turn=W
+    ratio batched-B/unbatched collect=X end-to-end=Y overlapped=Z overlapped/in-turn=W
+
+(``overlapped``: both stacks with a learner process, ``training.overlap_learning``;
+``overlapped/in-turn``: batched with one against the unbatched stack learning in turn.)
 
     python benchmarks/smax_vector.py [--map 5m_vs_6m] [--envs 8,16,32] [--steps 4800]
 
@@ -26,10 +29,10 @@ Timings on a shared machine are noisy: compare the ratios, measured back to back
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 
-import numpy as np
 import torch
 from tianshou.env import BaseVectorEnv
 
@@ -53,20 +56,28 @@ KINDS = ("unbatched", "batched", "batched-B")
 
 def make_venv(kind: str, cfg: ExperimentConfig, envs: int, seed: int = 0) -> BaseVectorEnv:
     if kind == "unbatched":
-        return make_vector_env(cfg.env, envs, seed)
+        return make_vector_env(cfg.env, envs, seed, keep_info=False)  # as training's
     obs_format = "batch" if kind == "batched-B" else "dicts"
     return SMAXVectorEnv.from_env_config(cfg.env, envs, seed=seed, obs_format=obs_format)
 
 
 def measure(
     kind: str, cfg: ExperimentConfig, envs: int, args: argparse.Namespace
-) -> tuple[float, float, float]:
-    """(collect-only steps/s, end-to-end steps/s, ms per update) for one vector env."""
+) -> dict[str, float]:
+    """``throughput.time_collection``'s figures for one vector env, learner process included."""
     torch.manual_seed(0)
     venv = make_venv(kind, cfg, envs)
     spec_env = venv.probe if isinstance(venv, SMAXVectorEnv) else make_joint(cfg.env)
-    algorithm = build_algorithm(cfg, EnvSpec.of(spec_env))
-    return time_collection(algorithm, venv, spec_env.episode_limit or 50, args, warmup_episodes=2)
+    spec = EnvSpec.of(spec_env)
+    algorithm = build_algorithm(cfg, spec)
+    return time_collection(
+        algorithm,
+        venv,
+        spec_env.episode_limit or 50,
+        args,
+        warmup_episodes=2,
+        factory=functools.partial(build_algorithm, cfg, spec),
+    )
 
 
 def main() -> None:
@@ -87,8 +98,9 @@ def main() -> None:
         "env steps"
     )
     print(
-        f"{'envs':>5} {'vector env':>10} {'collect':>10} {'end-to-end':>11} {'update':>8}"
-        "  (env steps/s, ms per update)"
+        f"{'envs':>5} {'vector env':>10} {'collect':>10} {'end-to-end':>11} {'update':>8} "
+        f"{'overlapped':>11}  (env steps/s, ms per update; overlapped: end-to-end with a "
+        "learner process, training.overlap_learning)"
     )
     ratios = {}
     for envs in counts:
@@ -97,21 +109,27 @@ def main() -> None:
         )
         res = {}
         for kind in KINDS:
-            collect, e2e, update_ms = res[kind] = measure(kind, cfg, envs, args)
+            r = res[kind] = measure(kind, cfg, envs, args)
             print(
-                f"{envs:>5} {kind:>10} {collect:>10.0f} {e2e:>11.0f} {update_ms:>8.1f}", flush=True
-            )
-        for kind in KINDS[1:]:
-            ratio = np.array(res[kind][:2]) / np.array(res["unbatched"][:2])
-            ratios[envs, kind] = ratio
-            print(
-                f"[envs={envs}] ratio {kind}/unbatched collect={ratio[0]:.2f} "
-                f"end-to-end={ratio[1]:.2f}",
+                f"{envs:>5} {kind:>10} {r['collect']:>10.0f} {r['e2e']:>11.0f} "
+                f"{r['update_ms']:>8.1f} {r['e2e_overlap']:>11.0f}",
                 flush=True,
             )
+        for kind in KINDS[1:]:
+            ratios[envs, kind] = line = ratio_line(res[kind], res["unbatched"])
+            print(f"[envs={envs}] ratio {kind}/unbatched {line}", flush=True)
     for kind in KINDS[1:]:
-        ratio = ratios[counts[-1], kind]
-        print(f"ratio {kind}/unbatched collect={ratio[0]:.2f} end-to-end={ratio[1]:.2f}")
+        print(f"ratio {kind}/unbatched {ratios[counts[-1], kind]}")
+
+
+def ratio_line(r: dict[str, float], base: dict[str, float]) -> str:
+    """Collect and end-to-end ratios (learning in turn; both with a learner process; batched
+    with one against the unbatched stack learning in turn)."""
+    return (
+        f"collect={r['collect'] / base['collect']:.2f} end-to-end={r['e2e'] / base['e2e']:.2f} "
+        f"overlapped={r['e2e_overlap'] / base['e2e_overlap']:.2f} "
+        f"overlapped/in-turn={r['e2e_overlap'] / base['e2e']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -11,15 +11,18 @@
     python benchmarks/throughput.py --env smax:5m_vs_6m --steps 5000
     python benchmarks/throughput.py --env grf:academy_3_vs_1_with_keeper --steps 3000
 
-Each sharing mode in ``--modes`` is measured (collect-only, end-to-end, ms per update); the first
-mode (QMIX, ``full``) is the baseline for the cost ratio of the others. Ends with:
-``ratio collect/raw=X end-to-end/raw=Y update_ms=Z`` for the first mode, then one
-``cost <mode>/full=C`` line per further mode (end-to-end time per env step relative to QMIX).
+Each sharing mode in ``--modes`` is measured (collect-only, end-to-end learning in turn, ms per
+update, end-to-end with a learner process: ``training.overlap_learning``); the first mode (QMIX,
+``full``) is the baseline for the cost ratio of the others. Ends with:
+``ratio collect/raw=X end-to-end/raw=Y end-to-end-overlap/raw=Z update_ms=U`` for the first
+mode, then one ``cost <mode>/full=C (overlap D)`` line per further mode (end-to-end time per env
+step relative to QMIX, learning in turn and with a learner process).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import numpy as np
@@ -29,6 +32,7 @@ from tianshou.data import Collector
 
 from bdps_agents.adapters.lbf import parse_task
 from bdps_agents.config import ExperimentConfig
+from bdps_agents.learner_process import LearnerProcess
 from bdps_agents.replay import EpisodeReplayBuffer
 from bdps_agents.training import (
     EnvSpec,
@@ -131,11 +135,20 @@ def env_section(adapter: str, task: str, envs: int, vector_env: str) -> dict:
 
 
 def time_collection(
-    algorithm, venv, limit: int, args: argparse.Namespace, warmup_episodes: int = 4
-) -> tuple[float, float, float]:
-    """(collect-only steps/s, end-to-end steps/s, ms per update) of ``algorithm``'s policy on
-    ``venv``: ``args.steps`` collected steps, then the same with one ``args.batch_episodes``
-    update per ``args.steps_per_update`` steps (rounded up to whole vector steps). Closes venv."""
+    algorithm,
+    venv,
+    limit: int,
+    args: argparse.Namespace,
+    warmup_episodes: int = 4,
+    factory=None,
+) -> dict[str, float]:
+    """Figures of ``algorithm``'s policy on ``venv``: ``collect`` (steps/s, ``args.steps``
+    collected steps), ``e2e`` (steps/s with one ``args.batch_episodes`` update per
+    ``args.steps_per_update`` steps, rounded up to whole vector steps) and ``update_ms`` (per
+    update); with ``factory`` (builds the algorithm in a child) also ``e2e_overlap`` and
+    ``wait_ms``: the same with the updates in a :class:`LearnerProcess`
+    (``training.overlap_learning``; ``wait_ms`` = time per update call spent here: waiting,
+    sampling, sending). Closes venv."""
     n_envs = venv.env_num
     buffer = EpisodeReplayBuffer(300 * limit, n_envs)  # 300 episodes: fits for 27 agents
     collector = Collector(algorithm.policy, venv, buffer)
@@ -151,24 +164,42 @@ def time_collection(
         collect = steps / (time.perf_counter() - start)
 
         n_iter = max(1, steps // per_collect)
-        update_time = 0.0
-        start = time.perf_counter()
-        for _ in range(n_iter):
-            collector.collect(n_step=per_collect)
-            t0 = time.perf_counter()
-            algorithm.update(buffer, args.batch_episodes)
-            update_time += time.perf_counter() - t0
-        e2e = n_iter * per_collect / (time.perf_counter() - start)
+
+        def end_to_end() -> tuple[float, float]:
+            update_time = 0.0
+            start = time.perf_counter()
+            for _ in range(n_iter):
+                collector.collect(n_step=per_collect)
+                t0 = time.perf_counter()
+                algorithm.update(buffer, args.batch_episodes)
+                update_time += time.perf_counter() - t0
+            if algorithm.learner_process is not None:
+                algorithm.learner_process.sync()  # the last step counts too
+            return n_iter * per_collect / (time.perf_counter() - start), update_time / n_iter
+
+        e2e, update_s = end_to_end()
+        out = {"collect": collect, "e2e": e2e, "update_ms": 1000 * update_s}
+        if factory is not None:
+            algorithm.learner_process = LearnerProcess(algorithm, factory)
+            try:
+                algorithm.learner_process.start()  # spawning is not part of the figure
+                out["e2e_overlap"], wait_s = end_to_end()
+                out["wait_ms"] = 1000 * wait_s
+            finally:
+                algorithm.learner_process.close()
+                algorithm.learner_process = None
     venv.close()
-    return collect, e2e, 1000 * update_time / n_iter
+    return out
 
 
-def measure(cfg: ExperimentConfig, args: argparse.Namespace) -> tuple[float, float, float]:
-    """(collect-only steps/s, end-to-end steps/s, ms per update) for one configuration."""
+def measure(cfg: ExperimentConfig, args: argparse.Namespace) -> dict[str, float]:
+    """:func:`time_collection`'s figures for one configuration, with a learner process."""
     probe = make_joint(cfg.env)
-    algorithm = build_algorithm(cfg, EnvSpec.of(probe))
-    venv = make_vector_env(cfg.env, args.envs, seed=0)
-    return time_collection(algorithm, venv, probe.episode_limit or 50, args)
+    spec = EnvSpec.of(probe)
+    algorithm = build_algorithm(cfg, spec)
+    venv = make_vector_env(cfg.env, args.envs, seed=0, keep_info=False)  # as training's
+    factory = functools.partial(build_algorithm, cfg, spec)
+    return time_collection(algorithm, venv, probe.episode_limit or 50, args, factory=factory)
 
 
 def main() -> None:
@@ -210,20 +241,31 @@ def main() -> None:
                 },
             }
         )
-        collect, e2e, update_ms = measure(cfg, args)
-        results[mode] = (collect, e2e, update_ms)
+        r = results[mode] = measure(cfg, args)
         what = "adapter + JointEnv + Collector + policy"
-        print(f"[{mode:10s}] collect-only: {collect:9.0f} steps/s  ({what})")
+        print(f"[{mode:10s}] collect-only: {r['collect']:9.0f} steps/s  ({what})")
         print(
-            f"[{mode:10s}] end-to-end:   {e2e:9.0f} steps/s  (one {args.batch_episodes}-episode "
-            f"update per ~{args.steps_per_update} env steps)"
+            f"[{mode:10s}] end-to-end:   {r['e2e']:9.0f} steps/s  (one {args.batch_episodes}-"
+            f"episode update per ~{args.steps_per_update} env steps, learning in turn)"
         )
-        print(f"[{mode:10s}] update:       {update_ms:9.1f} ms per update")
-    collect, e2e, update_ms = results[modes[0]]
-    ratios = f"collect/raw={collect / raw:.2f} end-to-end/raw={e2e / raw:.2f}"
-    print(f"ratio {ratios} update_ms={update_ms:.1f}")
+        print(f"[{mode:10s}] update:       {r['update_ms']:9.1f} ms per update")
+        print(
+            f"[{mode:10s}] end-to-end:   {r['e2e_overlap']:9.0f} steps/s  (the same with a "
+            f"learner process, training.overlap_learning; {r['wait_ms']:.1f} ms per update "
+            "call spent waiting, sampling and sending)"
+        )
+    base = results[modes[0]]
+    ratios = (
+        f"collect/raw={base['collect'] / raw:.2f} end-to-end/raw={base['e2e'] / raw:.2f} "
+        f"end-to-end-overlap/raw={base['e2e_overlap'] / raw:.2f}"
+    )
+    print(f"ratio {ratios} update_ms={base['update_ms']:.1f}")
     for mode in modes[1:]:
-        print(f"cost {mode}/{modes[0]}={e2e / results[mode][1]:.2f}")
+        r = results[mode]
+        print(
+            f"cost {mode}/{modes[0]}={base['e2e'] / r['e2e']:.2f} "
+            f"(overlap {base['e2e_overlap'] / r['e2e_overlap']:.2f})"
+        )
 
 
 if __name__ == "__main__":

@@ -29,11 +29,12 @@ def _same(stacked: Batch, dicts: np.ndarray) -> None:
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("keep_info", [True, False])
 @pytest.mark.parametrize("vector_env", ["dummy", "subproc"])
-def test_stacked_observations_equal_tianshou_dicts(vector_env):
+def test_stacked_observations_equal_tianshou_dicts(vector_env, keep_info):
     n = 3
     cfg = config_with(SMALL_LBF, env={"vector_env": vector_env})
-    venv = make_vector_env(cfg.env, n, seed=7)
+    venv = make_vector_env(cfg.env, n, seed=7, keep_info=keep_info)
     assert type(venv).__name__.startswith("Stacked")
     ref = DummyVectorEnv([partial(make_joint_env, "lbf", task=TASK)] * n)
     ref.seed(7)
@@ -50,6 +51,11 @@ def test_stacked_observations_equal_tianshou_dicts(vector_env):
             _same(got[0], step[0])
             for a, b in zip(got[1:4], step[1:4], strict=True):
                 np.testing.assert_array_equal(a, b)
+            if keep_info:
+                assert [dict(i) for i in got[4]] == [dict(i) for i in step[4]]
+            else:  # training's envs: nobody reads step infos
+                assert step[4][0] and got[4].dtype == object
+                assert [dict(i) for i in got[4]] == [{}] * n
             obs = step[0]
             done = np.flatnonzero(step[2] | step[3])
             if done.size:

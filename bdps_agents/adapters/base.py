@@ -57,12 +57,19 @@ StepResult = tuple[
 ]
 
 
+_NUMPY_INTS = frozenset(np.sctypeDict[f"{k}{b}"] for k in ("int", "uint") for b in (8, 16, 32, 64))
+
+
 def to_action_index(agent: str, action: Any, n: int) -> int:
     """Return ``action`` as an ``int`` in ``[0, n)``, or raise ``ValueError`` naming ``agent``.
 
     Accepts Python ints and NumPy integer scalars or 0-d arrays; ``bool`` and floats are refused
     because they nearly always mean a bug upstream (e.g. a Q-value passed instead of an argmax).
     """
+    if type(action) is int or type(action) in _NUMPY_INTS:  # the common case, checked cheaply
+        if not 0 <= action < n:
+            raise ValueError(f"action {action} for agent {agent!r} is outside the range [0, {n})")
+        return int(action)
     arr = np.asarray(action)
     if arr.ndim != 0 or isinstance(action, bool) or not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"action for agent {agent!r} must be an integer scalar, got {action!r}")

@@ -28,12 +28,14 @@ from typing import Any, ClassVar
 import gymnasium
 import numpy as np
 from lbforaging.foraging import ForagingEnv
+from lbforaging.foraging.environment import Action
 
 from bdps_agents.adapters.base import MultiAgentEnvAdapter, StepResult, action_mask, check_available
 
 __all__ = ["LBFParallelEnv", "parse_task"]
 
 N_ACTIONS = 6
+_ACTION_INDEX = {action: action.value for action in Action}  # (Enum.value is slow)
 
 _TASK_RE = re.compile(
     r"(?P<rows>\d+)x(?P<cols>\d+)-(?P<players>\d+)p-(?P<food>\d+)f"
@@ -333,10 +335,11 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
 
     def step(self, actions: Mapping[str, Any]) -> StepResult:
         joint = self._validate_actions(actions)
+        valid = self._env._valid_actions  # the source of truth (tests edit the field)
         for agent, player in zip(self.possible_agents, self._env.players, strict=True):
             if agent in joint:
-                valid = (act.value for act in self._env._valid_actions[player])
-                check_available(agent, joint[agent], action_mask(valid, N_ACTIONS))
+                mask = action_mask(map(_ACTION_INDEX.__getitem__, valid[player]), N_ACTIONS)
+                check_available(agent, joint[agent], mask)
         nobs, rewards, _, _, _ = self._env.step([joint[a] for a in self.possible_agents])
         all_collected = not self._env.field.any()
         time_up = self._env.current_step >= self.max_episode_steps
@@ -390,20 +393,18 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
 
     # ------------------------------------------------------------------ helpers
     def _observations(self, nobs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        scaled = (np.asarray(nobs, dtype=np.float32) - self._obs_low) * self._obs_scale
         return {
-            a: (np.asarray(o, dtype=np.float32) - self._obs_low) * self._obs_scale
-            for a, o in zip(self.possible_agents, nobs, strict=True)
-            if a in self.agents
+            a: row for a, row in zip(self.possible_agents, scaled, strict=True) if a in self.agents
         }
 
     def _infos(self) -> dict[str, dict[str, Any]]:
         spawned = float(self._env._food_spawned)
         collected = 1.0 - float(self._env.field.sum()) / spawned if spawned > 0 else 0.0
+        valid = self._env._valid_actions
         return {
             a: {
-                "action_mask": action_mask(
-                    (act.value for act in self._env._valid_actions[p]), N_ACTIONS
-                ),
+                "action_mask": action_mask(map(_ACTION_INDEX.__getitem__, valid[p]), N_ACTIONS),
                 "food_collected": collected,
             }
             for a, p in zip(self.possible_agents, self._env.players, strict=True)
