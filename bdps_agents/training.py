@@ -31,6 +31,11 @@ the total (``metrics.csv``'s ``step``, like the warm-up) but not in the trainer'
 checkpoint's env step mark each resume in ``metrics.csv``. The env workers' own random state is
 not saved either: they are reseeded from (seed, env step), so a resumed run is a faithful
 continuation, not a bitwise replay of an uninterrupted one.
+
+With ``training.overlap_learning`` the gradient steps run in a child process
+(:mod:`bdps_agents.learner_process`); the run waits for the step in flight and copies the
+child's whole learner back (:meth:`Run.sync_learner`) before each test and checkpoint and at the
+end, so tests and checkpoints see the latest networks, optimiser and update count.
 """
 
 from __future__ import annotations
