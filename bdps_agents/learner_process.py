@@ -123,8 +123,9 @@ class LearnerProcess:
         ``functools.partial(build_algorithm, cfg, spec)``; the child then loads this
         algorithm's state, so it starts from the same weights.
 
-    The child starts at the first :meth:`submit`, from the algorithm's state at that moment
-    (so a restored checkpoint carries over). Close it with :meth:`close`.
+    The child starts at the first :meth:`submit` (or :meth:`start`), from the algorithm's state
+    at that moment (so a restored checkpoint carries over). Close it with :meth:`close`, or use
+    the learner as a context manager.
     """
 
     def __init__(
@@ -145,6 +146,12 @@ class LearnerProcess:
         self._unreported: TrainingStats | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> LearnerProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @property
     def started(self) -> bool:
         return self._process is not None

@@ -74,9 +74,8 @@ def test_child_runs_the_same_updates_one_step_later(sharing, monkeypatch):
     if hasattr(inline.policy, "torch_rng"):
         inline.policy.torch_rng.manual_seed(CHILD_SEED)
     monkeypatch.setattr(LearnerProcess, "_child_seed", lambda self: CHILD_SEED)
-    learner = LearnerProcess(overlapped, factory)
-    overlapped.learner_process = learner
-    try:
+    with LearnerProcess(overlapped, factory) as learner:
+        overlapped.learner_process = learner
         after_inline = []
         for batch in batches:
             with torch_train_mode(inline):
@@ -106,27 +105,21 @@ def test_child_runs_the_same_updates_one_step_later(sharing, monkeypatch):
             assert torch.equal(adam_a[key]["exp_avg"], adam_b[key]["exp_avg"])
         first_key = next(iter(initial))  # and the updates did change the networks
         assert not torch.equal(after_inline[-1][0][first_key], initial[first_key])
-    finally:
-        learner.close()
 
 
 def test_a_non_finite_loss_in_the_child_raises_here():
     _, overlapped, batches, factory = _setup("full", n_batches=1)
-    learner = LearnerProcess(overlapped, factory)
-    try:
+    with LearnerProcess(overlapped, factory) as learner:
         batch = batches[0]
         batch.rew = np.full_like(batch.rew, np.nan)
         learner.submit(batch)
         with pytest.raises(NonFiniteError, match="TD loss"):
             learner.sync()
-    finally:
-        learner.close()
 
 
 def test_a_dead_child_is_reported_with_what_to_do():
     _, overlapped, batches, factory = _setup("full", n_batches=2)
-    learner = LearnerProcess(overlapped, factory)
-    try:
+    with LearnerProcess(overlapped, factory) as learner:
         learner.submit(batches[0])
         learner.sync()
         os.kill(learner._process.pid, signal.SIGKILL)
@@ -134,8 +127,6 @@ def test_a_dead_child_is_reported_with_what_to_do():
         with pytest.raises(LearnerProcessError, match="overlap_learning=false"):
             learner.submit(batches[1])
             learner.sync()
-    finally:
-        learner.close()
 
 
 def _update_rows(logdir):
