@@ -123,6 +123,9 @@ class LearnerProcess:
         ``functools.partial(build_algorithm, cfg, spec)``; the child then loads this
         algorithm's state, so it starts from the same weights.
 
+    The child is a spawned interpreter: as with any ``multiprocessing`` spawn, a script that
+    uses one must guard its entry point with ``if __name__ == "__main__":``.
+
     The child starts at the first :meth:`submit` (or :meth:`start`), from the algorithm's state
     at that moment (so a restored checkpoint carries over). Close it with :meth:`close`, or use
     the learner as a context manager.
@@ -181,10 +184,14 @@ class LearnerProcess:
             name="bdps-learner",
             daemon=True,
         )
-        self._process.start()
-        child.close()
         self._conn = parent
-        self._receive("ready")
+        try:
+            self._process.start()
+            child.close()
+            self._receive("ready")
+        except BaseException:
+            self.close()
+            raise
 
     def _child_seed(self) -> int:
         """Seed of the child's own generators, drawn from this policy's (deterministic, and
@@ -203,10 +210,11 @@ class LearnerProcess:
             self._conn.send(("close", None))
         except (BrokenPipeError, OSError):
             pass
-        self._process.join(timeout=10)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
+        if self._process.pid is not None:  # it did start
+            self._process.join(timeout=10)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
         self._conn.close()
         self._process = self._conn = None
         self._in_flight = False

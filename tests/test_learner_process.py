@@ -166,3 +166,15 @@ def test_training_with_a_learner_process_is_deterministic_and_checkpoints_its_le
     assert n_updates == sum(1 for _, metric, _ in rows if metric == "loss") + 1
     adam = saved["algorithm"]["_optimizers"][0]["state"]
     assert all(int(s["step"]) == n_updates for s in adam.values())
+
+
+def _failing_factory():
+    raise RuntimeError("cannot build the algorithm here")
+
+
+def test_a_child_that_cannot_start_raises_its_error_and_is_cleaned_up():
+    _, overlapped, batches, _ = _setup("full", n_batches=1)
+    learner = LearnerProcess(overlapped, _failing_factory)
+    with pytest.raises(RuntimeError, match="cannot build the algorithm here"):
+        learner.submit(batches[0])
+    assert not learner.started
