@@ -13,6 +13,7 @@ from tianshou.data import Batch
 from torch import nn
 
 from bdps_agents.networks import QMixer, RecurrentAgent, StackedGRUCell, StackedLinear, VDNMixer
+from bdps_agents.networks.stacked import RowGroups
 from bdps_agents.policy import AgentInputs, MultiAgentQPolicy
 from bdps_agents.qmix import QMIX, td_lambda_targets
 
@@ -126,13 +127,38 @@ def test_stacked_linear_modes_match_separate_layers():
             torch.testing.assert_close(out[i, j], x[i, j] @ layer.weight[g] + layer.bias[g])
 
 
-def test_gradients_reach_only_the_assigned_networks():
+@pytest.mark.parametrize("how", ["long", "onehot", "rows"])
+def test_gradients_reach_only_the_assigned_networks(how):
     layer = StackedLinear(3, 5, 4)
     x = torch.randn(6, 2, 5)
     index = torch.tensor([[0, 2]] * 6)  # nobody uses network 1
-    layer(x, index).sum().backward()
+    chosen = {"long": index, "onehot": layer.onehot(index), "rows": RowGroups.of(index, 3)}[how]
+    layer(x, chosen).sum().backward()
     assert layer.weight.grad[1].abs().sum() == 0 and layer.bias.grad[1].abs().sum() == 0
     assert layer.weight.grad[0].abs().sum() > 0 and layer.weight.grad[2].abs().sum() > 0
+
+
+@pytest.mark.parametrize("split", ["balanced", "skewed", "one group"])
+def test_sorted_rows_match_the_one_hot_layer(split):
+    """RowGroups (rows sorted and padded per group, one batched product) gives the outputs and
+    gradients of the one-hot form, whatever the group sizes."""
+    torch.manual_seed(4)
+    layer = StackedLinear(3, 5, 4).double()
+    x = torch.randn(9, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    index = {
+        "balanced": torch.randint(0, 3, (9, 2, 4)),
+        "skewed": (torch.rand(9, 2, 4) < 0.1).long() * 2,  # mostly 0, a few 2, no 1
+        "one group": torch.ones(9, 2, 4, dtype=torch.long),
+    }[split]
+    weights = torch.randn(9, 2, 4, 4, dtype=torch.float64)
+    params = [x, layer.weight, layer.bias]
+    want = layer(x, layer.onehot(index, x.dtype))
+    want_grads = torch.autograd.grad((want * weights).sum(), params)
+    got = layer(x, RowGroups.of(index, 3))
+    got_grads = torch.autograd.grad((got * weights).sum(), params)
+    torch.testing.assert_close(got, want)
+    for name, g, w in zip(["x", "weight", "bias"], got_grads, want_grads, strict=True):
+        torch.testing.assert_close(g, w, msg=f"gradient of {name} ({split})")
 
 
 @pytest.mark.parametrize("groups", [1, 3])
@@ -161,48 +187,54 @@ def test_agent_unroll_with_changing_index_matches_stepping(groups):
         torch.testing.assert_close(h, hidden[:, t])
 
 
-@pytest.mark.parametrize("mode", ["shared", "slot", "index"])
+@pytest.mark.parametrize("mode", ["shared", "slot", "index", "index+rows"])
 @pytest.mark.parametrize("T", [1, 6])
 def test_fused_gru_unroll_matches_autograd_of_the_step_loop(mode, T):
-    """``StackedGRUCell.unroll`` (hand-written backward) against autograd through T calls of
-    ``step_from_gates``: hidden states and the gradients of gates, h0, weights and biases."""
+    """``StackedGRUCell.unroll`` (hand-written backward; with one shared cell the input
+    projection inside the loop) against autograd through T calls of the cell: hidden states and
+    the gradients of inputs, h0 and both layers' weights and biases."""
     torch.manual_seed(2)
-    G, B, n, H = 3, 2, 3, 5
+    G, B, n, D, H = 3, 2, 3, 4, 5
     groups = 1 if mode == "shared" else G
-    cell = StackedGRUCell(groups, H, H).double()
-    gi = torch.randn(T, B, n, 3 * H, dtype=torch.float64, requires_grad=True)
+    cell = StackedGRUCell(groups, D, H).double()
+    x = torch.randn(T, B, n, D, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(B, n, H, dtype=torch.float64, requires_grad=True)
-    onehot = None
-    if mode == "index":
-        onehot = nn.functional.one_hot(torch.randint(0, G, (T, B, n)), G).double()
+    onehot = rows = None
+    if mode.startswith("index"):
+        index = torch.randint(0, G, (T, B, n))
+        onehot = nn.functional.one_hot(index, G).double()
+        rows = RowGroups.of(index, G) if mode == "index+rows" else None
     weights = torch.randn(T, B, n, H, dtype=torch.float64)  # a loss that weighs every step
-    params = [gi, h0, cell.hh.weight, cell.hh.bias]
+    params = [x, h0, cell.ih.weight, cell.ih.bias, cell.hh.weight, cell.hh.bias]
 
     h, steps = h0, []
     for t in range(T):
-        h = cell.step_from_gates(gi[t], h, None if onehot is None else onehot[t])
+        h = cell(x[t], h, None if onehot is None else onehot[t])
         steps.append(h)
     expected = torch.stack(steps)
     expected_grads = torch.autograd.grad((expected * weights).sum(), params)
 
-    fused = cell.unroll(gi, h0, onehot)
+    fused = cell.unroll(x, h0, onehot, rows)
     grads = torch.autograd.grad((fused * weights).sum(), params)
     torch.testing.assert_close(fused, expected)
-    names = ["gates", "h0", "weight", "bias"]
+    names = ["inputs", "h0", "input weight", "input bias", "recurrent weight", "recurrent bias"]
     for name, got, want in zip(names, grads, expected_grads, strict=True):
         torch.testing.assert_close(got, want, msg=f"gradient of {name} ({mode}, T={T})")
 
 
-def test_fused_gru_unroll_passes_gradcheck():
+@pytest.mark.parametrize("groups", [1, 2])
+def test_fused_gru_unroll_passes_gradcheck(groups):
     torch.manual_seed(3)
-    cell = StackedGRUCell(2, 3, 3).double()
-    onehot = nn.functional.one_hot(torch.randint(0, 2, (4, 2, 2)), 2).double()
-    gi = torch.randn(4, 2, 2, 9, dtype=torch.float64, requires_grad=True)
+    cell = StackedGRUCell(groups, 2, 3).double()
+    onehot = None
+    if groups > 1:
+        onehot = nn.functional.one_hot(torch.randint(0, groups, (4, 2, 2)), groups).double()
+    x = torch.randn(4, 2, 2, 2, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(2, 2, 3, dtype=torch.float64, requires_grad=True)
-    # w and b are the cell's own parameters: gradcheck perturbs them in place
+    # the weights are the cell's own parameters: gradcheck perturbs them in place
     assert torch.autograd.gradcheck(
-        lambda g, h, w, b: cell.unroll(g, h, onehot),  # noqa: ARG005
-        (gi, h0, cell.hh.weight, cell.hh.bias),
+        lambda x_, h, *_: cell.unroll(x_, h, onehot),
+        (x, h0, cell.ih.weight, cell.ih.bias, cell.hh.weight, cell.hh.bias),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bdps_agents.networks.stacked import StackedGRUCell, StackedLinear
+from bdps_agents.networks.stacked import RowGroups, StackedGRUCell, StackedLinear
 
 
 class RecurrentAgent(nn.Module):
@@ -62,13 +62,16 @@ class RecurrentAgent(nn.Module):
         # time-major inside: each step of the recurrence reads one contiguous (B, n, ...) slice;
         # the narrow input is transposed, not the 3H-wide gates
         x = x.transpose(0, 1).contiguous()
+        rows = onehot = None  # how the layers applied to all steps at once / each step choose
         if index is not None and self.groups > 1:
-            # one-hot once, for every layer and step
-            index = self.fc_in.onehot(index, x.dtype).transpose(0, 1).contiguous()
-        e = torch.relu(self.fc_in(x, index))
-        gi = self.rnn.input_gates(e, index)  # all time steps at once
+            if index.is_floating_point():
+                index = index.argmax(-1)
+            index = index.transpose(0, 1)
+            rows = RowGroups.of(index, self.groups)  # once, for the three all-steps layers
+            onehot = self.fc_in.onehot(index.contiguous(), x.dtype)  # for the recurrence
+        e = torch.relu(self.fc_in(x, rows))
         h = self.initial_state(B, n).to(x) if h0 is None else h0
-        hidden = self.rnn.unroll(gi, h, index if self.groups > 1 else None)
-        q = self.fc_out(hidden, index).transpose(0, 1)
+        hidden = self.rnn.unroll(e, h, onehot, rows)
+        q = self.fc_out(hidden, rows).transpose(0, 1)
         hidden = hidden.transpose(0, 1)
         return (q, hidden) if return_hidden else q

@@ -14,15 +14,55 @@ Three ways to choose the weights, picked by what the caller passes:
   (``onehot(index) ⊗ x``, shape ``(..., G * in)``) and multiplied by the weights viewed as one
   ``(G * in, out)`` matrix: a single GEMM forward and backward. G is small (2-5 in the paper);
   measured on CPU this is 1.7x faster (forward + backward) than computing all G outputs and
-  gathering, and 1.5x the cost of one shared layer.
+  gathering, and 1.5x the cost of one shared layer. It suits few rows (acting, one step of the
+  training recurrence).
+* ``index`` given as :class:`RowGroups` (the training unroll's input and output layers, applied
+  to every time step at once): rows sorted by group into a padded ``(G, rows, in)`` block, one
+  batched GEMM, then back to their places. Each row is multiplied by its own group's weights
+  only, so the work is that of one shared layer (plus the padding of smaller groups) instead of
+  G times it.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class RowGroups:
+    """Where each row of a many-row input goes when rows are sorted by group.
+
+    Built once per assignment (:meth:`of`) and shared by every layer that sees the same rows.
+    ``slot[r]`` is row r's place in the padded ``(G * size, ...)`` block: group ``g`` fills places
+    ``g * size ...`` in row order, ``size`` = the largest group."""
+
+    slot: torch.Tensor  # (N,) long
+    groups: int
+    size: int
+    shape: tuple[int, ...]  # leading dims of the inputs
+
+    @classmethod
+    def of(cls, index: torch.Tensor, groups: int) -> RowGroups:
+        """``index``: long group per row, any shape (the inputs' leading dims)."""
+        flat = index.reshape(-1)
+        onehot = nn.functional.one_hot(flat, groups)
+        rank = (onehot.cumsum(0) - 1).gather(1, flat[:, None]).squeeze(1)  # place in its group
+        size = int(onehot.sum(0).max())
+        return cls(flat * size + rank, groups, size, tuple(index.shape))
+
+    def apply(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``x (*shape, in)`` through group ``index[r]``'s ``weight (G, in, out)`` and bias."""
+        x2 = x.reshape(-1, x.shape[-1])
+        # a ones column carries the bias through the product: adding it to the (MB-sized)
+        # output afterwards, or broadcasting it in first (baddbmm), is one more pass over memory
+        x2 = torch.cat([x2, x2.new_ones((len(x2), 1))], 1)
+        padded = x2.new_zeros((self.groups * self.size, x2.shape[-1])).index_copy(0, self.slot, x2)
+        out = padded.view(self.groups, self.size, -1) @ torch.cat([weight, bias[:, None]], 1)
+        return out.flatten(0, 1)[self.slot].view(*self.shape, weight.shape[-1])
 
 
 class StackedLinear(nn.Module):
@@ -51,9 +91,12 @@ class StackedLinear(nn.Module):
         return nn.functional.one_hot(index, self.groups).to(dtype)
 
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
-        """``index``: group per row, as a long tensor or its one-hot float form ``(..., G)``."""
+        """``index``: group per row, as a long tensor, its one-hot float form ``(..., G)``, or
+        :class:`RowGroups`."""
         if self.groups == 1:
             return x @ self.weight[0] + self.bias[0]
+        if isinstance(index, RowGroups):
+            return index.apply(x, self.weight, self.bias)
         if index is None:
             if x.shape[-2] != self.groups:
                 raise ValueError(
@@ -133,43 +176,69 @@ class StackedGRUCell(nn.Module):
         return self.step_from_gates(self.input_gates(x, index), h, index)
 
     def unroll(
-        self, gi: torch.Tensor, h0: torch.Tensor, onehot: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        h0: torch.Tensor,
+        onehot: torch.Tensor | None = None,
+        rows: RowGroups | None = None,
     ) -> torch.Tensor:
-        """All hidden states ``(T, ..., H)`` of the recurrence over input gates ``gi (T, ..., 3H)``
-        from ``h0 (..., H)``; ``onehot (T, ..., G)`` float assignments, or None.
+        """All hidden states ``(T, ..., H)`` over inputs ``x (T, ..., in)`` from ``h0 (..., H)``.
 
-        Equal to calling ``step_from_gates`` T times, but forward and backward each run as one
-        tight loop (``_GRUSequence``): autograd records one node for the sequence instead of a
-        dozen per step, and the recurrent weight gradient is one product over all steps."""
-        return _GRUSequence.apply(gi, h0, self.hh.weight, self.hh.bias, onehot, self.hh)
+        ``onehot (T, ..., G)``: float assignments of the recurrence, or None (one shared cell, or
+        one cell per slot); ``rows``: the same assignment as :class:`RowGroups`, for the input
+        projection (default: ``onehot``).
+
+        Equal to calling the cell T times, but forward and backward each run as one tight loop
+        (``_GRUSequence``): autograd records one node for the sequence instead of a dozen per step,
+        and the recurrent weight gradient is one product over all steps. With several cells the
+        input projection ``W_ih x`` runs for all steps at once before the loop; with one shared
+        cell it runs inside the loop instead, where each step's gates stay in cache rather than
+        going through memory as one T-step tensor (≈ 25% faster forward, measured on CPU)."""
+        if self.ih.groups == 1:
+            ih = (self.ih.weight[0], self.ih.bias[0])
+            return _GRUSequence.apply(x, h0, self.hh.weight, self.hh.bias, None, self.hh, *ih)
+        gi = self.input_gates(x, onehot if rows is None else rows)
+        return _GRUSequence.apply(gi, h0, self.hh.weight, self.hh.bias, onehot, self.hh, None, None)
 
 
 class _GRUSequence(torch.autograd.Function):
     """The GRU recurrence of ``StackedGRUCell.step_from_gates`` over a whole sequence, with
-    a hand-written backward (standard GRU gradients; checked against autograd in the tests)."""
+    a hand-written backward (standard GRU gradients; checked against autograd in the tests).
+
+    ``gi`` holds the input gates ``(T, ..., 3H)``; or, when the shared input projection
+    ``w_ih, b_ih`` is given, the cell inputs ``(T, ..., in)``, projected step by step."""
 
     @staticmethod
-    def forward(ctx, gi, h0, weight, bias, onehot, hh):  # type: ignore[no-untyped-def]
+    def forward(ctx, gi, h0, weight, bias, onehot, hh, w_ih, b_ih):  # type: ignore[no-untyped-def]
         H = h0.shape[-1]
         T = gi.shape[0]
         hs = gi.new_empty((T, *h0.shape))
         rz_all = gi.new_empty((T, *h0.shape[:-1], 2 * H))
         n_all = gi.new_empty((T, *h0.shape))
         hn_all = gi.new_empty((T, *h0.shape))
+        if w_ih is not None:
+            x_rows = gi.reshape(T, -1, gi.shape[-1])
+            step_gates = gi.new_empty((*h0.shape[:-1], 3 * H))  # reused: stays in cache
         h = h0
         for t in range(T):
+            if w_ih is None:
+                g = gi[t]
+            else:
+                g = step_gates
+                torch.addmm(b_ih, x_rows[t], w_ih, out=g.view(-1, 3 * H))
             gh = hh(h, None if onehot is None else onehot[t])
-            rz = torch.sigmoid(gi[t, ..., : 2 * H] + gh[..., : 2 * H], out=rz_all[t])
+            rz = torch.sigmoid(g[..., : 2 * H] + gh[..., : 2 * H], out=rz_all[t])
             hn = hn_all[t].copy_(gh[..., 2 * H :])
-            n = torch.tanh(torch.addcmul(gi[t, ..., 2 * H :], rz[..., :H], hn), out=n_all[t])
+            n = torch.tanh(torch.addcmul(g[..., 2 * H :], rz[..., :H], hn), out=n_all[t])
             h = torch.lerp(n, h, rz[..., H:], out=hs[t])  # n + z * (h - n)
         ctx.hh = hh
-        ctx.save_for_backward(h0, hs, rz_all, n_all, hn_all, onehot)
+        inputs = gi if w_ih is not None else None  # only the in-loop projection needs them
+        ctx.save_for_backward(h0, hs, rz_all, n_all, hn_all, onehot, inputs, w_ih)
         return hs
 
     @staticmethod
     def backward(ctx, d_hs):  # type: ignore[no-untyped-def]
-        h0, hs, rz_all, n_all, hn_all, onehot = ctx.saved_tensors
+        h0, hs, rz_all, n_all, hn_all, onehot, x, w_ih = ctx.saved_tensors
         hh = ctx.hh
         H = h0.shape[-1]
         T = hs.shape[0]
@@ -192,4 +261,11 @@ class _GRUSequence(torch.autograd.Function):
         if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
             h_prev_all = torch.cat([h0.unsqueeze(0), hs[:-1]])
             d_weight, d_bias = hh.param_grads(h_prev_all, d_gh, onehot)
-        return d_gi, dh, d_weight, d_bias, None, None
+        if w_ih is None:
+            return d_gi, dh, d_weight, d_bias, None, None, None, None
+        # through the shared input projection, one product over all steps each
+        d_rows = d_gi.view(-1, 3 * H)
+        d_x = (d_rows @ w_ih.T).view(x.shape) if ctx.needs_input_grad[0] else None
+        d_w_ih = x.reshape(-1, x.shape[-1]).T @ d_rows if ctx.needs_input_grad[6] else None
+        d_b_ih = d_rows.sum(0) if ctx.needs_input_grad[7] else None
+        return d_x, dh, d_weight, d_bias, None, None, d_w_ih, d_b_ih
