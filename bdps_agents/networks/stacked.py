@@ -216,20 +216,29 @@ class _GRUSequence(torch.autograd.Function):
         rz_all = gi.new_empty((T, *h0.shape[:-1], 2 * H))
         n_all = gi.new_empty((T, *h0.shape))
         hn_all = gi.new_empty((T, *h0.shape))
-        if w_ih is not None:
+        if w_ih is not None:  # one shared cell: every product is one addmm on 2-d views
+            R = h0.numel() // H
             x_rows = gi.reshape(T, -1, gi.shape[-1])
-            step_gates = gi.new_empty((*h0.shape[:-1], 3 * H))  # reused: stays in cache
+            g = gi.new_empty((R, 3 * H))  # this step's gates, reused: stays in cache
+            # the recurrent bias of r and z rides in the gates' bias
+            b_gates = b_ih + torch.cat([bias[0, : 2 * H], bias.new_zeros(H)])
+            w_rz, w_n, b_n = weight[0, :, : 2 * H], weight[0, :, 2 * H :], bias[0, 2 * H :]
         h = h0
         for t in range(T):
             if w_ih is None:
                 g = gi[t]
+                gh = hh(h, None if onehot is None else onehot[t])
+                rz = torch.sigmoid(g[..., : 2 * H] + gh[..., : 2 * H], out=rz_all[t])
+                hn = hn_all[t].copy_(gh[..., 2 * H :])
             else:
-                g = step_gates
-                torch.addmm(b_ih, x_rows[t], w_ih, out=g.view(-1, 3 * H))
-            gh = hh(h, None if onehot is None else onehot[t])
-            rz = torch.sigmoid(g[..., : 2 * H] + gh[..., : 2 * H], out=rz_all[t])
-            hn = hn_all[t].copy_(gh[..., 2 * H :])
-            n = torch.tanh(torch.addcmul(g[..., 2 * H :], rz[..., :H], hn), out=n_all[t])
+                h2 = h.reshape(R, H)
+                torch.addmm(b_gates, x_rows[t], w_ih, out=g)
+                rz = torch.addmm(g[:, : 2 * H], h2, w_rz, out=rz_all[t].view(R, 2 * H)).sigmoid_()
+                hn = torch.addmm(b_n, h2, w_n, out=hn_all[t].view(R, H))
+                rz, hn = rz_all[t], hn_all[t]
+            n = torch.tanh(
+                torch.addcmul(g[..., 2 * H :].view_as(hn), rz[..., :H], hn), out=n_all[t]
+            )
             h = torch.lerp(n, h, rz[..., H:], out=hs[t])  # n + z * (h - n)
         ctx.hh = hh
         inputs = gi if w_ih is not None else None  # only the in-loop projection needs them
