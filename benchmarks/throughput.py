@@ -4,7 +4,8 @@
    for SMAX the jit-compiled ``SMAXStarCraft2Env``, which the adapter wraps; gfootball's env);
 2. collect-only: adapter + JointEnv + Tianshou Collector (training's vector env) + policy acting;
 3. end-to-end: collection plus one 32-episode update per ~50 env steps;
-4. milliseconds per update.
+4. milliseconds per update, and the GFLOP one update computes (``torch.utils.flop_counter``:
+   products forward and backward), so a mode's work is seen apart from its speed.
 
     python benchmarks/throughput.py [--steps 20000] [--envs 8] [--env lbf:15x15-4p-5f]
                                     [--modes full,bilevel]
@@ -15,8 +16,9 @@ Each sharing mode in ``--modes`` is measured (collect-only, end-to-end learning 
 update, end-to-end with a learner process: ``training.overlap_learning``); the first mode (QMIX,
 ``full``) is the baseline for the cost ratio of the others. Ends with:
 ``ratio collect/raw=X end-to-end/raw=Y end-to-end-overlap/raw=Z update_ms=U`` for the first
-mode, then one ``cost <mode>/full=C (overlap D)`` line per further mode (end-to-end time per env
-step relative to QMIX, learning in turn and with a learner process).
+mode, then one ``cost <mode>/full=C (overlap D; update U, update GFLOP F)`` line per further
+mode: end-to-end time per env step relative to QMIX, learning in turn and with a learner
+process; then the time and the floating-point work of one update relative to QMIX's.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 from tianshou.algorithm.algorithm_base import policy_within_training_step
 from tianshou.data import Collector
+from torch.utils.flop_counter import FlopCounterMode
 
 from bdps_agents.adapters.lbf import parse_task
 from bdps_agents.config import ExperimentConfig
@@ -179,6 +182,7 @@ def time_collection(
 
         e2e, update_s = end_to_end()
         out = {"collect": collect, "e2e": e2e, "update_ms": 1000 * update_s}
+        out["update_gflop"] = update_gflop(algorithm, buffer, args.batch_episodes)
         if factory is not None:
             algorithm.learner_process = LearnerProcess(algorithm, factory)
             try:
@@ -190,6 +194,15 @@ def time_collection(
                 algorithm.learner_process = None
     venv.close()
     return out
+
+
+def update_gflop(algorithm, buffer, batch_episodes: int) -> float:
+    """Floating-point operations of one update (forward and backward products, as counted by
+    ``torch.utils.flop_counter``): the work a sharing mode asks for, whatever the speed."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        algorithm.update(buffer, batch_episodes)
+    return counter.get_total_flops() / 1e9
 
 
 def measure(cfg: ExperimentConfig, args: argparse.Namespace) -> dict[str, float]:
@@ -248,7 +261,11 @@ def main() -> None:
             f"[{mode:10s}] end-to-end:   {r['e2e']:9.0f} steps/s  (one {args.batch_episodes}-"
             f"episode update per ~{args.steps_per_update} env steps, learning in turn)"
         )
-        print(f"[{mode:10s}] update:       {r['update_ms']:9.1f} ms per update")
+        rate = 1000 * r["update_gflop"] / r["update_ms"]
+        print(
+            f"[{mode:10s}] update:       {r['update_ms']:9.1f} ms per update  "
+            f"({r['update_gflop']:.2f} GFLOP: {rate:.0f} GFLOP/s)"
+        )
         print(
             f"[{mode:10s}] end-to-end:   {r['e2e_overlap']:9.0f} steps/s  (the same with a "
             f"learner process, training.overlap_learning; {r['wait_ms']:.1f} ms per update "
@@ -264,7 +281,9 @@ def main() -> None:
         r = results[mode]
         print(
             f"cost {mode}/{modes[0]}={base['e2e'] / r['e2e']:.2f} "
-            f"(overlap {base['e2e_overlap'] / r['e2e_overlap']:.2f})"
+            f"(overlap {base['e2e_overlap'] / r['e2e_overlap']:.2f}; "
+            f"update {r['update_ms'] / base['update_ms']:.2f}, "
+            f"update GFLOP {r['update_gflop'] / base['update_gflop']:.2f})"
         )
 
 

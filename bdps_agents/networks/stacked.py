@@ -142,9 +142,10 @@ class StackedLinear(nn.Module):
 class StackedGRUCell(nn.Module):
     """``G`` GRU cells (PyTorch gate order r, z, n) with stacked weights.
 
-    The input projection is split from the recurrence (``input_gates`` / ``step_from_gates``) so a
-    training unroll computes ``W_ih x`` for all time steps in one call and only the small
-    ``W_hh h`` product stays inside the time loop.
+    The input projection is split from the recurrence (``input_gates`` / ``step_from_gates``).
+    A training unroll (:meth:`unroll`) of G > 1 cells computes ``W_ih x`` for all time steps in
+    one call (rows sorted by group, :class:`RowGroups`), leaving only the small ``W_hh h``
+    product in the time loop; one shared cell projects each step's inputs inside the loop.
     """
 
     def __init__(self, groups: int, in_dim: int, hidden_dim: int) -> None:
