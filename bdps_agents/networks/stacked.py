@@ -90,7 +90,9 @@ class StackedLinear(nn.Module):
             return index.to(dtype)
         return nn.functional.one_hot(index, self.groups).to(dtype)
 
-    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, index: torch.Tensor | RowGroups | None = None
+    ) -> torch.Tensor:
         """``index``: group per row, as a long tensor, its one-hot float form ``(..., G)``, or
         :class:`RowGroups`."""
         if self.groups == 1:
@@ -157,7 +159,9 @@ class StackedGRUCell(nn.Module):
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
-    def input_gates(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+    def input_gates(
+        self, x: torch.Tensor, index: torch.Tensor | RowGroups | None = None
+    ) -> torch.Tensor:
         return self.ih(x, index)
 
     def step_from_gates(
@@ -234,8 +238,8 @@ class _GRUSequence(torch.autograd.Function):
             else:
                 h2 = h.reshape(R, H)
                 torch.addmm(b_gates, x_rows[t], w_ih, out=g)
-                rz = torch.addmm(g[:, : 2 * H], h2, w_rz, out=rz_all[t].view(R, 2 * H)).sigmoid_()
-                hn = torch.addmm(b_n, h2, w_n, out=hn_all[t].view(R, H))
+                torch.addmm(g[:, : 2 * H], h2, w_rz, out=rz_all[t].view(R, 2 * H)).sigmoid_()
+                torch.addmm(b_n, h2, w_n, out=hn_all[t].view(R, H))
                 rz, hn = rz_all[t], hn_all[t]
             n = torch.tanh(
                 torch.addcmul(g[..., 2 * H :].view_as(hn), rz[..., :H], hn), out=n_all[t]
