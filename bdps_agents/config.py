@@ -31,6 +31,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def default_vector_env(adapter: Any) -> str:
+    """What ``env.vector_env: auto`` means for ``adapter``."""
+    return "smax_batched" if adapter == "smax" else "dummy"
+
+
 class EnvConfig(_Strict):
     """Which adapter to build, with what arguments, and how many copies."""
 
@@ -51,11 +56,20 @@ class EnvConfig(_Strict):
             raise ValueError(f"unknown environment adapter {name!r}; known adapters: {known}")
         return name
 
-    vector_env: Literal["dummy", "subproc", "ray", "smax_batched"] = Field(
-        "dummy",
+    vector_env: Literal["auto", "dummy", "subproc", "ray", "smax_batched"] = Field(
+        "auto",
         description="Tianshou vector env: in-process, subprocesses, Ray actors, or (adapter "
-        "smax only) all SMAX envs stepped in one jitted call",
+        "smax only) all SMAX envs stepped in one jitted call; auto (resolved when the config "
+        "is read) = smax_batched for the smax adapter (the same episodes, several times the "
+        "steps/s: benchmarks/smax_vector.py), dummy otherwise",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_auto_vector_env(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("vector_env", "auto") == "auto":
+            data = {**data, "vector_env": default_vector_env(data.get("adapter", "lbf"))}
+        return data
 
     @model_validator(mode="after")
     def _batched_smax_only(self) -> EnvConfig:

@@ -151,7 +151,8 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         if not self._running:
             raise RuntimeError("the episode is over (or never started): call reset() first")
         act = self._validate(action)
-        actions = {a: int(act[i]) for i, a in enumerate(self.agents) if self._live[i]}
+        live = self._live.tolist()
+        actions = {a: x for a, x, alive in zip(self.agents, act, live, strict=True) if alive}
         obs, rewards, terms, truncs, infos = self.env.step(actions)
 
         values = [float(r) for a, r in rewards.items() if a in self._index]
@@ -198,29 +199,28 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         self.env.close()
 
     # ------------------------------------------------------------------ helpers
-    def _validate(self, action: Any) -> np.ndarray:
+    def _validate(self, action: Any) -> list[int]:
         arr = np.asarray(action)
         if arr.shape != (self.n_agents,):
             raise ValueError(
                 f"joint action must have shape ({self.n_agents},) (one per agent in "
                 f"{self.agents}), got shape {arr.shape}"
             )
-        if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        if arr.dtype.kind not in "iu":  # bool is "b"
             raise ValueError(f"joint action must hold integers, got dtype {arr.dtype}: {arr}")
-        bad = np.flatnonzero((arr < 0) | (arr >= self.n_actions))
-        if bad.size:
-            i = int(bad[0])
+        acts = arr.tolist()
+        if min(acts) < 0 or max(acts) >= self.n_actions:
+            i = next(i for i, a in enumerate(acts) if not 0 <= a < self.n_actions)
             raise ValueError(
-                f"action {int(arr[i])} of agent {self.agents[i]!r} is outside [0, {self.n_actions})"
+                f"action {acts[i]} of agent {self.agents[i]!r} is outside [0, {self.n_actions})"
             )
-        unavailable = np.flatnonzero(self._live & (self._mask[self._rows, arr] == 0))
-        if unavailable.size:
-            i = int(unavailable[0])
+        if not self._mask[self._rows, arr][self._live].all():
+            i = int(np.flatnonzero(self._live & (self._mask[self._rows, arr] == 0))[0])
             raise ValueError(
-                f"action {int(arr[i])} is unavailable for agent {self.agents[i]!r}; "
+                f"action {acts[i]} is unavailable for agent {self.agents[i]!r}; "
                 f"available actions: {np.flatnonzero(self._mask[i]).tolist()}"
             )
-        return arr.astype(np.int64)
+        return acts
 
     def _joint_obs(
         self, obs: dict[str, Any], infos: dict[str, dict[str, Any]], visible: np.ndarray
@@ -230,9 +230,9 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         for i, agent in enumerate(self.agents):
             if not visible[i]:  # hidden agents get the no-op only (below)
                 continue
-            if agent not in obs:
+            raw = obs.get(agent)
+            if raw is None:
                 raise RuntimeError(f"the env returned no observation for live agent {agent!r}")
-            raw = obs[agent]
             dict_mask = None
             if isinstance(raw, dict) and "observation" in raw:
                 dict_mask = raw.get("action_mask")
@@ -247,7 +247,8 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
             if agent_mask is None:
                 available[i, :n] = True
             else:
-                if np.shape(agent_mask) != (n,):
+                shape = agent_mask.shape if type(agent_mask) is np.ndarray else np.shape(agent_mask)
+                if shape != (n,):
                     raise ValueError(
                         f"action mask of agent {agent!r} has shape {np.shape(agent_mask)}, "
                         f"expected ({n},)"
@@ -255,14 +256,15 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
                 available[i, :n] = agent_mask
         # A live agent that cannot act (e.g. waiting for its turn) still needs one selectable
         # action; the no-op is forwarded and the env ignores or applies it.
-        available[~available.any(1), self.noop_action] = True
+        noop = available[:, self.noop_action]  # a view: the or-assignment writes the mask
+        noop |= ~available.any(1)
         mask = available.view(np.int8)
         self._mask = mask
         return {
             "obs": joint,
             "state": self._state(joint),
             "mask": mask.copy(),
-            "alive": np.asarray(visible, dtype=np.int8).copy(),
+            "alive": visible.astype(np.int8),
         }
 
     def _state(self, joint_obs: np.ndarray) -> np.ndarray:

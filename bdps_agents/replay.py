@@ -40,12 +40,11 @@ def _has_nan(batch: Batch) -> bool:
     """NaN anywhere in the float leaves. ``np.sum`` propagates NaN and is far cheaper per step
     than ``Batch.hasnull`` (a recursive transform that dominated collection time)."""
     for value in batch.values():
-        if isinstance(value, Batch):
-            if _has_nan(value):
+        if isinstance(value, np.ndarray):  # first: isinstance(x, Batch) is a slow Protocol check
+            if value.dtype.kind == "f" and np.isnan(value.sum()):
                 return True
-        elif isinstance(value, np.ndarray) and value.dtype.kind == "f":
-            if np.isnan(value.sum()):
-                return True
+        elif isinstance(value, Batch) and _has_nan(value):
+            return True
     return False
 
 

@@ -65,7 +65,13 @@ from tianshou.env import BaseVectorEnv
 from tianshou.trainer import OffPolicyTrainerParams
 
 from bdps_agents.bdps import BDPS, BDPSPolicy
-from bdps_agents.config import ConfigError, EnvConfig, ExperimentConfig, build_config
+from bdps_agents.config import (
+    ConfigError,
+    EnvConfig,
+    ExperimentConfig,
+    build_config,
+    default_vector_env,
+)
 from bdps_agents.exploration import LinearSchedule
 from bdps_agents.joint_env import JointEnv
 from bdps_agents.learner_process import LearnerProcess
@@ -104,14 +110,17 @@ def make_vector_env(
     # were registered at run time in this one
     factory = adapter_factory(env_cfg.adapter)
     fns = [lambda c=env_cfg, f=factory: _worker_env(c, f) for _ in range(num)]
-    if env_cfg.vector_env == "subproc":
+    kind = env_cfg.vector_env
+    if kind == "auto":  # only if set to auto after validation: resolved as validation would
+        kind = default_vector_env(env_cfg.adapter)
+    if kind == "subproc":
         # a forked copy of a process whose jax runtime is running (e.g. SMAX was probed here)
         # can deadlock inside jax: start fresh interpreters then
         context = "spawn" if "jax" in sys.modules else None
         venv: BaseVectorEnv = StackedSubprocVectorEnv(fns, context=context, keep_info=keep_info)
-    elif env_cfg.vector_env == "ray":
+    elif kind == "ray":
         venv = _ray_vector_env(fns)
-    elif env_cfg.vector_env == "smax_batched":
+    elif kind == "smax_batched":
         from bdps_agents.smax_vector import SMAXVectorEnv
 
         # one jitted step for all envs; observations handed over as one Batch (cheaper for

@@ -60,7 +60,32 @@ class StackedObsMixin:
 
 
 class StackedDummyVectorEnv(StackedObsMixin, DummyVectorEnv):
-    """``DummyVectorEnv`` (envs stepped in this process) with stacked observations."""
+    """``DummyVectorEnv`` (envs stepped in this process) with stacked observations.
+
+    ``step`` calls the envs directly and stacks each observation key once: Tianshou's version
+    goes through a worker ``send``/``recv`` per env and stacks the dicts into an object array
+    first (≈ 10 µs per env step on LBF, 5–7 % of collection time).
+    """
+
+    def step(self, action: Any, id: Any = None) -> tuple:  # noqa: A002 (Tianshou's name)
+        self._assert_is_not_closed()
+        ids = self._wrap_id(id)
+        if len(action) != len(ids):
+            raise ValueError(f"{len(action)} actions for {len(ids)} envs (ids {list(ids)})")
+        results = [self.workers[j].env.step(action[i]) for i, j in enumerate(ids)]
+        obs, rew, terminated, truncated, info = zip(*results, strict=True)
+        if self.keep_info:
+            for j, env_info in zip(ids, info, strict=True):
+                env_info["env_id"] = j  # as Tianshou's vector envs do
+            infos = np.empty(len(ids), dtype=object)
+            infos[:] = info
+        else:
+            infos = empty_infos(len(ids))
+        if isinstance(obs[0], dict):
+            stacked: Any = Batch({key: np.stack([o[key] for o in obs]) for key in obs[0]})
+        else:
+            stacked = stack_observations(np.stack(obs))
+        return stacked, np.array(rew), np.array(terminated), np.array(truncated), infos
 
 
 class StackedSubprocVectorEnv(StackedObsMixin, SubprocVectorEnv):

@@ -50,6 +50,31 @@ def test_smax_presets_match_the_smac_ones(map_name):
 
 
 @pytest.mark.parametrize(
+    "adapter, kwargs, resolved",
+    [
+        ("smax", {"map_name": "3m"}, "smax_batched"),
+        ("lbf", {}, "dummy"),
+        ("grf", {}, "dummy"),
+        ("smac", {"map_name": "3m"}, "dummy"),
+    ],
+)
+def test_auto_vector_env_batches_smax_only(adapter, kwargs, resolved):
+    env = {"adapter": adapter, "kwargs": kwargs}
+    assert ExperimentConfig.model_validate({"env": env}).env.vector_env == resolved
+    explicit = {**env, "vector_env": "auto"}
+    assert ExperimentConfig.model_validate({"env": explicit}).env.vector_env == resolved
+    chosen = {**env, "vector_env": "subproc"}
+    assert ExperimentConfig.model_validate({"env": chosen}).env.vector_env == "subproc"
+
+
+def test_smax_presets_step_all_envs_in_one_call():
+    for name in scenario_names():
+        cfg = load_config(name)
+        want = "smax_batched" if cfg.env.adapter == "smax" else "dummy"
+        assert cfg.env.vector_env == want, name
+
+
+@pytest.mark.parametrize(
     "data, field",
     [
         ({"algorithm": {"lr": -1}}, "algorithm.lr"),

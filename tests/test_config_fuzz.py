@@ -49,7 +49,7 @@ FIELDS: dict[str, tuple[st.SearchStrategy, st.SearchStrategy]] = {
     "env.reward_aggregation": choice(["sum", "mean"]),
     "env.num_train_envs": ints(1, 16),
     "env.num_test_envs": ints(1, 16),
-    "env.vector_env": choice(["dummy", "subproc", "ray"]),
+    "env.vector_env": choice(["auto", "dummy", "subproc", "ray"]),
     "network.hidden_dim": ints(1, 256),
     "network.sharing": choice(["full", "none", "individual", "bilevel"]),
     "network.mixer": choice(["qmix", "vdn"]),

@@ -43,9 +43,24 @@ def test_stacked_observations_equal_tianshou_dicts(vector_env, keep_info):
         _same(venv.reset()[0], obs)
         rng = np.random.default_rng(0)
         ends = 0
-        for _ in range(60):  # episodes of this task are short: several end and are reset
+        for t in range(60):  # episodes of this task are short: several end and are reset
             masks = np.stack([o["mask"] for o in obs])
             act = (rng.random(masks.shape) * masks).argmax(-1)
+            if t % 7 == 3:  # now and then only some envs step (as the Collector's n_episode)
+                ids = [0, n - 1]
+                step = ref.step(act[ids], ids)
+                got = venv.step(act[ids], ids)
+                _same(got[0], step[0])
+                for a, b in zip(got[1:4], step[1:4], strict=True):
+                    np.testing.assert_array_equal(a, b)
+                obs = obs.copy()
+                obs[ids] = step[0]
+                done = np.flatnonzero(step[2] | step[3])
+                if done.size:
+                    reset = ref.reset(np.asarray(ids)[done])[0]
+                    _same(venv.reset(np.asarray(ids)[done])[0], reset)
+                    obs[np.asarray(ids)[done]] = reset
+                continue
             step = ref.step(act)
             got = venv.step(act)
             _same(got[0], step[0])
@@ -68,6 +83,14 @@ def test_stacked_observations_equal_tianshou_dicts(vector_env, keep_info):
     finally:
         ref.close()
         venv.close()
+
+
+def test_one_action_per_stepped_env() -> None:
+    venv = StackedDummyVectorEnv([partial(make_joint_env, "lbf", task=TASK)] * 2)
+    obs, _ = venv.reset()
+    with pytest.raises(ValueError, match=r"1 actions for 2 envs"):
+        venv.step(np.zeros((1, obs.mask.shape[1]), dtype=np.int64))
+    venv.close()
 
 
 def test_non_dict_observations_pass_through():

@@ -30,12 +30,15 @@ import numpy as np
 from lbforaging.foraging import ForagingEnv
 from lbforaging.foraging.environment import Action
 
-from bdps_agents.adapters.base import MultiAgentEnvAdapter, StepResult, action_mask, check_available
+from bdps_agents.adapters.base import MultiAgentEnvAdapter, StepResult, check_available
 
 __all__ = ["LBFParallelEnv", "parse_task"]
 
 N_ACTIONS = 6
 _ACTION_INDEX = {action: action.value for action in Action}  # (Enum.value is slow)
+_ACTIONS = sorted(Action, key=_ACTION_INDEX.__getitem__)  # index -> Action
+# row b is the mask of the action set whose bit pattern is b
+_MASK_ROWS = ((np.arange(1 << N_ACTIONS)[:, None] >> np.arange(N_ACTIONS)) & 1).astype(np.int8)
 
 _TASK_RE = re.compile(
     r"(?P<rows>\d+)x(?P<cols>\d+)-(?P<players>\d+)p-(?P<food>\d+)f"
@@ -292,6 +295,8 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
         self.state_space, self._state_low, self._state_scale = _scaled_space(
             raw_state_space, self.normalize_obs
         )
+        self._empty_state = np.zeros(raw_state_space.shape, dtype=np.float32)
+        self._empty_state[: 3 * self.max_num_food] = np.tile((-1.0, -1.0, 0.0), self.max_num_food)
         self._started = False
         self._warned_food = False
 
@@ -336,10 +341,12 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
     def step(self, actions: Mapping[str, Any]) -> StepResult:
         joint = self._validate_actions(actions)
         valid = self._env._valid_actions  # the source of truth (tests edit the field)
-        for agent, player in zip(self.possible_agents, self._env.players, strict=True):
-            if agent in joint:
-                mask = action_mask(map(_ACTION_INDEX.__getitem__, valid[player]), N_ACTIONS)
-                check_available(agent, joint[agent], mask)
+        for i, (agent, player) in enumerate(
+            zip(self.possible_agents, self._env.players, strict=True)
+        ):
+            action = joint.get(agent)
+            if action is not None and _ACTIONS[action] not in valid[player]:
+                check_available(agent, action, self._action_masks()[i])  # raises, naming the agent
         nobs, rewards, _, _, _ = self._env.step([joint[a] for a in self.possible_agents])
         all_collected = not self._env.field.any()
         time_up = self._env.current_step >= self.max_episode_steps
@@ -369,16 +376,15 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
         """
         if not self._started:
             raise RuntimeError("state() is undefined before the first reset()")
-        state = np.empty(self.state_space.shape, dtype=np.float32)
-        foods = np.full((self.max_num_food, 3), (-1.0, -1.0, 0.0), dtype=np.float32)
-        rows, cols = np.nonzero(self._env.field)
+        field = self._env.field
+        rows, cols = np.nonzero(field)
         k = min(len(rows), self.max_num_food)
-        foods[:k, 0], foods[:k, 1] = rows[:k], cols[:k]
-        foods[:k, 2] = self._env.field[rows[:k], cols[:k]]
-        n_food = 3 * self.max_num_food
-        state[:n_food] = foods.ravel()
-        players = np.array([(*p.position, p.level) for p in self._env.players], dtype=np.float32)
-        state[n_food:-1] = players.ravel()
+        state = self._empty_state.copy()  # empty food slots (-1, -1, 0), then zeros
+        state[0 : 3 * k : 3], state[1 : 3 * k : 3] = rows[:k], cols[:k]
+        state[2 : 3 * k : 3] = field[rows[:k], cols[:k]]
+        state[3 * self.max_num_food : -1] = [
+            v for p in self._env.players for v in (*p.position, p.level)
+        ]
         state[-1] = self._env.current_step / self.max_episode_steps
         return (state - self._state_low) * self._state_scale
 
@@ -398,15 +404,19 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
             a: row for a, row in zip(self.possible_agents, scaled, strict=True) if a in self.agents
         }
 
+    def _action_masks(self) -> np.ndarray:
+        """``(n_agents, N_ACTIONS)`` int8 masks of lbforaging's valid actions: each player's
+        valid set as a bit pattern, looked up in the table of all 64 mask rows."""
+        valid = self._env._valid_actions
+        # ``_value_`` (the enum's stored value) skips Enum's Python-level hash and property
+        return _MASK_ROWS[[sum(1 << a._value_ for a in valid[p]) for p in self._env.players]]
+
     def _infos(self) -> dict[str, dict[str, Any]]:
         spawned = float(self._env._food_spawned)
         collected = 1.0 - float(self._env.field.sum()) / spawned if spawned > 0 else 0.0
-        valid = self._env._valid_actions
+        masks = self._action_masks()
         return {
-            a: {
-                "action_mask": action_mask(map(_ACTION_INDEX.__getitem__, valid[p]), N_ACTIONS),
-                "food_collected": collected,
-            }
-            for a, p in zip(self.possible_agents, self._env.players, strict=True)
+            a: {"action_mask": masks[i], "food_collected": collected}
+            for i, a in enumerate(self.possible_agents)
             if a in self.agents
         }
