@@ -4,11 +4,12 @@ For each env count (default 8, 16, 32) on one SMAX map (default 5m_vs_6m), both 
 through the same Tianshou ``Collector`` and QMIX policy (ε = 0.5, as ``throughput.py``):
 
 * unbatched: ``DummyVectorEnv`` of ``JointEnv(SMACParallelEnv(SMAXStarCraft2Env(map)))``
-  (``make_vector_env``, what training uses today);
+  (``make_vector_env`` with ``env.vector_env: dummy``: one adapter per env);
 * batched: :class:`bdps_agents.smax_vector.SMAXVectorEnv` (one jitted call per vector step).
 
 * batched-B: the same with ``obs_format="batch"`` (observations handed over as one Tianshou
-  ``Batch`` instead of an object array of dicts, which the Collector would convert every step).
+  ``Batch`` instead of an object array of dicts, which the Collector would convert every step);
+  what training uses for SMAX (``env.vector_env: auto`` resolves to ``smax_batched``).
 
 Figures (the method of ``benchmarks/throughput.py``'s ``measure``): (a) collect-only env
 steps/s; (b) end-to-end: collection plus one ``--batch-episodes``-episode QMIX update per

@@ -34,7 +34,7 @@ from tianshou.data import Collector
 from torch.utils.flop_counter import FlopCounterMode
 
 from bdps_agents.adapters.lbf import parse_task
-from bdps_agents.config import ExperimentConfig
+from bdps_agents.config import ExperimentConfig, default_vector_env
 from bdps_agents.learner_process import LearnerProcess
 from bdps_agents.replay import EpisodeReplayBuffer
 from bdps_agents.training import (
@@ -227,7 +227,12 @@ def main() -> None:
     ap.add_argument("--steps-per-update", type=int, default=50)
     ap.add_argument("--batch-episodes", type=int, default=32)
     ap.add_argument("--modes", default="full,bilevel", help="sharing modes; the first is the base")
-    ap.add_argument("--vector-env", choices=["dummy", "subproc"], default="dummy")
+    ap.add_argument(
+        "--vector-env",
+        choices=["auto", "dummy", "subproc", "smax_batched"],
+        default="auto",
+        help="as env.vector_env; auto = training's default (smax_batched for SMAX, else dummy)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     reuse_freed_memory()  # as training does (training.reuse_freed_memory)
@@ -237,7 +242,8 @@ def main() -> None:
     if adapter not in ("lbf", "smax", "grf") or not task:
         ap.error(f"--env must be lbf:<task>, smax:<map> or grf:<scenario>, got {args.env!r}")
     raw = raw_steps_per_second(adapter, task, args.steps)
-    print(f"env {args.env}, {args.envs} {args.vector_env} envs, {args.steps} steps per figure")
+    kind = default_vector_env(adapter) if args.vector_env == "auto" else args.vector_env
+    print(f"env {args.env}, {args.envs} {kind} envs, {args.steps} steps per figure")
     sim = {"lbf": "ForagingEnv", "smax": "SMAXStarCraft2Env", "grf": "gfootball"}[adapter]
     print(f"raw env:             {raw:9.0f} steps/s  ({sim} alone, random available actions)")
     results = {}

@@ -138,19 +138,20 @@ def test_gradients_reach_only_the_assigned_networks(how):
     assert layer.weight.grad[0].abs().sum() > 0 and layer.weight.grad[2].abs().sum() > 0
 
 
+@pytest.mark.parametrize("in_dim, out_dim", [(5, 4), (4, 7)])  # bias broadcast / ones column
 @pytest.mark.parametrize("split", ["balanced", "skewed", "one group"])
-def test_sorted_rows_match_the_one_hot_layer(split):
+def test_sorted_rows_match_the_one_hot_layer(split, in_dim, out_dim):
     """RowGroups (rows sorted and padded per group, one batched product) gives the outputs and
     gradients of the one-hot form, whatever the group sizes."""
     torch.manual_seed(4)
-    layer = StackedLinear(3, 5, 4).double()
-    x = torch.randn(9, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    layer = StackedLinear(3, in_dim, out_dim).double()
+    x = torch.randn(9, 2, 4, in_dim, dtype=torch.float64, requires_grad=True)
     index = {
         "balanced": torch.randint(0, 3, (9, 2, 4)),
         "skewed": (torch.rand(9, 2, 4) < 0.1).long() * 2,  # mostly 0, a few 2, no 1
         "one group": torch.ones(9, 2, 4, dtype=torch.long),
     }[split]
-    weights = torch.randn(9, 2, 4, 4, dtype=torch.float64)
+    weights = torch.randn(9, 2, 4, out_dim, dtype=torch.float64)
     params = [x, layer.weight, layer.bias]
     want = layer(x, layer.onehot(index, x.dtype))
     want_grads = torch.autograd.grad((want * weights).sum(), params)

@@ -38,9 +38,12 @@ class RowGroups:
 
     Built once per assignment (:meth:`of`) and shared by every layer that sees the same rows.
     ``slot[r]`` is row r's place in the padded ``(G * size, ...)`` block: group ``g`` fills places
-    ``g * size ...`` in row order, ``size`` = the largest group."""
+    ``g * size ...`` in row order, ``size`` = the largest group. ``source`` is the inverse: the
+    row each place is read from (padding places read row 0; their outputs are dropped, so their
+    gradients are zero)."""
 
     slot: torch.Tensor  # (N,) long
+    source: torch.Tensor  # (G * size,) long
     groups: int
     size: int
     shape: tuple[int, ...]  # leading dims of the inputs
@@ -52,17 +55,26 @@ class RowGroups:
         onehot = nn.functional.one_hot(flat, groups)
         rank = (onehot.cumsum(0) - 1).gather(1, flat[:, None]).squeeze(1)  # place in its group
         size = int(onehot.sum(0).max())
-        return cls(flat * size + rank, groups, size, tuple(index.shape))
+        slot = flat * size + rank
+        source = flat.new_zeros(groups * size).index_copy_(
+            0, slot, torch.arange(len(flat), device=flat.device)
+        )
+        return cls(slot, source, groups, size, tuple(index.shape))
 
     def apply(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """``x (*shape, in)`` through group ``index[r]``'s ``weight (G, in, out)`` and bias."""
         x2 = x.reshape(-1, x.shape[-1])
-        # a ones column carries the bias through the product: adding it to the (MB-sized)
-        # output afterwards, or broadcasting it in first (baddbmm), is one more pass over memory
-        x2 = torch.cat([x2, x2.new_ones((len(x2), 1))], 1)
-        padded = x2.new_zeros((self.groups * self.size, x2.shape[-1])).index_copy(0, self.slot, x2)
-        out = padded.view(self.groups, self.size, -1) @ torch.cat([weight, bias[:, None]], 1)
-        return out.flatten(0, 1)[self.slot].view(*self.shape, weight.shape[-1])
+        in_dim, out_dim = weight.shape[-2:]
+        if in_dim < out_dim:
+            # a ones column carries the bias through the product: one pass over the narrower
+            # input instead of over the (MB-sized) output
+            x2 = torch.cat([x2, x2.new_ones((len(x2), 1))], 1)
+            padded = x2.index_select(0, self.source).view(self.groups, self.size, in_dim + 1)
+            out = padded @ torch.cat([weight, bias[:, None]], 1)
+        else:  # the output is the narrower: broadcast the bias into it
+            padded = x2.index_select(0, self.source).view(self.groups, self.size, in_dim)
+            out = torch.baddbmm(bias[:, None], padded, weight)
+        return out.view(-1, out_dim).index_select(0, self.slot).view(*self.shape, out_dim)
 
 
 class StackedLinear(nn.Module):
