@@ -35,8 +35,7 @@ from bdps_agents.adapters.base import MultiAgentEnvAdapter, StepResult, check_av
 __all__ = ["LBFParallelEnv", "parse_task"]
 
 N_ACTIONS = 6
-_ACTION_INDEX = {action: action.value for action in Action}  # (Enum.value is slow)
-_ACTIONS = sorted(Action, key=_ACTION_INDEX.__getitem__)  # index -> Action
+_ACTIONS = sorted(Action, key=lambda action: action.value)  # index -> Action
 # row b is the mask of the action set whose bit pattern is b
 _MASK_ROWS = ((np.arange(1 << N_ACTIONS)[:, None] >> np.arange(N_ACTIONS)) & 1).astype(np.int8)
 
