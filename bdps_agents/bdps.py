@@ -122,7 +122,7 @@ class BDPSPolicy(MultiAgentQPolicy):
             state = self.initial_state(R)
         eps = self.current_eps
         t = np.asarray(state.t)
-        with torch.no_grad():
+        with torch.inference_mode():  # cheaper per op than no_grad; acting never backpropagates
             role = torch.as_tensor(state.role)
             roles_due = torch.as_tensor(t % self.role_interval == 0)
             if roles_due.any():  # Eq. 3 on the last T_U advantage vectors
@@ -154,7 +154,7 @@ class BDPSPolicy(MultiAgentQPolicy):
         window = np.concatenate([np.asarray(state.adv)[:, :, 1:], new_adv.numpy()[:, :, None]], 2)
         new_state = Batch(
             h=h.numpy(),
-            last_act=np.eye(self.n_actions, dtype=np.float32)[act],
+            last_act=self._one_hot[act],
             t=t + 1,
             adv=window,
             role=role.numpy(),

@@ -25,6 +25,9 @@ joint episode ends when no agent is live; it is ``terminated`` if every agent th
 the last step reported ``terminated=True`` and none ``truncated=True``, otherwise ``truncated``.
 The team reward is the sum (or mean) of the rewards the env returned on the step.
 
+Adapters that define ``step_arrays`` (array-native, see :mod:`bdps_agents.adapters.base`) are
+stepped through it, with the same results and without per-agent dicts; reset uses ``reset``.
+
 ``info`` is flat and has the same numeric keys at reset and every step (Tianshou stores it in
 its replay buffer): ``n_alive`` (int) and each of ``env.metric_keys`` (float, read from the first
 agent info that has it, 0.0 if none does).
@@ -40,6 +43,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from bdps_agents.adapters import make_env
+from bdps_agents.adapters.base import ArrayStep, check_action_array
 
 __all__ = ["JointEnv", "make_joint_env"]
 
@@ -130,6 +134,14 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         self.render_mode = getattr(env, "render_mode", None)
         self.metadata = {"render_modes": list(getattr(env, "metadata", {}).get("render_modes", []))}
 
+        # looked up on the class: PettingZoo wrappers forward unknown attributes to the inner env
+        # (non-Box or unequal observations take the dict path, which flattens and pads them)
+        native = (
+            callable(getattr(type(env), "step_arrays", None))
+            and all(self._box_obs)
+            and len(set(self._obs_dims)) == 1
+        )
+        self._step_arrays = env.step_arrays if native else None
         self._rows = np.arange(self.n_agents)
         self._live = np.zeros(self.n_agents, dtype=bool)
         self._mask = np.zeros((self.n_agents, self.n_actions), dtype=np.int8)
@@ -150,47 +162,78 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         if not self._running:
             raise RuntimeError("the episode is over (or never started): call reset() first")
+        if self._step_arrays is not None:  # the adapter validates by the same rules
+            return self._step_native(action)
         act = self._validate(action)
-        live = self._live.tolist()
-        actions = {a: x for a, x, alive in zip(self.agents, act, live, strict=True) if alive}
+        was_live = self._live.tolist()
+        actions = {a: x for a, x, alive in zip(self.agents, act, was_live, strict=True) if alive}
         obs, rewards, terms, truncs, infos = self.env.step(actions)
 
-        values = [float(r) for a, r in rewards.items() if a in self._index]
-        if not values:
-            reward = 0.0
-        elif self.reward_aggregation == "sum":
-            reward = float(sum(values))
-        else:
-            reward = float(sum(values) / len(values))
-
-        was_live = self._live
+        reward = self._team_reward([r for a, r in rewards.items() if a in self._index])
         env_agents = set(self.env.agents)
-        self._live = np.array(
-            [
-                a in env_agents and not (terms.get(a, False) or truncs.get(a, False))
-                for a in self.agents
-            ],
-            dtype=bool,
-        )
+        live = [
+            a in env_agents and not (terms.get(a, False) or truncs.get(a, False))
+            for a in self.agents
+        ]
         terminated = truncated = False
-        if not self._live.any():
+        if not any(live):
             self._running = False
-            finished = [a for i, a in enumerate(self.agents) if was_live[i]]
+            finished = [a for a, alive in zip(self.agents, was_live, strict=True) if alive]
             terminated = all(
                 bool(terms.get(a, False)) and not bool(truncs.get(a, False)) for a in finished
             )
             truncated = not terminated
         # Truncated agents keep their real last observation and mask: a learner bootstraps
         # from them. Terminated (dead) or departed agents show zeros and the no-op.
-        cut_off = np.array(
-            [
-                was_live[i] and a in obs and truncs.get(a, False) and not terms.get(a, False)
-                for i, a in enumerate(self.agents)
-            ],
-            dtype=bool,
-        )
-        joint_obs = self._joint_obs(obs, infos, self._live | cut_off)
+        visible = live
+        if any(truncs.values()):
+            visible = [
+                alive
+                or (was and a in obs and bool(truncs.get(a, False)) and not terms.get(a, False))
+                for a, alive, was in zip(self.agents, live, was_live, strict=True)
+            ]
+        self._live = np.array(live, dtype=bool)
+        joint_obs = self._joint_obs(obs, infos, np.array(visible, dtype=bool))
         return joint_obs, reward, terminated, truncated, self._info(infos)
+
+    def _step_native(
+        self, action: Any
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """``step`` through the adapter's ``step_arrays``: the same rules on arrays.
+
+        The adapter checks the actions as its ``step`` would, and so as the dict path does:
+        ``JointEnv``'s mask differs from the adapter's only in rows that get the no-op (hidden
+        agents, whose actions are ignored, and agents without an available action, whose no-op
+        the adapter judges in both paths)."""
+        out: ArrayStep = self._step_arrays(action)
+        was_live = self._live
+        reward = self._team_reward(out.rewards[was_live].tolist())
+        terminated = truncated = False
+        visible = live = was_live
+        if out.terminated.any() or out.truncated.any():
+            live = was_live & ~(out.terminated | out.truncated)
+            if not live.any():
+                self._running = False
+                terminated = bool((out.terminated & ~out.truncated)[was_live].all())
+                truncated = not terminated
+            visible = live | (was_live & out.truncated & ~out.terminated)
+            self._live = live
+        joint = np.asarray(out.obs, dtype=np.float32)
+        available = out.masks.astype(bool)
+        if not visible.all():
+            joint = np.where(visible[:, None], joint, np.float32(0))
+            available &= visible[:, None]
+        info = {"n_alive": int(live.sum())}
+        for key in self.metric_keys:
+            info[key] = float(out.metrics[key])
+        return self._observation(joint, available, visible), reward, terminated, truncated, info
+
+    def _team_reward(self, values: list[float]) -> float:
+        """The team reward of one step from the rewards of the agents that acted."""
+        reward = float(sum(values))
+        if values and self.reward_aggregation == "mean":
+            reward /= len(values)
+        return reward
 
     def render(self) -> Any:
         return self.env.render()
@@ -200,20 +243,8 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
 
     # ------------------------------------------------------------------ helpers
     def _validate(self, action: Any) -> list[int]:
+        acts = check_action_array(action, self.agents, self.n_actions)
         arr = np.asarray(action)
-        if arr.shape != (self.n_agents,):
-            raise ValueError(
-                f"joint action must have shape ({self.n_agents},) (one per agent in "
-                f"{self.agents}), got shape {arr.shape}"
-            )
-        if arr.dtype.kind not in "iu":  # bool is "b"
-            raise ValueError(f"joint action must hold integers, got dtype {arr.dtype}: {arr}")
-        acts = arr.tolist()
-        if min(acts) < 0 or max(acts) >= self.n_actions:
-            i = next(i for i, a in enumerate(acts) if not 0 <= a < self.n_actions)
-            raise ValueError(
-                f"action {acts[i]} of agent {self.agents[i]!r} is outside [0, {self.n_actions})"
-            )
         if not self._mask[self._rows, arr][self._live].all():
             i = int(np.flatnonzero(self._live & (self._mask[self._rows, arr] == 0))[0])
             raise ValueError(
@@ -254,6 +285,13 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
                         f"expected ({n},)"
                     )
                 available[i, :n] = agent_mask
+        return self._observation(joint, available, visible)
+
+    def _observation(
+        self, joint: np.ndarray, available: np.ndarray, visible: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """The joint observation from padded observations and bool masks (rows of hidden agents
+        all False); records the mask for the next action check."""
         # A live agent that cannot act (e.g. waiting for its turn) still needs one selectable
         # action; the no-op is forwarded and the env ignores or applies it.
         noop = available[:, self.noop_action]  # a view: the or-assignment writes the mask

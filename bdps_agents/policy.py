@@ -85,6 +85,7 @@ class MultiAgentQPolicy(Policy):
         self.eps_training = eps_training
         self.eps_inference = eps_inference
         self.rng = np.random.default_rng(seed)
+        self._one_hot = np.eye(self.n_actions, dtype=np.float32)  # row a = one-hot of action a
 
     def set_eps_training(self, eps: float) -> None:
         self.eps_training = float(eps)
@@ -113,14 +114,14 @@ class MultiAgentQPolicy(Policy):
         mask_np = np.asarray(obs.mask).astype(bool)
         if state is None or not isinstance(state, Batch) or len(state.get_keys()) == 0:
             state = self.initial_state(mask_np.shape[0])
-        with torch.no_grad():
+        with torch.inference_mode():  # cheaper per op than no_grad; acting never backpropagates
             q, h = self.agent_q(obs, state)
             act = masked_argmax(q, torch.as_tensor(mask_np)).numpy()
         eps = self.current_eps
         if eps > 0.0:
             explore = self.rng.random(act.shape) < eps
             act = np.where(explore, random_available(mask_np, self.rng), act)
-        last_act = np.eye(self.n_actions, dtype=np.float32)[act]
+        last_act = self._one_hot[act]
         return Batch(act=act, state=Batch(h=h.numpy(), last_act=last_act))
 
     def add_exploration_noise(self, act, batch):  # type: ignore[no-untyped-def]

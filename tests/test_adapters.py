@@ -431,6 +431,57 @@ def test_lbf_bad_actions(actions: dict[str, Any], match: str) -> None:
     env.step({"agent_0": np.int64(0), "agent_1": np.array(0)})  # NumPy integers are fine
 
 
+@pytest.mark.parametrize("config", LBF_CONFIGS)
+def test_lbf_step_arrays_equals_step(config: dict[str, Any]) -> None:
+    by_dict, by_array = LBFParallelEnv(**config), LBFParallelEnv(**config)
+    rng = np.random.default_rng(0)
+    for seed in range(3):
+        obs, infos = by_dict.reset(seed=seed)
+        by_array.reset(seed=seed)
+        while by_dict.agents:
+            actions = _policy_actions(rng, infos, by_dict.agents)
+            obs, rewards, terms, truncs, infos = by_dict.step(actions)
+            out = by_array.step_arrays(np.array(list(actions.values())))
+            agents = by_dict.possible_agents
+            np.testing.assert_array_equal(out.obs, np.stack([obs[a] for a in agents]))
+            assert out.obs.dtype == np.float32 and out.masks.dtype == np.int8
+            assert out.rewards.tolist() == [rewards[a] for a in agents]
+            assert out.terminated.tolist() == [terms[a] for a in agents]
+            assert out.truncated.tolist() == [truncs[a] for a in agents]
+            np.testing.assert_array_equal(
+                out.masks, np.stack([infos[a]["action_mask"] for a in agents])
+            )
+            assert out.metrics == {"food_collected": infos["agent_0"]["food_collected"]}
+            assert by_array.agents == by_dict.agents
+            np.testing.assert_array_equal(by_array.state(), by_dict.state())
+    with pytest.raises(RuntimeError, match="reset"):
+        by_array.step_arrays([0] * len(by_array.possible_agents))
+
+
+@pytest.mark.parametrize(
+    ("actions", "match"),
+    [
+        ([0, 0, 0], "shape"),
+        ([[0, 0]], "shape"),
+        ([0.0, 0.0], "integers"),
+        ([True, False], "integers"),
+        ([6, 0], "agent_0"),
+        ([0, -1], "agent_1"),
+    ],
+)
+def test_lbf_step_arrays_bad_actions(actions: list[Any], match: str) -> None:
+    env = LBFParallelEnv(task="8x8-2p-2f")
+    env.reset(seed=4)
+    with pytest.raises(ValueError, match=match):
+        env.step_arrays(actions)
+    mask = env._action_masks()[0]  # agent_0's unavailable action names it and what is allowed
+    unavailable = int(np.flatnonzero(mask == 0)[0])
+    with pytest.raises(ValueError, match=rf"action {unavailable} is not available to 'agent_0'"):
+        env.step_arrays([unavailable, 0])
+    env.step_arrays(np.zeros(2, dtype=np.int8))  # nothing was consumed by the failed calls
+    assert env.foraging_env.current_step == 1
+
+
 def test_lbf_spaces_and_agents() -> None:
     env = LBFParallelEnv(task="8x8-2p-2f")
     assert env.possible_agents == ["agent_0", "agent_1"] and env.agents == []

@@ -10,10 +10,12 @@ from mpe2 import simple_adversary_v3, simple_spread_v3
 from pettingzoo import ParallelEnv
 from pettingzoo.classic import rps_v2, tictactoe_v3
 from pettingzoo.utils.conversions import turn_based_aec_to_parallel
+from pettingzoo.utils.wrappers import BaseParallelWrapper
 from tianshou.algorithm.algorithm_base import Policy
 from tianshou.data import Batch, Collector, VectorReplayBuffer
 from tianshou.env import DummyVectorEnv
 
+from bdps_agents.adapters.base import ArrayStep
 from bdps_agents.adapters.lbf import LBFParallelEnv
 from bdps_agents.joint_env import JointEnv, make_joint_env
 
@@ -393,6 +395,83 @@ def test_all_agents_dying_is_a_termination() -> None:
     assert env.step([0, 0])[2:4] == (False, False)
     _, _, terminated, truncated, info = env.step([0, 0])
     assert (terminated, truncated, info["n_alive"]) == (True, False, 0)
+
+
+# ----------------------------------------------------------------------------- array-native path
+class DictOnly(BaseParallelWrapper):
+    """Hides an adapter's ``step_arrays`` from ``JointEnv``, which then takes the dict path."""
+
+
+class KillAgentArrayEnv(KillAgentWrapper):
+    """``KillAgentWrapper`` that is also array-native: ``step_arrays`` = ``step`` as arrays."""
+
+    def step_arrays(self, actions: Any) -> ArrayStep:
+        live = list(self.agents)
+        obs, rewards, terms, truncs, infos = self.step(
+            {a: int(x) for a, x in zip(self.possible_agents, actions, strict=True) if a in live}
+        )
+        agents = self.possible_agents
+        first_info = next(iter(infos.values()), {})
+        return ArrayStep(
+            obs=np.array([obs.get(a, np.zeros(self.env._obs_space.shape)) for a in agents]),
+            rewards=np.array([rewards.get(a, 0.0) for a in agents]),
+            terminated=np.array([terms.get(a, False) for a in agents]),
+            truncated=np.array([truncs.get(a, False) for a in agents]),
+            masks=np.array(
+                [infos[a]["action_mask"] if a in infos else np.zeros(6, np.int8) for a in agents]
+            ),
+            metrics={k: first_info.get(k, 0.0) for k in self.metric_keys},
+        )
+
+
+def run_both_paths(
+    native: JointEnv, dict_path: JointEnv, seed: int, rng_seed: int = 0
+) -> tuple[int, bool, bool]:
+    """Step both joint envs with the same actions; assert equal outputs; (steps, term, trunc)."""
+    rng = np.random.default_rng(rng_seed)
+    obs_a, info_a = native.reset(seed=seed)
+    obs_b, info_b = dict_path.reset(seed=seed)
+    for t in range(1, 1000):
+        for key in obs_b:
+            np.testing.assert_array_equal(obs_a[key], obs_b[key], err_msg=f"{key} at step {t}")
+            assert obs_a[key].dtype == obs_b[key].dtype
+        assert info_a == info_b
+        act = greedy_available(rng, obs_a["mask"])
+        *out_a, info_a = native.step(act)
+        *out_b, info_b = dict_path.step(act)
+        obs_a, obs_b = out_a[0], out_b[0]
+        assert out_a[1:] == out_b[1:] and type(out_a[1]) is float
+        if out_a[2] or out_a[3]:
+            for key in obs_b:
+                np.testing.assert_array_equal(obs_a[key], obs_b[key])
+            assert info_a == info_b
+            return t, out_a[2], out_a[3]
+    raise AssertionError("no episode end")
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "mean"])
+@pytest.mark.parametrize("task", [*LBF_TASKS, "5x5-2p-1f", "5x5-3p-1f-coop"])
+def test_lbf_array_path_equals_dict_path(task: str, aggregation: str) -> None:
+    native = make_joint_env("lbf", task=task, reward_aggregation=aggregation, max_episode_steps=25)
+    dict_path = JointEnv(DictOnly(LBFParallelEnv(task=task, max_episode_steps=25)), aggregation)
+    assert native._step_arrays is not None and dict_path._step_arrays is None
+    ends = {run_both_paths(native, dict_path, seed)[1:] for seed in range(6)}
+    assert (False, True) in ends  # time limit: truncated agents keep their last view
+    if task.startswith("5x5"):  # small enough that random play collects all food
+        assert (True, False) in ends
+
+
+@pytest.mark.parametrize(("victims", "kill_at"), [(["agent_1"], 3), (["agent_0", "agent_2"], 1)])
+def test_array_path_equals_dict_path_with_deaths(victims: list[str], kill_at: int) -> None:
+    def make(cls: type) -> JointEnv:
+        return JointEnv(
+            cls(LBFParallelEnv(task="8x8-3p-2f", max_episode_steps=8), victims, kill_at)
+        )
+
+    native, dict_path = make(KillAgentArrayEnv), make(KillAgentWrapper)
+    assert native._step_arrays is not None and dict_path._step_arrays is None
+    steps, terminated, truncated = run_both_paths(native, dict_path, seed=5)
+    assert (steps, terminated, truncated) == (8, False, True)  # the survivors were truncated
 
 
 # ----------------------------------------------------------------------------- Tianshou

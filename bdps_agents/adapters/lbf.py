@@ -30,7 +30,13 @@ import numpy as np
 from lbforaging.foraging import ForagingEnv
 from lbforaging.foraging.environment import Action
 
-from bdps_agents.adapters.base import MultiAgentEnvAdapter, StepResult, check_available
+from bdps_agents.adapters.base import (
+    ArrayStep,
+    MultiAgentEnvAdapter,
+    StepResult,
+    check_action_array,
+    check_available,
+)
 
 __all__ = ["LBFParallelEnv", "parse_task"]
 
@@ -335,33 +341,50 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
                 )
         self._started = True
         self.agents = list(self.possible_agents)
-        return self._observations(nobs), self._infos()
+        return self._per_agent(self._scaled(nobs), self._action_masks(), self._food_collected())
 
     def step(self, actions: Mapping[str, Any]) -> StepResult:
         joint = self._validate_actions(actions)
-        valid = self._env._valid_actions  # the source of truth (tests edit the field)
-        for i, (agent, player) in enumerate(
-            zip(self.possible_agents, self._env.players, strict=True)
-        ):
-            action = joint.get(agent)
-            if action is not None and _ACTIONS[action] not in valid[player]:
-                check_available(agent, action, self._action_masks()[i])  # raises, naming the agent
-        nobs, rewards, _, _, _ = self._env.step([joint[a] for a in self.possible_agents])
-        all_collected = not self._env.field.any()
-        time_up = self._env.current_step >= self.max_episode_steps
-        terminated = bool(all_collected)
-        truncated = bool(time_up and not all_collected)
-        observations = self._observations(nobs)
-        infos = self._infos()
         agents = list(self.agents)
-        if terminated or truncated:
-            self.agents = []
+        out = self._advance([joint[a] for a in self.possible_agents])
+        terminated, truncated = bool(out.terminated[0]), bool(out.truncated[0])
+        obs, infos = self._per_agent(out.obs, out.masks, out.metrics["food_collected"])
         return (
-            observations,
-            {a: float(r) for a, r in zip(agents, rewards, strict=True)},
+            obs,
+            dict(zip(agents, out.rewards.tolist(), strict=True)),
             dict.fromkeys(agents, terminated),
             dict.fromkeys(agents, truncated),
             infos,
+        )
+
+    def step_arrays(self, actions: Sequence[int] | np.ndarray) -> ArrayStep:
+        """``step`` with one action per player in agent order, results as arrays (see
+        :class:`~bdps_agents.adapters.base.ArrayStep`); what ``JointEnv`` calls."""
+        if not self.agents:
+            raise RuntimeError("the episode is over (or never started): call reset() first")
+        return self._advance(check_action_array(actions, self.possible_agents, N_ACTIONS))
+
+    def _advance(self, joint: list[int]) -> ArrayStep:
+        """One lbforaging step on valid-range actions of all players (every player acts while
+        the episode runs); refuses unavailable ones."""
+        valid = self._env._valid_actions  # the source of truth (tests edit the field)
+        for i, (action, player) in enumerate(zip(joint, self._env.players, strict=True)):
+            if _ACTIONS[action] not in valid[player]:
+                check_available(self.possible_agents[i], action, self._action_masks()[i])
+        nobs, rewards, _, _, _ = self._env.step(joint)
+        all_collected = not self._env.field.any()
+        time_up = self._env.current_step >= self.max_episode_steps
+        if all_collected or time_up:
+            self.agents = []
+        n = self.n_players
+        return ArrayStep(
+            obs=self._scaled(nobs),
+            rewards=np.asarray(rewards, dtype=np.float64),
+            # if both happen on the same step it is a termination
+            terminated=np.ones(n, bool) if all_collected else np.zeros(n, bool),
+            truncated=np.ones(n, bool) if time_up and not all_collected else np.zeros(n, bool),
+            masks=self._action_masks(),
+            metrics={"food_collected": self._food_collected()},
         )
 
     def state(self) -> np.ndarray:
@@ -397,11 +420,9 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
         self._env.close()
 
     # ------------------------------------------------------------------ helpers
-    def _observations(self, nobs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        scaled = (np.asarray(nobs, dtype=np.float32) - self._obs_low) * self._obs_scale
-        return {
-            a: row for a, row in zip(self.possible_agents, scaled, strict=True) if a in self.agents
-        }
+    def _scaled(self, nobs: Sequence[np.ndarray]) -> np.ndarray:
+        """All players' observations as one ``(n, d)`` float32 array, scaled."""
+        return (np.asarray(nobs, dtype=np.float32) - self._obs_low) * self._obs_scale
 
     def _action_masks(self) -> np.ndarray:
         """``(n_agents, N_ACTIONS)`` int8 masks of lbforaging's valid actions: each player's
@@ -410,12 +431,18 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
         # ``_value_`` (the enum's stored value) skips Enum's Python-level hash and property
         return _MASK_ROWS[[sum(1 << a._value_ for a in valid[p]) for p in self._env.players]]
 
-    def _infos(self) -> dict[str, dict[str, Any]]:
+    def _per_agent(
+        self, obs: np.ndarray, masks: np.ndarray, collected: float
+    ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+        """Observation and info dicts of every player (all act until the episode ends)."""
+        return (
+            dict(zip(self.possible_agents, obs, strict=True)),
+            {
+                a: {"action_mask": mask, "food_collected": collected}
+                for a, mask in zip(self.possible_agents, masks, strict=True)
+            },
+        )
+
+    def _food_collected(self) -> float:
         spawned = float(self._env._food_spawned)
-        collected = 1.0 - float(self._env.field.sum()) / spawned if spawned > 0 else 0.0
-        masks = self._action_masks()
-        return {
-            a: {"action_mask": masks[i], "food_collected": collected}
-            for i, a in enumerate(self.possible_agents)
-            if a in self.agents
-        }
+        return 1.0 - float(self._env.field.sum()) / spawned if spawned > 0 else 0.0
