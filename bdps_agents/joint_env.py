@@ -54,6 +54,21 @@ def _inner_obs_space(space: spaces.Space) -> spaces.Space:
     return space
 
 
+def _is_array_native(env: ParallelEnv) -> bool:
+    """Whether ``env`` has a ``step_arrays`` defined no higher in its class hierarchy than its
+    ``step``.
+
+    Looked up on the class, not the instance: PettingZoo wrappers forward unknown attributes to
+    the env they wrap, so the inner ``step_arrays`` would bypass the wrapper's ``step``. For the
+    same reason a subclass that overrides ``step`` alone is stepped through its ``step``."""
+    mro = type(env).__mro__
+
+    def depth(name: str) -> int:  # position of the class that defines ``name``
+        return next((i for i, c in enumerate(mro) if name in vars(c)), len(mro))
+
+    return depth("step_arrays") <= depth("step") < len(mro)
+
+
 class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
     """Joint (centralised) view of a PettingZoo ``ParallelEnv``; see the module docstring.
 
@@ -134,13 +149,8 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         self.render_mode = getattr(env, "render_mode", None)
         self.metadata = {"render_modes": list(getattr(env, "metadata", {}).get("render_modes", []))}
 
-        # looked up on the class: PettingZoo wrappers forward unknown attributes to the inner env
         # (non-Box or unequal observations take the dict path, which flattens and pads them)
-        native = (
-            callable(getattr(type(env), "step_arrays", None))
-            and all(self._box_obs)
-            and len(set(self._obs_dims)) == 1
-        )
+        native = _is_array_native(env) and all(self._box_obs) and len(set(self._obs_dims)) == 1
         self._step_arrays = env.step_arrays if native else None
         self._rows = np.arange(self.n_agents)
         self._live = np.zeros(self.n_agents, dtype=bool)

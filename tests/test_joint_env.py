@@ -461,6 +461,26 @@ def test_lbf_array_path_equals_dict_path(task: str, aggregation: str) -> None:
         assert (True, False) in ends
 
 
+def test_array_path_only_when_step_and_step_arrays_come_together() -> None:
+    class OwnStep(LBFParallelEnv):  # overrides step alone: its step must run, not step_arrays
+        def step(self, actions):  # type: ignore[no-untyped-def]
+            self.calls = getattr(self, "calls", 0) + 1
+            return super().step(actions)
+
+    class OwnBoth(OwnStep):
+        def step_arrays(self, actions):  # type: ignore[no-untyped-def]
+            return super().step_arrays(actions)
+
+    for cls, native in [(LBFParallelEnv, True), (OwnStep, False), (OwnBoth, True)]:
+        env = JointEnv(cls(task="8x8-2p-2f"))
+        assert (env._step_arrays is not None) == native, cls
+    env = JointEnv(OwnStep(task="8x8-2p-2f"))
+    env.reset(seed=0)
+    env.step([0, 0])
+    assert env.env.calls == 1
+    assert JointEnv(DictOnly(LBFParallelEnv()))._step_arrays is None  # forwarded, not used
+
+
 @pytest.mark.parametrize(("victims", "kill_at"), [(["agent_1"], 3), (["agent_0", "agent_2"], 1)])
 def test_array_path_equals_dict_path_with_deaths(victims: list[str], kill_at: int) -> None:
     def make(cls: type) -> JointEnv:
