@@ -33,9 +33,9 @@ order instead of per-agent dicts. :class:`~bdps_agents.joint_env.JointEnv` then 
 trip through dicts (≈ 12% faster collection on LBF). It uses ``step_arrays`` only when it is
 defined by the class that defines ``step`` or by a subclass of it: wrappers that forward
 attributes to the env they wrap, and subclasses that override ``step`` alone, keep being stepped
-through ``step``. Such an adapter
-reports every agent that leaves ``agents`` as terminated or truncated, has Box observations of one
-size, and returns every ``metric_keys`` entry in ``ArrayStep.metrics``.
+through ``step``. Such an adapter reports every agent that leaves ``agents`` as terminated or
+truncated, has Box observations of one size, and returns every ``metric_keys`` entry in
+``ArrayStep.metrics``.
 """
 
 from __future__ import annotations
