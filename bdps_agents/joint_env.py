@@ -149,8 +149,14 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         self.render_mode = getattr(env, "render_mode", None)
         self.metadata = {"render_modes": list(getattr(env, "metadata", {}).get("render_modes", []))}
 
-        # (non-Box or unequal observations take the dict path, which flattens and pads them)
-        native = _is_array_native(env) and all(self._box_obs) and len(set(self._obs_dims)) == 1
+        # (non-Box or unequal observations or action counts take the dict path, which flattens
+        # and pads them)
+        native = (
+            _is_array_native(env)
+            and all(self._box_obs)
+            and len(set(self._obs_dims)) == 1
+            and len(set(self._n_actions_per_agent)) == 1
+        )
         self._step_arrays = env.step_arrays if native else None
         self._rows = np.arange(self.n_agents)
         self._live = np.zeros(self.n_agents, dtype=bool)
@@ -216,6 +222,13 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         agents, whose actions are ignored, and agents without an available action, whose no-op
         the adapter judges in both paths)."""
         out: ArrayStep = self._step_arrays(action)
+        n, d, A = self.n_agents, self.obs_dim, self.n_actions
+        if out.obs.shape != (n, d) or out.masks.shape != (n, A) or out.rewards.shape != (n,):
+            raise ValueError(
+                f"{type(self.env).__name__}.step_arrays returned obs {out.obs.shape}, masks "
+                f"{out.masks.shape} and rewards {out.rewards.shape}; expected {(n, d)}, "
+                f"{(n, A)} and {(n,)}"
+            )
         was_live = self._live
         reward = self._team_reward(out.rewards[was_live].tolist())
         terminated = truncated = False

@@ -481,6 +481,17 @@ def test_array_path_only_when_step_and_step_arrays_come_together() -> None:
     assert JointEnv(DictOnly(LBFParallelEnv()))._step_arrays is None  # forwarded, not used
 
 
+def test_array_step_of_the_wrong_shape_is_refused() -> None:
+    class Truncating(LBFParallelEnv):
+        def step_arrays(self, actions):  # type: ignore[no-untyped-def]
+            return super().step_arrays(actions)._replace(masks=np.ones((2, 5), np.int8))
+
+    env = JointEnv(Truncating(task="8x8-2p-2f"))
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"Truncating.step_arrays returned .*masks \(2, 5\)"):
+        env.step([0, 0])
+
+
 @pytest.mark.parametrize(("victims", "kill_at"), [(["agent_1"], 3), (["agent_0", "agent_2"], 1)])
 def test_array_path_equals_dict_path_with_deaths(victims: list[str], kill_at: int) -> None:
     def make(cls: type) -> JointEnv:

@@ -74,7 +74,8 @@ StepResult = tuple[
 class ArrayStep(NamedTuple):
     """What an array-native adapter's ``step_arrays`` returns; row i is ``possible_agents[i]``.
 
-    Rows of agents that were not in ``agents`` before the step hold zeros (never read).
+    Rows of agents that were not in ``agents`` before the step hold zeros (never read). The
+    arrays are fresh (not views of the env's state): ``JointEnv`` hands them on without copying.
     """
 
     obs: np.ndarray  # (n, d) float32 observations (flat; d = the observation size)
