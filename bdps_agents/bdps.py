@@ -2,10 +2,13 @@
 
 Acting (``BDPSPolicy.forward``), per env step t of an episode:
 
-1. every T_U steps (t % T_U == 0) the role selector U reads each agent's last T_U advantage
-   vectors A = max Q − Q, encodes them (GRU → VAE) and sets role u = argmax z   (Eq. 3);
-2. every T_V = e·T_U steps the group selector V maps one-hot roles → MLP → GAT (heads = k,
-   alive agents only) → GRU → group Q-values and picks groups ε-greedily       (Eq. 4, 5);
+0. at t = 0 there is no advantage history: agent i starts in role i mod k;
+1. every T_U steps (t % T_U == 0, t > 0) the role selector U reads each agent's last T_U
+   advantage vectors A = max Q − Q (standardised), encodes them (GRU → VAE) and sets
+   role u = argmax z (Eq. 3): z sampled while training, z = μ in test episodes;
+2. every T_V = e·T_U steps (t = 0 included) the group selector V maps one-hot roles [‖ the
+   agent's h^U] → MLP → GAT (heads = k, alive agents only) → GRU → group Q-values and picks
+   groups ε-greedily                                                             (Eq. 4, 5);
 3. agent i's Q-values come from role network u_i (k networks, stacked) and, in ``bilevel`` mode,
    group network v_i (m networks) whose input also holds the role network's hidden state h^U:
    Q = Q^U + Q^V                                                                 (Eq. 6);
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 from tianshou.data import Batch
 from torch import nn
+from torch.nn import functional as F
 
 from bdps_agents.networks.agent import RecurrentAgent
 from bdps_agents.networks.group_selector import GroupSelector
@@ -61,9 +65,13 @@ class BDPSPolicy(MultiAgentQPolicy):
         group_agent: RecurrentAgent | None = None,
         group_selector: GroupSelector | None = None,
         group_interval: int | None = None,
+        sample_roles_at_test: bool = False,
         **policy_kwargs: Any,
     ) -> None:
-        """``policy_kwargs`` are :class:`MultiAgentQPolicy`'s (``agent`` = the role networks)."""
+        """``policy_kwargs`` are :class:`MultiAgentQPolicy`'s (``agent`` = the role networks).
+
+        ``sample_roles_at_test``: sample z outside training steps too (default: z = μ, so a
+        checkpoint evaluated twice on the same env seeds gives the same return)."""
         super().__init__(**policy_kwargs)
         if (group_agent is None) != (group_selector is None):
             raise ValueError("group_agent and group_selector go together (bilevel mode)")
@@ -78,12 +86,19 @@ class BDPSPolicy(MultiAgentQPolicy):
         self.group_selector = group_selector
         self.role_interval = role_interval
         self.group_interval = group_interval if self.bilevel else None
+        self.sample_roles_at_test = sample_roles_at_test
+        # roles before any advantage history exists (t = 0): a fixed spread over the k roles
+        self.initial_roles = np.arange(self.n_agents) % role_selector.n_roles
         seed = policy_kwargs.get("seed")
         self.torch_rng = torch.Generator().manual_seed(0 if seed is None else seed)
 
     def seed(self, seed: int) -> None:
         super().seed(seed)
         self.torch_rng.manual_seed(seed)
+
+    @property
+    def group_reads_trajectory(self) -> bool:
+        return self.bilevel and self.group_selector.traj_dim > 0
 
     def initial_state(self, batch_size: int) -> Batch:
         """QMIX's state plus step counter, advantage window, assignments and the group level's
@@ -123,11 +138,15 @@ class BDPSPolicy(MultiAgentQPolicy):
         eps = self.current_eps
         t = np.asarray(state.t)
         with torch.inference_mode():  # cheaper per op than no_grad; acting never backpropagates
-            role = torch.as_tensor(state.role)
-            roles_due = torch.as_tensor(t % self.role_interval == 0)
+            first = t == 0
+            role_np = np.where(first[:, None], self.initial_roles, np.asarray(state.role))
+            role = torch.as_tensor(role_np)
+            roles_due = torch.as_tensor((t % self.role_interval == 0) & ~first)
+            h_u = torch.as_tensor(state.h)  # h^U entering this step
             if roles_due.any():  # Eq. 3 on the last T_U advantage vectors
                 adv = torch.as_tensor(state.adv)
-                out = self.role_selector(adv.flatten(0, 1), sample=True, generator=self.torch_rng)
+                sample = self.is_within_training_step or self.sample_roles_at_test
+                out = self.role_selector(adv.flatten(0, 1), sample=sample, generator=self.torch_rng)
                 role = torch.where(roles_due[:, None], out.role.view(R, -1), role)
             group = h_group = None
             h_selector = None
@@ -138,13 +157,14 @@ class BDPSPolicy(MultiAgentQPolicy):
                 groups_due = torch.as_tensor(t % self.group_interval == 0)
                 if groups_due.any():  # Eq. 4-5, ε-greedy over group Q-values
                     alive = torch.as_tensor(np.asarray(obs.alive)).bool()
-                    sel = self.group_selector(role, alive, h_selector)
+                    traj = h_u if self.group_reads_trajectory else None
+                    sel = self.group_selector(role, alive, h_selector, traj)
                     chosen = GroupSelector.epsilon_greedy(sel.q, eps, self.rng)
                     group = torch.where(groups_due[:, None], chosen, group)
                     h_selector = torch.where(groups_due[:, None, None], sel.h, h_selector)
             o = torch.as_tensor(np.asarray(obs.obs), dtype=torch.float32)
             x = self.inputs(o, torch.as_tensor(state.last_act))
-            q, h, h_group = self.bilevel_q(x, torch.as_tensor(state.h), role, h_group, group)
+            q, h, h_group = self.bilevel_q(x, h_u, role, h_group, group)
             mask = torch.as_tensor(mask_np)
             act = masked_argmax(q, mask).numpy()
             new_adv = masked_advantage(q, mask)
@@ -175,7 +195,13 @@ class BDPSTrainingStats(QMIXTrainingStats):
     vae_kl: float | None = None
     group_loss: float | None = None
     delta_h: float | None = None
+    # information diagnostics (docs/algorithm.md, "Diagnostics"): each has a no-information value
+    role_recon_ratio: float | None = None  # 1
+    role_latent_snr: float | None = None  # 0
+    roles_per_env: float | None = None  # 1 (every alive agent of an env in one role)
+    groups_per_env: float | None = None  # 1
     role_switch_rate: float | None = None
+    role_switch_rate_indep: float | None = None  # the switch rate of independent draws
     group_switch_rate: float | None = None
     # per-role / per-group assignment fractions; flattened into the loss dict for logging
     assignments: dict[str, float] = field(default_factory=dict)
@@ -185,21 +211,58 @@ class BDPSTrainingStats(QMIXTrainingStats):
         return {**own, **self.assignments}
 
 
-def _switch_rate(assign: torch.Tensor, valid: torch.Tensor) -> float:
-    """Fraction of (decision, agent) pairs whose assignment differs from the previous decision."""
-    if assign.shape[1] < 2:
-        return 0.0
-    both = (valid[:, 1:] & valid[:, :-1]).unsqueeze(-1).expand_as(assign[:, 1:])
-    if not both.any():
-        return 0.0
-    return (assign[:, 1:] != assign[:, :-1])[both].float().mean().item()
+def assignment_stats(
+    name: str, assign: torch.Tensor, valid: torch.Tensor, k: int
+) -> dict[str, float]:
+    """Statistics of the assignments ``(B, J, n)`` to k roles or groups at J decisions, over the
+    (decision, agent) pairs where ``valid`` ``(B, J, n)`` holds (inside the episode and alive):
+
+    * ``<name>_<i>_frac``: share of pairs in role/group i;
+    * ``<name>_switch_rate``: share of an agent's consecutive valid decisions that changed it;
+      for roles also ``role_switch_rate_indep`` = 1 − Σ_i share_i², the rate that independent
+      draws with the same shares would give;
+    * ``<name>s_per_env``: mean number of distinct assignments among the valid agents of one env
+      at one decision.
+    """
+    out: dict[str, float] = {}
+    if not valid.any():
+        return out
+    counts = torch.bincount(assign[valid].flatten(), minlength=k).double()
+    share = counts / counts.sum()
+    out.update({f"{name}_{i}_frac": float(share[i]) for i in range(k)})
+    if assign.shape[1] >= 2:
+        both = valid[:, 1:] & valid[:, :-1]
+        if both.any():
+            changed = assign[:, 1:] != assign[:, :-1]
+            out[f"{name}_switch_rate"] = float(changed[both].double().mean())
+            if name == "role":
+                out["role_switch_rate_indep"] = float(1.0 - share.pow(2).sum())
+    held = (F.one_hot(assign.clamp(0, k - 1), k).bool() & valid.unsqueeze(-1)).any(2)  # (B, J, k)
+    decided = valid.any(-1)
+    out[f"{name}s_per_env"] = float(held.sum(-1)[decided].double().mean())
+    return out
 
 
-def _fractions(name: str, assign: torch.Tensor, valid: torch.Tensor, k: int) -> dict[str, float]:
-    """Share of valid (decision, agent) pairs assigned to each of the k roles/groups."""
-    counts = torch.bincount(assign[valid].flatten(), minlength=k).float()
-    share = (counts / counts.sum().clamp(min=1)).tolist()
-    return {f"{name}_{i}_frac": share[i] for i in range(k)}
+def scaled_entropy_gap(
+    q_u: torch.Tensor, q_v: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor
+) -> float:
+    """ΔH of Eq. 10, H(softmax Q^V) − H(softmax Q^U), at the temperature of each agent's own
+    action spread: both are divided by the std of Q = Q^U + Q^V over its available actions.
+
+    Raw softmaxes of LBF's Q-values (spread ≪ 1) are near uniform, which gives ΔH ≈ 1e-4 whatever
+    the two levels do; at this temperature ΔH compares the levels' shapes (|ΔH| ≤ log |A|).
+    ``valid`` ``(...)`` selects the agent-steps that count (alive, inside the episode)."""
+    m = mask.to(q_u.dtype)
+    count = m.sum(-1, keepdim=True).clamp_min(1.0)
+    q = (q_u + q_v) * m
+    mean = q.sum(-1, keepdim=True) / count
+    std = (((q_u + q_v - mean) * m).pow(2).sum(-1, keepdim=True) / count).sqrt()
+    keep = valid & (std.squeeze(-1) > 1e-8)
+    if not keep.any():
+        return 0.0
+    temp = std.clamp_min(1e-8)
+    dh = masked_entropy(q_v / temp, mask) - masked_entropy(q_u / temp, mask)
+    return float(dh[keep].mean())
 
 
 class BDPS(QMIX):
@@ -217,7 +280,7 @@ class BDPS(QMIX):
         policy: BDPSPolicy,
         mixer: nn.Module,
         group_mixer: nn.Module | None = None,
-        kl_weight: float = 1e-4,
+        kl_weight: float = 0.01,
         role_loss_weight: float = 1.0,
         group_loss_weight: float = 1.0,
         **qmix_kwargs: Any,
@@ -233,7 +296,8 @@ class BDPS(QMIX):
             self.target_group_agent = self._add_lagged_network(policy.group_agent)
             self.target_group_selector = self._add_lagged_network(policy.group_selector)
             self.target_group_mixer = self._add_lagged_network(group_mixer)
-        self._online_levels: tuple[torch.Tensor, torch.Tensor] | None = None
+        # the online unroll's (Q^U, Q^V, h^U), kept by agent_q_values for L_U, L_V and ΔH
+        self._online_levels: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     # -- batch ------------------------------------------------------------------------------
     def episode_tensors(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -251,7 +315,7 @@ class BDPS(QMIX):
         ep["role"] = with_final(batch.policy.role)
         if self.policy.bilevel:
             ep["group"] = with_final(batch.policy.group)
-            ep["alive"] = torch.as_tensor(batch.obs.alive).bool()
+        ep["alive"] = torch.as_tensor(batch.obs.alive).bool()  # (B, T+1, n)
         ep["lengths"] = lengths
         return ep
 
@@ -268,32 +332,41 @@ class BDPS(QMIX):
             q_v = group_agent(torch.cat([ep["inputs"], h_u], -1), index=ep["group"])
             q = q_u + q_v
         if not target:
-            self._online_levels = (q_u, q_v)
+            self._online_levels = (q_u, q_v, h_u)
         return q
 
     # -- Eq. 7 ----------------------------------------------------------------------------------
     def role_loss(self, ep: dict[str, torch.Tensor], q: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """VAE loss on the advantage windows that preceded each role decision t = j·T_U, j ≥ 1.
+        """VAE loss on the advantage windows that preceded each role decision t = j·T_U, j ≥ 1,
+        of agents alive at t (the roles at t = 0 are fixed, not chosen from a window).
 
-        Advantages are recomputed from the current (detached) Q-values."""
+        Advantages are recomputed from the current (detached) Q-values; the running scale of
+        the windows is updated from the same windows first. Also returns the role statistics
+        (:func:`assignment_stats` of the replayed roles, ``RoleSelector.information``)."""
         T_U = self.policy.role_interval
         T = ep["act"].shape[1]
         n_windows = (T - 1) // T_U  # decisions at T_U, 2T_U, ... that lie before step T
+        zero = q.new_zeros(())
         if n_windows == 0:
-            zero = q.new_zeros(())
             return zero, {"vae_mse": 0.0, "vae_kl": 0.0}
+        selector = self.policy.role_selector
         adv = masked_advantage(q[:, :T].detach(), ep["mask"][:, :T])  # (B, T, n, A)
         windows = adv[:, : n_windows * T_U].unflatten(1, (n_windows, T_U))  # (B, J, T_U, n, A)
         windows = windows.permute(0, 1, 3, 2, 4)  # (B, J, n, T_U, A)
         decision = torch.arange(1, n_windows + 1) * T_U
-        weight = (decision[None] < ep["lengths"][:, None]).float()  # decision inside episode
-        weight = weight[:, :, None].expand(*windows.shape[:3])
-        flat = windows.flatten(0, 2)
-        out = self.policy.role_selector(flat, sample=True, generator=self.policy.torch_rng)
-        total, mse, kl = self.policy.role_selector.loss(
-            flat, out, self.kl_weight, weight=weight.flatten()
+        inside = decision[None] < ep["lengths"][:, None]  # (B, J) decision inside the episode
+        counts = inside[:, :, None] & ep["alive"][:, decision]  # (B, J, n) and agent alive
+        flat, weight = windows.flatten(0, 2), counts.flatten().float()
+        stats: dict[str, float] = assignment_stats(
+            "role", ep["role"][:, decision], counts, selector.n_roles
         )
-        return total, {"vae_mse": mse.item(), "vae_kl": kl.item()}
+        if not counts.any():
+            return zero, {"vae_mse": 0.0, "vae_kl": 0.0, **stats}
+        selector.update_scale(flat, weight)
+        out = selector(flat, sample=True, generator=self.policy.torch_rng)
+        total, mse, kl = selector.loss(flat, out, self.kl_weight, weight=weight)
+        stats.update(selector.information(flat, out, weight))
+        return total, {"vae_mse": mse.item(), "vae_kl": kl.item(), **stats}
 
     # -- Eq. 8 ----------------------------------------------------------------------------------
     def group_loss(self, ep: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
@@ -301,7 +374,8 @@ class BDPS(QMIX):
 
         Decision j happens at step τ_j = j·T_V while τ_j < L. Its target is the reward summed
         over [τ_j, τ_j + T_V) plus γ·Q̄^V_tot at the next decision — or, for the interval holding
-        the episode end, at the observation after the last step (0 if terminated)."""
+        the episode end, at the observation after the last step (0 if terminated). With a
+        trajectory input the selector reads h^U entering τ_j (zeros at τ = 0), detached."""
         policy = self.policy
         T_V = policy.group_interval
         B, T = ep["act"].shape[:2]
@@ -317,12 +391,17 @@ class BDPS(QMIX):
             return x[torch.arange(B)[:, None], pos]
 
         roles, alive, state = at(ep["role"]), at(ep["alive"]), at(ep["state"])
-        q_sel, _ = policy.group_selector.unroll(roles, alive)  # (B, J+1, n, m)
+        traj = None
+        if policy.group_reads_trajectory:
+            h_u = self._online_levels[2].detach()  # (B, T+1, n, H): h^U after step t
+            h_enter = torch.cat([torch.zeros_like(h_u[:, :1]), h_u[:, :-1]], 1)
+            traj = at(h_enter)
+        q_sel, _ = policy.group_selector.unroll(roles, alive, traj=traj)  # (B, J+1, n, m)
         chosen = q_sel[:, :J].gather(-1, at(ep["group"])[:, :J, :, None]).squeeze(-1)
         q_tot = self.group_mixer(chosen, state[:, :J])  # (B, J)
         with torch.no_grad():
             # the lagged wrapper exposes only forward; its .module is the eval-mode copy
-            q_sel_target, _ = self.target_group_selector.module.unroll(roles, alive)
+            q_sel_target, _ = self.target_group_selector.module.unroll(roles, alive, traj=traj)
             best = q_sel[:, 1:].argmax(-1, keepdim=True)  # double-Q over groups
             q_next = q_sel_target[:, 1:].gather(-1, best).squeeze(-1)
             v_next = self.target_group_mixer(q_next, state[:, 1:])  # (B, J)
@@ -335,9 +414,10 @@ class BDPS(QMIX):
             y = interval_rew + self.gamma * not_done * v_next
         w = valid.float()
         loss = ((q_tot - y) ** 2 * w).sum() / w.sum()
-        group = at(ep["group"])[:, :J]
-        stats = {"group_switch_rate": _switch_rate(group, valid)}
-        stats.update(_fractions("group", group, valid, policy.group_selector.n_groups))
+        counts = valid[:, :, None] & alive[:, :J]
+        stats = assignment_stats(
+            "group", at(ep["group"])[:, :J], counts, policy.group_selector.n_groups
+        )
         return loss, stats
 
     # -- the update ---------------------------------------------------------------------------
@@ -346,19 +426,24 @@ class BDPS(QMIX):
             return BDPSTrainingStats()
         ep = self.episode_tensors(batch)
         td, stats = self.td_loss(ep)
-        q_u, q_v = self._online_levels
-        q = q_u + q_v
-        l_u, u_stats = self.role_loss(ep, q)
+        assert self._online_levels is not None
+        q_u, q_v, _ = self._online_levels
+        l_u, u_stats = self.role_loss(ep, q_u + q_v)
         loss = td + self.role_loss_weight * l_u
-        extra: dict[str, Any] = {"role_loss": l_u.item(), **u_stats}
-        assignments: dict[str, float] = {}
+        extra: dict[str, Any] = {"role_loss": l_u.item()}
         if self.policy.bilevel:
             l_v, v_stats = self.group_loss(ep)
             loss = loss + self.group_loss_weight * l_v
             extra["group_loss"] = l_v.item()
-            extra["group_switch_rate"] = v_stats.pop("group_switch_rate")
-            assignments.update(v_stats)
-        extra.update(self._role_diagnostics(ep, q_u, q_v, assignments))
+            u_stats.update(v_stats)
+            T = ep["act"].shape[1]
+            agent_steps = ep["valid"][..., None] & ep["alive"][:, :T]
+            extra["delta_h"] = scaled_entropy_gap(
+                q_u[:, :T].detach(), q_v[:, :T].detach(), ep["mask"][:, :T], agent_steps
+            )
+        own = set(BDPSTrainingStats.__dataclass_fields__)
+        assignments = {k: v for k, v in u_stats.items() if k not in own}
+        extra.update({k: v for k, v in u_stats.items() if k in own})
         self.check_finite(
             {
                 "Q-values (role and group networks)": stats["q_taken_mean"],
@@ -376,24 +461,3 @@ class BDPS(QMIX):
             **stats,
             **extra,
         )
-
-    def _role_diagnostics(
-        self, ep: dict, q_u: torch.Tensor, q_v: torch.Tensor, assignments: dict[str, float]
-    ) -> dict[str, float]:
-        """ΔH (Eq. 10) over valid steps, role fractions and switch rate at role decisions."""
-        T = ep["act"].shape[1]
-        valid = ep["valid"]
-        out: dict[str, float] = {}
-        with torch.no_grad():
-            mask = ep["mask"][:, :T]
-            if self.policy.bilevel:
-                dh = masked_entropy(q_v[:, :T], mask) - masked_entropy(q_u[:, :T], mask)
-                out["delta_h"] = dh.mean(-1)[valid].mean().item()
-            T_U = self.policy.role_interval
-            role = ep["role"][:, :T:T_U]  # assignments at role decisions
-            dec_valid = valid[:, ::T_U]
-            out["role_switch_rate"] = _switch_rate(role, dec_valid)
-            assignments.update(
-                _fractions("role", role, dec_valid, self.policy.role_selector.n_roles)
-            )
-        return out

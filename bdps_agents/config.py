@@ -108,9 +108,25 @@ class BDPSConfig(_Strict):
     n_groups: int = Field(2, ge=2, description="m groups")
     role_interval: int = Field(5, ge=1, description="T_U: env steps between role updates")
     group_interval_multiple: int = Field(1, ge=1, description="e in T_V = e * T_U")
-    # 1e-4: at 0.1 (and slowly at 1e-3) the VAE collapsed to its prior on LBF, making roles
-    # random draws (docs/results.md)
-    kl_weight: float = Field(1e-4, ge=0.0, description="lambda in Eq. 7")
+    # chosen by a sweep on standardised windows (docs/results.md, "Roles that carry
+    # information"); the old 1e-4 only hid a scale problem of raw windows
+    kl_weight: float = Field(0.01, ge=0.0, description="lambda in Eq. 7")
+    standardize_advantages: bool = Field(
+        True,
+        description="feed the role selector's VAE advantage windows standardised by a running "
+        "mean and std of their elements (kept in checkpoints); false = raw advantages",
+    )
+    group_selector_input: Literal["roles", "roles+trajectory"] = Field(
+        "roles+trajectory",
+        description="what the group selector reads per agent: its one-hot role (paper Sec. "
+        "3.2.1), or the role and the role network's hidden state h^U (Eq. 8's tau), which lets "
+        "agents with equal roles take different groups",
+    )
+    sample_roles_at_test: bool = Field(
+        False,
+        description="sample the role latent z in test episodes too; false = z = mu there, so "
+        "evaluation is deterministic",
+    )
     role_loss_weight: float = Field(1.0, ge=0.0, description="weight of L_U in the total loss")
     group_loss_weight: float = Field(1.0, ge=0.0, description="weight of L_V in the total loss")
     role_gru_dim: int = Field(64, ge=1)

@@ -54,7 +54,14 @@ TEST_METRICS: dict[str, tuple[str, str]] = {
     "food_collected": ("food_collected.png", "test food collected (fraction)"),
 }
 
-DELTA_H = "update/delta_h"
+#: BDPS's update diagnostics drawn over training: name -> (file, y-axis label, the value that
+#: no information / no effect gives, drawn dashed).
+UPDATE_METRICS: dict[str, tuple[str, str, float]] = {
+    "delta_h": ("delta_h.png", "ΔH (team − individual entropy)", 0.0),
+    "role_recon_ratio": ("role_recon_ratio.png", "role reconstruction ratio (1: no info)", 1.0),
+    "roles_per_env": ("roles_per_env.png", "distinct roles per env (1: one network)", 1.0),
+    "groups_per_env": ("groups_per_env.png", "distinct groups per env (1: one network)", 1.0),
+}
 #: Points per run that dense update rows are averaged into before seeds are combined.
 UPDATE_BINS = 100
 # role/group shares; the trainer logs them as "update/assignments/role_0_frac"
@@ -314,8 +321,10 @@ def plot_results(
     ``returns.png`` (and ``win_rate.png``, ``goal_score.png``, ``food_collected.png`` when
     logged): test curves, one panel per scenario, one line per method (mean across seeds with a
     95% CI band). ``delta_h.png``: BDPS's team-minus-individual entropy difference (the paper's
-    Fig. 6). ``roles.png`` / ``groups.png``: the share of agents in each role / group over
-    training, one panel per scenario (rows) and BDPS method (columns).
+    Fig. 6); ``role_recon_ratio.png``, ``roles_per_env.png``, ``groups_per_env.png``: whether
+    roles and groups carry information (dashed: the no-information value). ``roles.png`` /
+    ``groups.png``: the share of agents in each role / group over training, one panel per
+    scenario (rows) and BDPS method (columns).
     """
     results = load_results(results_dir, max_step)
     out = Path(out_dir) if out_dir is not None else results.path.parent / "plots"
@@ -324,7 +333,8 @@ def plot_results(
         (filename, _curve_figure(results, f"test/{name}", ylabel))
         for name, (filename, ylabel) in TEST_METRICS.items()
     ]
-    figures.append(("delta_h.png", _delta_h_figure(results)))
+    for name, (filename, ylabel, reference) in UPDATE_METRICS.items():
+        figures.append((filename, _update_figure(results, f"update/{name}", ylabel, reference)))
     figures.append(("roles.png", _assignment_figure(results, "role")))
     figures.append(("groups.png", _assignment_figure(results, "group")))
     written = []
@@ -394,13 +404,14 @@ def _curve_figure(
     return fig
 
 
-def _delta_h_figure(results: Results) -> Figure | None:
-    """The paper's Fig. 6: ΔH = H(team level) − H(individual level), binned update rows."""
-    fig = _curve_figure(results, DELTA_H, "ΔH (team − individual entropy)", bins=UPDATE_BINS)
+def _update_figure(results: Results, metric: str, ylabel: str, reference: float) -> Figure | None:
+    """An update statistic over training (binned update rows), with a dashed reference line
+    (e.g. the paper's Fig. 6: ΔH = H(team level) − H(individual level) against 0)."""
+    fig = _curve_figure(results, metric, ylabel, bins=UPDATE_BINS)
     if fig is not None:
         for ax in fig.axes:
             if ax.get_visible():
-                ax.axhline(0.0, color="0.4", linewidth=0.8, linestyle="--")
+                ax.axhline(reference, color="0.4", linewidth=0.8, linestyle="--")
     return fig
 
 

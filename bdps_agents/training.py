@@ -188,7 +188,12 @@ def build_policy(cfg: ExperimentConfig, spec: EnvSpec) -> MultiAgentQPolicy:
     if not cfg.uses_selectors:
         return MultiAgentQPolicy(**common)
     role_selector = RoleSelector(
-        spec.n_actions, b.n_roles, b.role_interval, b.role_gru_dim, b.vae_hidden_dim
+        spec.n_actions,
+        b.n_roles,
+        b.role_interval,
+        b.role_gru_dim,
+        b.vae_hidden_dim,
+        standardize=b.standardize_advantages,
     )
     bilevel = {}
     if net.sharing == "bilevel":
@@ -198,12 +203,22 @@ def build_policy(cfg: ExperimentConfig, spec: EnvSpec) -> MultiAgentQPolicy:
                 inputs.dim + net.hidden_dim, spec.n_actions, net.hidden_dim, groups=b.n_groups
             ),
             "group_selector": GroupSelector(
-                b.n_roles, b.n_groups, b.group_embed_dim, b.gat_dim, b.group_gru_dim
+                b.n_roles,
+                b.n_groups,
+                b.group_embed_dim,
+                b.gat_dim,
+                b.group_gru_dim,
+                # h^U of the agent's role network (Eq. 8's tau), when the config asks for it
+                traj_dim=net.hidden_dim if b.group_selector_input == "roles+trajectory" else 0,
             ),
             "group_interval": b.group_interval,
         }
     return BDPSPolicy(
-        **common, role_selector=role_selector, role_interval=b.role_interval, **bilevel
+        **common,
+        role_selector=role_selector,
+        role_interval=b.role_interval,
+        sample_roles_at_test=b.sample_roles_at_test,
+        **bilevel,
     )
 
 

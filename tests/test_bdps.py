@@ -61,7 +61,10 @@ def test_roles_change_only_every_T_U_and_groups_every_T_V():
     )
 
 
-def test_role_is_argmax_of_the_sampled_latent():
+@pytest.mark.parametrize("training", [True, False])
+def test_role_is_argmax_of_the_latent_sampled_in_training_and_the_mean_in_tests(training):
+    """Roles at t = 0 are i mod k; later ones are argmax z, z sampled while training and z = mu
+    in test episodes (deterministic evaluation)."""
     run = build_run(_cfg())
     policy: BDPSPolicy = run.policy
     captured = []
@@ -74,21 +77,31 @@ def test_role_is_argmax_of_the_sampled_latent():
 
     policy.role_selector.forward = capture  # type: ignore[method-assign]
     obs, _ = run.train_envs.reset()
+    from contextlib import nullcontext
+
     from tianshou.data import Batch
 
     state = None
+    decisions = 0
     try:
-        for _ in range(2 * T_U + 1):
-            out = policy(Batch(obs=Batch(obs), info=Batch()), state)
-            if captured:
-                z = captured[-1].z.view(len(out.act), -1, policy.role_selector.n_roles)
-                np.testing.assert_array_equal(out.state.role, z.argmax(-1).numpy())
-                assert not torch.equal(captured[-1].z, captured[-1].mu)  # sampled, not the mean
-                captured.clear()
-            state = out.state
-            obs, *_ = run.train_envs.step(out.act)
+        with policy_within_training_step(policy) if training else nullcontext():
+            for t in range(2 * T_U + 1):
+                out = policy(Batch(obs=Batch(obs), info=Batch()), state)
+                if t == 0:
+                    assert not captured, "the selector was asked at t = 0"
+                    expected = np.arange(policy.n_agents) % policy.role_selector.n_roles
+                    assert (out.state.role == expected).all()
+                if captured:
+                    decisions += 1
+                    z = captured[-1].z.view(len(out.act), -1, policy.role_selector.n_roles)
+                    np.testing.assert_array_equal(out.state.role, z.argmax(-1).numpy())
+                    assert torch.equal(captured[-1].z, captured[-1].mu) != training
+                    captured.clear()
+                state = out.state
+                obs, *_ = run.train_envs.step(out.act)
     finally:
         run.close()
+    assert decisions == 2
 
 
 def test_gradients_reach_only_assigned_role_and_group_networks():

@@ -13,7 +13,12 @@ Choices the paper leaves open:
 * sigma in Eq. 5 is ELU (the GAT paper's choice for hidden layers);
 * when ``out_dim`` is not divisible by ``heads`` (128 with 3 or 5 roles), heads use
   ``ceil(out_dim / heads)`` features and a Linear maps the concatenation to ``out_dim``;
-* the GRU advances one step per group decision (every T_V env steps), not per env step.
+* the GRU advances one step per group decision (every T_V env steps), not per env step;
+* optional trajectory input (``traj_dim > 0``): each agent's one-hot role is concatenated with a
+  summary of its own trajectory (BDPS passes the role network's hidden state h^U, detached)
+  before the MLP. With roles alone, agents that hold the same role at every decision get the
+  same group values and so the same greedy group; Eq. 8 writes Q^V_tot(tau, a, u_U, s), so the
+  trajectory is a legitimate input (docs/algorithm.md).
 """
 
 from __future__ import annotations
@@ -90,7 +95,8 @@ class GroupOutput(NamedTuple):
 
 
 class GroupSelector(nn.Module):
-    """Roles ``(B, n)`` -> per-agent group Q-values; GAT heads = n_roles (paper Sec. 3.2)."""
+    """Roles ``(B, n)`` [and trajectory features ``(B, n, traj_dim)``] -> per-agent group
+    Q-values; GAT heads = n_roles (paper Sec. 3.2)."""
 
     def __init__(
         self,
@@ -99,10 +105,14 @@ class GroupSelector(nn.Module):
         embed_dim: int = 64,
         gat_dim: int = 128,
         hidden_dim: int = 64,
+        traj_dim: int = 0,
     ) -> None:
         super().__init__()
+        if traj_dim < 0:
+            raise ValueError(f"traj_dim must be >= 0, got {traj_dim}")
         self.n_roles, self.n_groups, self.hidden_dim = n_roles, n_groups, hidden_dim
-        self.embed = nn.Sequential(nn.Linear(n_roles, embed_dim), nn.ReLU())
+        self.traj_dim = traj_dim
+        self.embed = nn.Sequential(nn.Linear(n_roles + traj_dim, embed_dim), nn.ReLU())
         self.gat = GraphAttention(embed_dim, gat_dim, heads=n_roles)
         self.rnn = nn.GRUCell(gat_dim, hidden_dim)
         self.head = nn.Linear(hidden_dim, n_groups)
@@ -111,29 +121,53 @@ class GroupSelector(nn.Module):
         return torch.zeros(*batch_shape, self.hidden_dim)
 
     def _attend(
-        self, roles: torch.Tensor, alive: torch.Tensor
+        self, roles: torch.Tensor, alive: torch.Tensor, traj: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """roles, alive ``(B, n)`` -> GAT features ``(B, n, gat_dim)`` and attention."""
+        """roles, alive ``(B, n)``, traj ``(B, n, traj_dim)`` or None -> GAT features
+        ``(B, n, gat_dim)`` and attention."""
         alive = alive.bool()
         # a dead agent's role may be any placeholder (e.g. -1); it is ignored by the GAT anyway
         roles = torch.where(alive, roles, torch.zeros_like(roles))
-        x = self.embed(F.one_hot(roles, self.n_roles).to(self.head.weight.dtype))
-        return self.gat(x, alive)
+        x = F.one_hot(roles, self.n_roles).to(self.head.weight.dtype)
+        if self.traj_dim:
+            if traj is None or traj.shape[-1] != self.traj_dim:
+                got = None if traj is None else tuple(traj.shape)
+                raise ValueError(
+                    f"this group selector reads trajectory features of size {self.traj_dim}; "
+                    f"got {got}"
+                )
+            x = torch.cat([x, traj.to(x.dtype)], -1)
+        elif traj is not None:
+            raise ValueError("this group selector was built without trajectory input (traj_dim=0)")
+        return self.gat(self.embed(x), alive)
 
-    def forward(self, roles: torch.Tensor, alive: torch.Tensor, h: torch.Tensor) -> GroupOutput:
-        """One group decision: roles, alive ``(B, n)``, h ``(B, n, hidden)`` -> GroupOutput."""
-        feat, attention = self._attend(roles, alive)
+    def forward(
+        self,
+        roles: torch.Tensor,
+        alive: torch.Tensor,
+        h: torch.Tensor,
+        traj: torch.Tensor | None = None,
+    ) -> GroupOutput:
+        """One group decision: roles, alive ``(B, n)``, h ``(B, n, hidden)``, traj
+        ``(B, n, traj_dim)`` (only with ``traj_dim > 0``) -> GroupOutput."""
+        feat, attention = self._attend(roles, alive, traj)
         B, n, _ = feat.shape
         h = self.rnn(feat.reshape(B * n, -1), h.reshape(B * n, -1)).view(B, n, -1)
         return GroupOutput(self.head(h), h, attention)
 
     def unroll(
-        self, roles: torch.Tensor, alive: torch.Tensor, h0: torch.Tensor | None = None
+        self,
+        roles: torch.Tensor,
+        alive: torch.Tensor,
+        h0: torch.Tensor | None = None,
+        traj: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decisions j = 0..J-1 from h0 (zeros): roles, alive ``(B, J, n)`` ->
-        (q ``(B, J, n, n_groups)``, attention ``(B, J, heads, n, n)``)."""
+        """Decisions j = 0..J-1 from h0 (zeros): roles, alive ``(B, J, n)``, traj
+        ``(B, J, n, traj_dim)`` -> (q ``(B, J, n, n_groups)``,
+        attention ``(B, J, heads, n, n)``)."""
         B, J, n = roles.shape
-        feat, attention = self._attend(roles.reshape(B * J, n), alive.reshape(B * J, n))
+        flat_traj = None if traj is None else traj.reshape(B * J, n, -1)
+        feat, attention = self._attend(roles.reshape(B * J, n), alive.reshape(B * J, n), flat_traj)
         feat = feat.view(B, J, n, -1)
         h = self.initial_state(B * n).to(feat) if h0 is None else h0.reshape(B * n, -1)
         hs = []
