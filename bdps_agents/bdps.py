@@ -7,8 +7,8 @@ Acting (``BDPSPolicy.forward``), per env step t of an episode:
    advantage vectors A = max Q − Q (standardised), encodes them (GRU → VAE) and sets
    role u = argmax z (Eq. 3): z sampled while training, z = μ in test episodes;
 2. every T_V = e·T_U steps (t = 0 included) the group selector V maps one-hot roles [‖ the
-   agent's h^U] → MLP → GAT (heads = k, alive agents only) → GRU → group Q-values and picks
-   groups ε-greedily                                                             (Eq. 4, 5);
+   agent's id or h^U, ``group_input``] → MLP → GAT (heads = k, alive agents only) → GRU →
+   group Q-values and picks groups ε-greedily                                    (Eq. 4, 5);
 3. agent i's Q-values come from role network u_i (k networks, stacked) and, in ``bilevel`` mode,
    group network v_i (m networks) whose input also holds the role network's hidden state h^U:
    Q = Q^U + Q^V                                                                 (Eq. 6);
@@ -66,12 +66,16 @@ class BDPSPolicy(MultiAgentQPolicy):
         group_selector: GroupSelector | None = None,
         group_interval: int | None = None,
         sample_roles_at_test: bool = False,
+        group_input: str = "roles",
         **policy_kwargs: Any,
     ) -> None:
         """``policy_kwargs`` are :class:`MultiAgentQPolicy`'s (``agent`` = the role networks).
 
         ``sample_roles_at_test``: sample z outside training steps too (default: z = μ, so a
-        checkpoint evaluated twice on the same env seeds gives the same return)."""
+        checkpoint evaluated twice on the same env seeds gives the same return).
+        ``group_input``: what the group selector reads besides one-hot roles: nothing
+        (``roles``), the agent's one-hot id (``roles+id``) or its role network's hidden state
+        h^U entering the decision step, detached (``roles+trajectory``)."""
         super().__init__(**policy_kwargs)
         if (group_agent is None) != (group_selector is None):
             raise ValueError("group_agent and group_selector go together (bilevel mode)")
@@ -87,6 +91,20 @@ class BDPSPolicy(MultiAgentQPolicy):
         self.role_interval = role_interval
         self.group_interval = group_interval if self.bilevel else None
         self.sample_roles_at_test = sample_roles_at_test
+        self.group_input = group_input
+        if self.bilevel:
+            need = {
+                "roles": 0,
+                "roles+id": self.n_agents,
+                "roles+trajectory": self.agent.hidden_dim,
+            }
+            if group_input not in need:
+                raise ValueError(f"group_input must be one of {sorted(need)}, got {group_input!r}")
+            if group_selector.agent_feature_dim != need[group_input]:
+                raise ValueError(
+                    f"group_input {group_input!r} gives {need[group_input]} features per agent; "
+                    f"the group selector reads {group_selector.agent_feature_dim}"
+                )
         # roles before any advantage history exists (t = 0): a fixed spread over the k roles
         self.initial_roles = np.arange(self.n_agents) % role_selector.n_roles
         seed = policy_kwargs.get("seed")
@@ -96,9 +114,15 @@ class BDPSPolicy(MultiAgentQPolicy):
         super().seed(seed)
         self.torch_rng.manual_seed(seed)
 
-    @property
-    def group_reads_trajectory(self) -> bool:
-        return self.bilevel and self.group_selector.traj_dim > 0
+    def group_features(self, h_u: torch.Tensor) -> torch.Tensor | None:
+        """The group selector's per-agent input besides the role, from h^U ``(..., n, H)``
+        entering the decision step: None, one-hot ids or h^U itself (``group_input``)."""
+        if self.group_input == "roles+id":
+            eye = torch.eye(self.n_agents, dtype=h_u.dtype, device=h_u.device)
+            return eye.expand(*h_u.shape[:-1], self.n_agents)
+        if self.group_input == "roles+trajectory":
+            return h_u.detach()
+        return None
 
     def initial_state(self, batch_size: int) -> Batch:
         """QMIX's state plus step counter, advantage window, assignments and the group level's
@@ -157,8 +181,8 @@ class BDPSPolicy(MultiAgentQPolicy):
                 groups_due = torch.as_tensor(t % self.group_interval == 0)
                 if groups_due.any():  # Eq. 4-5, ε-greedy over group Q-values
                     alive = torch.as_tensor(np.asarray(obs.alive)).bool()
-                    traj = h_u if self.group_reads_trajectory else None
-                    sel = self.group_selector(role, alive, h_selector, traj)
+                    features = self.group_features(h_u)
+                    sel = self.group_selector(role, alive, h_selector, features)
                     chosen = GroupSelector.epsilon_greedy(sel.q, eps, self.rng)
                     group = torch.where(groups_due[:, None], chosen, group)
                     h_selector = torch.where(groups_due[:, None, None], sel.h, h_selector)
@@ -374,8 +398,9 @@ class BDPS(QMIX):
 
         Decision j happens at step τ_j = j·T_V while τ_j < L. Its target is the reward summed
         over [τ_j, τ_j + T_V) plus γ·Q̄^V_tot at the next decision — or, for the interval holding
-        the episode end, at the observation after the last step (0 if terminated). With a
-        trajectory input the selector reads h^U entering τ_j (zeros at τ = 0), detached."""
+        the episode end, at the observation after the last step (0 if terminated). Per-agent
+        features (``BDPSPolicy.group_features``) are read at τ_j: h^U entering τ_j (zeros at
+        τ = 0), or the agent's id."""
         policy = self.policy
         T_V = policy.group_interval
         B, T = ep["act"].shape[:2]
@@ -391,17 +416,17 @@ class BDPS(QMIX):
             return x[torch.arange(B)[:, None], pos]
 
         roles, alive, state = at(ep["role"]), at(ep["alive"]), at(ep["state"])
-        traj = None
-        if policy.group_reads_trajectory:
-            h_u = self._online_levels[2].detach()  # (B, T+1, n, H): h^U after step t
-            h_enter = torch.cat([torch.zeros_like(h_u[:, :1]), h_u[:, :-1]], 1)
-            traj = at(h_enter)
-        q_sel, _ = policy.group_selector.unroll(roles, alive, traj=traj)  # (B, J+1, n, m)
+        assert self._online_levels is not None
+        h_u = self._online_levels[2].detach()  # (B, T+1, n, H): h^U after step t
+        h_enter = torch.cat([torch.zeros_like(h_u[:, :1]), h_u[:, :-1]], 1)
+        features = policy.group_features(at(h_enter))
+        q_sel, _ = policy.group_selector.unroll(roles, alive, features=features)  # (B, J+1, n, m)
         chosen = q_sel[:, :J].gather(-1, at(ep["group"])[:, :J, :, None]).squeeze(-1)
         q_tot = self.group_mixer(chosen, state[:, :J])  # (B, J)
         with torch.no_grad():
             # the lagged wrapper exposes only forward; its .module is the eval-mode copy
-            q_sel_target, _ = self.target_group_selector.module.unroll(roles, alive, traj=traj)
+            target_selector = self.target_group_selector.module
+            q_sel_target, _ = target_selector.unroll(roles, alive, features=features)
             best = q_sel[:, 1:].argmax(-1, keepdim=True)  # double-Q over groups
             q_next = q_sel_target[:, 1:].gather(-1, best).squeeze(-1)
             v_next = self.target_group_mixer(q_next, state[:, 1:])  # (B, J)

@@ -116,11 +116,12 @@ class BDPSConfig(_Strict):
         description="feed the role selector's VAE advantage windows standardised by a running "
         "mean and std of their elements (kept in checkpoints); false = raw advantages",
     )
-    group_selector_input: Literal["roles", "roles+trajectory"] = Field(
-        "roles+trajectory",
+    group_selector_input: Literal["roles", "roles+id", "roles+trajectory"] = Field(
+        "roles",
         description="what the group selector reads per agent: its one-hot role (paper Sec. "
-        "3.2.1), or the role and the role network's hidden state h^U (Eq. 8's tau), which lets "
-        "agents with equal roles take different groups",
+        "3.2.1); the role and its one-hot agent id; or the role and its role network's hidden "
+        "state h^U (Eq. 8's tau). Only the last two let agents with equal roles take different "
+        "groups (docs/results.md)",
     )
     sample_roles_at_test: bool = Field(
         False,

@@ -208,8 +208,12 @@ def build_policy(cfg: ExperimentConfig, spec: EnvSpec) -> MultiAgentQPolicy:
                 b.group_embed_dim,
                 b.gat_dim,
                 b.group_gru_dim,
-                # h^U of the agent's role network (Eq. 8's tau), when the config asks for it
-                traj_dim=net.hidden_dim if b.group_selector_input == "roles+trajectory" else 0,
+                # per-agent features besides the role (bdps.group_selector_input)
+                agent_feature_dim={
+                    "roles": 0,
+                    "roles+id": spec.n_agents,
+                    "roles+trajectory": net.hidden_dim,
+                }[b.group_selector_input],
             ),
             "group_interval": b.group_interval,
         }
@@ -218,6 +222,7 @@ def build_policy(cfg: ExperimentConfig, spec: EnvSpec) -> MultiAgentQPolicy:
         role_selector=role_selector,
         role_interval=b.role_interval,
         sample_roles_at_test=b.sample_roles_at_test,
+        group_input=b.group_selector_input,
         **bilevel,
     )
 

@@ -44,6 +44,7 @@ def unit_types(env: Any, n: int) -> np.ndarray | None:
     """The allies' unit types of a SMAX episode (after reset), or None for other envs."""
     inner = getattr(getattr(env, "env", None), "env", None)
     state = getattr(inner, "smax_state", None)
+    state = getattr(state, "state", state)  # HeuristicEnemySMAX wraps the SMAX state
     if state is None or not hasattr(state, "unit_types"):
         return None
     return np.asarray(state.unit_types)[:n].astype(np.int64)

@@ -171,8 +171,9 @@ def test_full_mode_is_the_core_qmix_and_trains_identically():
     assert losses[0] == losses[1]
 
 
-def test_bdps_update_logs_diagnostics():
-    run = build_run(_cfg())
+@pytest.mark.parametrize("group_input", ["roles", "roles+id", "roles+trajectory"])
+def test_bdps_update_logs_diagnostics(group_input):
+    run = build_run(_cfg(bdps={"group_selector_input": group_input}))
     _collect(run, episodes=6)
     with policy_within_training_step(run.policy):
         stats = run.algorithm.update(run.buffer, 4)
@@ -186,7 +187,12 @@ def test_bdps_update_logs_diagnostics():
         "group_loss",
         "delta_h",
         "role_switch_rate",
+        "role_switch_rate_indep",
         "group_switch_rate",
+        "role_recon_ratio",
+        "role_latent_snr",
+        "roles_per_env",
+        "groups_per_env",
         "role_0_frac",
         "role_2_frac",
         "group_1_frac",
@@ -195,6 +201,7 @@ def test_bdps_update_logs_diagnostics():
     assert sum(flat[f"role_{k}_frac"] for k in range(3)) == pytest.approx(1.0)
     assert sum(flat[f"group_{g}_frac"] for g in range(2)) == pytest.approx(1.0)
     assert flat["loss"] == pytest.approx(flat["td_loss"] + flat["role_loss"] + flat["group_loss"])
+    assert 1.0 <= flat["roles_per_env"] <= 3.0 and 1.0 <= flat["groups_per_env"] <= 2.0
 
 
 def test_masked_advantage_is_nonnegative_and_zero_at_the_best_available_action():

@@ -138,7 +138,7 @@ def test_running_scale_tracks_the_window_moments_and_loads_old_checkpoints():
 # ------------------------------------------------------------------------ group selector
 
 
-def _train_group_bandit(traj_dim: int, seed: int = 0):
+def _train_group_bandit(feature_dim: int, seed: int = 0):
     """Two agents with the same role; trait ±1 per agent, in random order per episode, seen
     only through a trajectory feature. Team reward = number of agents whose group equals
     its trait's group: the best grouping separates the two agents. One decision per episode,
@@ -147,7 +147,12 @@ def _train_group_bandit(traj_dim: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     n, B, H = 2, 64, 8
     sel = GroupSelector(
-        n_roles=2, n_groups=2, embed_dim=16, gat_dim=16, hidden_dim=16, traj_dim=traj_dim
+        n_roles=2,
+        n_groups=2,
+        embed_dim=16,
+        gat_dim=16,
+        hidden_dim=16,
+        agent_feature_dim=feature_dim,
     )
     mixer = QMixer(n, 1, 8, 16)
     opt = torch.optim.Adam([*sel.parameters(), *mixer.parameters()], lr=3e-3)
@@ -158,11 +163,11 @@ def _train_group_bandit(traj_dim: int, seed: int = 0):
         traj = (2.0 * trait - 1.0)[..., None] * direction  # (batch, n, H)
         roles = torch.zeros(batch, 1, n, dtype=torch.long)
         alive = torch.ones(batch, 1, n, dtype=torch.bool)
-        return trait, roles, alive, (traj[:, None] if traj_dim else None)
+        return trait, roles, alive, (traj[:, None] if feature_dim else None)
 
     for _ in range(400):
         trait, roles, alive, traj = episode(B)
-        q, _ = sel.unroll(roles, alive, traj=traj)  # (B, 1, n, m)
+        q, _ = sel.unroll(roles, alive, features=traj)  # (B, 1, n, m)
         group = torch.randint(2, (B, 1, n), generator=g)
         reward = (group[:, 0] == trait).float().sum(-1, keepdim=True)  # (B, 1)
         chosen = q.gather(-1, group[..., None]).squeeze(-1)
@@ -173,7 +178,7 @@ def _train_group_bandit(traj_dim: int, seed: int = 0):
         opt.step()
     trait, roles, alive, traj = episode(500)
     with torch.no_grad():
-        q, _ = sel.unroll(roles, alive, traj=traj)
+        q, _ = sel.unroll(roles, alive, features=traj)
     greedy = q.argmax(-1)  # (500, 1, n)
     accuracy = float((greedy[:, 0] == trait).float().mean())
     stats = assignment_stats("group", greedy.view(1, 500, n), alive.view(1, 500, n), 2)
@@ -181,23 +186,23 @@ def _train_group_bandit(traj_dim: int, seed: int = 0):
 
 
 def test_group_selector_separates_equal_roles_by_trajectory():
-    accuracy, per_env = _train_group_bandit(traj_dim=8)
+    accuracy, per_env = _train_group_bandit(feature_dim=8)
     assert accuracy > 0.95 and per_env > 1.9
 
 
 def test_group_selector_with_roles_alone_cannot_separate_equal_roles():
-    accuracy, per_env = _train_group_bandit(traj_dim=0)
+    accuracy, per_env = _train_group_bandit(feature_dim=0)
     assert per_env == 1.0  # same inputs, same values, same greedy group for both agents
     assert accuracy == pytest.approx(0.5, abs=0.06)
 
 
 def test_group_selector_refuses_missing_or_unexpected_trajectory():
-    with_traj = GroupSelector(2, 2, traj_dim=4)
+    with_traj = GroupSelector(2, 2, agent_feature_dim=4)
     roles, alive = torch.zeros(1, 3, dtype=torch.long), torch.ones(1, 3, dtype=torch.bool)
     h = with_traj.initial_state(1, 3)
-    with pytest.raises(ValueError, match="trajectory features of size 4"):
+    with pytest.raises(ValueError, match="per-agent features of size 4"):
         with_traj(roles, alive, h)
-    with pytest.raises(ValueError, match="without trajectory input"):
+    with pytest.raises(ValueError, match="without per-agent features"):
         GroupSelector(2, 2)(roles, alive, h, torch.zeros(1, 3, 4))
 
 

@@ -14,11 +14,10 @@ Choices the paper leaves open:
 * when ``out_dim`` is not divisible by ``heads`` (128 with 3 or 5 roles), heads use
   ``ceil(out_dim / heads)`` features and a Linear maps the concatenation to ``out_dim``;
 * the GRU advances one step per group decision (every T_V env steps), not per env step;
-* optional trajectory input (``traj_dim > 0``): each agent's one-hot role is concatenated with a
-  summary of its own trajectory (BDPS passes the role network's hidden state h^U, detached)
-  before the MLP. With roles alone, agents that hold the same role at every decision get the
-  same group values and so the same greedy group; Eq. 8 writes Q^V_tot(tau, a, u_U, s), so the
-  trajectory is a legitimate input (docs/algorithm.md).
+* optional per-agent features (``agent_feature_dim > 0``): each agent's one-hot role is
+  concatenated with features of its own (BDPS: its one-hot agent id, or its role network's
+  hidden state h^U, detached) before the MLP. With roles alone, agents that hold the same role
+  get the same group values and so the same greedy group (docs/algorithm.md).
 """
 
 from __future__ import annotations
@@ -95,7 +94,7 @@ class GroupOutput(NamedTuple):
 
 
 class GroupSelector(nn.Module):
-    """Roles ``(B, n)`` [and trajectory features ``(B, n, traj_dim)``] -> per-agent group
+    """Roles ``(B, n)`` [and per-agent features ``(B, n, agent_feature_dim)``] -> per-agent group
     Q-values; GAT heads = n_roles (paper Sec. 3.2)."""
 
     def __init__(
@@ -105,14 +104,14 @@ class GroupSelector(nn.Module):
         embed_dim: int = 64,
         gat_dim: int = 128,
         hidden_dim: int = 64,
-        traj_dim: int = 0,
+        agent_feature_dim: int = 0,
     ) -> None:
         super().__init__()
-        if traj_dim < 0:
-            raise ValueError(f"traj_dim must be >= 0, got {traj_dim}")
+        if agent_feature_dim < 0:
+            raise ValueError(f"agent_feature_dim must be >= 0, got {agent_feature_dim}")
         self.n_roles, self.n_groups, self.hidden_dim = n_roles, n_groups, hidden_dim
-        self.traj_dim = traj_dim
-        self.embed = nn.Sequential(nn.Linear(n_roles + traj_dim, embed_dim), nn.ReLU())
+        self.agent_feature_dim = agent_feature_dim
+        self.embed = nn.Sequential(nn.Linear(n_roles + agent_feature_dim, embed_dim), nn.ReLU())
         self.gat = GraphAttention(embed_dim, gat_dim, heads=n_roles)
         self.rnn = nn.GRUCell(gat_dim, hidden_dim)
         self.head = nn.Linear(hidden_dim, n_groups)
@@ -121,24 +120,26 @@ class GroupSelector(nn.Module):
         return torch.zeros(*batch_shape, self.hidden_dim)
 
     def _attend(
-        self, roles: torch.Tensor, alive: torch.Tensor, traj: torch.Tensor | None
+        self, roles: torch.Tensor, alive: torch.Tensor, features: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """roles, alive ``(B, n)``, traj ``(B, n, traj_dim)`` or None -> GAT features
+        """roles, alive ``(B, n)``, features ``(B, n, agent_feature_dim)`` or None -> GAT features
         ``(B, n, gat_dim)`` and attention."""
         alive = alive.bool()
         # a dead agent's role may be any placeholder (e.g. -1); it is ignored by the GAT anyway
         roles = torch.where(alive, roles, torch.zeros_like(roles))
         x = F.one_hot(roles, self.n_roles).to(self.head.weight.dtype)
-        if self.traj_dim:
-            if traj is None or traj.shape[-1] != self.traj_dim:
-                got = None if traj is None else tuple(traj.shape)
+        if self.agent_feature_dim:
+            if features is None or features.shape[-1] != self.agent_feature_dim:
+                got = None if features is None else tuple(features.shape)
                 raise ValueError(
-                    f"this group selector reads trajectory features of size {self.traj_dim}; "
-                    f"got {got}"
+                    "this group selector reads per-agent features of size "
+                    f"{self.agent_feature_dim}; got {got}"
                 )
-            x = torch.cat([x, traj.to(x.dtype)], -1)
-        elif traj is not None:
-            raise ValueError("this group selector was built without trajectory input (traj_dim=0)")
+            x = torch.cat([x, features.to(x.dtype)], -1)
+        elif features is not None:
+            raise ValueError(
+                "this group selector was built without per-agent features (agent_feature_dim=0)"
+            )
         return self.gat(self.embed(x), alive)
 
     def forward(
@@ -146,11 +147,11 @@ class GroupSelector(nn.Module):
         roles: torch.Tensor,
         alive: torch.Tensor,
         h: torch.Tensor,
-        traj: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
     ) -> GroupOutput:
-        """One group decision: roles, alive ``(B, n)``, h ``(B, n, hidden)``, traj
-        ``(B, n, traj_dim)`` (only with ``traj_dim > 0``) -> GroupOutput."""
-        feat, attention = self._attend(roles, alive, traj)
+        """One group decision: roles, alive ``(B, n)``, h ``(B, n, hidden)``, features
+        ``(B, n, agent_feature_dim)`` (only with ``agent_feature_dim > 0``) -> GroupOutput."""
+        feat, attention = self._attend(roles, alive, features)
         B, n, _ = feat.shape
         h = self.rnn(feat.reshape(B * n, -1), h.reshape(B * n, -1)).view(B, n, -1)
         return GroupOutput(self.head(h), h, attention)
@@ -160,14 +161,14 @@ class GroupSelector(nn.Module):
         roles: torch.Tensor,
         alive: torch.Tensor,
         h0: torch.Tensor | None = None,
-        traj: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decisions j = 0..J-1 from h0 (zeros): roles, alive ``(B, J, n)``, traj
-        ``(B, J, n, traj_dim)`` -> (q ``(B, J, n, n_groups)``,
+        """Decisions j = 0..J-1 from h0 (zeros): roles, alive ``(B, J, n)``, features
+        ``(B, J, n, agent_feature_dim)`` -> (q ``(B, J, n, n_groups)``,
         attention ``(B, J, heads, n, n)``)."""
         B, J, n = roles.shape
-        flat_traj = None if traj is None else traj.reshape(B * J, n, -1)
-        feat, attention = self._attend(roles.reshape(B * J, n), alive.reshape(B * J, n), flat_traj)
+        flat = None if features is None else features.reshape(B * J, n, -1)
+        feat, attention = self._attend(roles.reshape(B * J, n), alive.reshape(B * J, n), flat)
         feat = feat.view(B, J, n, -1)
         h = self.initial_state(B * n).to(feat) if h0 is None else h0.reshape(B * n, -1)
         hs = []
