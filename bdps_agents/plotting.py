@@ -475,20 +475,29 @@ def _final_values(results: Results, scenario: str, method: str, name: str) -> np
     return np.array(values, dtype=float)
 
 
+#: BDPS diagnostics in the summary table, averaged over the last LATE_FRACTION of each run's
+#: update rows (single update rows are noisy).
+SUMMARY_UPDATE_METRICS = ("role_recon_ratio", "roles_per_env", "groups_per_env")
+LATE_FRACTION = 0.1
+
+
 def summary_table(results: Results, confidence: float = 0.95) -> str:
     """Markdown table: per scenario × method the final mean ± CI half-width across seeds of the
     test return (``final/greedy_return``, else the last test value) and of each other test
-    metric present (win rate, goal score, food collected)."""
+    metric present (win rate, goal score, food collected), then BDPS's information diagnostics
+    (``SUMMARY_UPDATE_METRICS``) over the last 10% of training."""
     names = [
         name
         for name in TEST_METRICS
         if any(m in results.metrics for m in (f"final/{name}", f"test/{name}"))
     ]
+    updates = [name for name in SUMMARY_UPDATE_METRICS if f"update/{name}" in results.metrics]
     labels = [TEST_METRICS[name][1] for name in names]
+    labels += [f"{name} (last {LATE_FRACTION:.0%})" for name in updates]
     pct = round(confidence * 100)
     lines = [
         "| scenario | method | seeds | " + " | ".join(labels) + " |",
-        "|---|---|---|" + "---|" * len(names),
+        "|---|---|---|" + "---|" * len(labels),
     ]
     for scenario in results.scenarios:
         for method in results.methods:
@@ -496,8 +505,21 @@ def summary_table(results: Results, confidence: float = 0.95) -> str:
             if not seeds:
                 continue
             cells = [_cell(_final_values(results, scenario, method, n), confidence) for n in names]
+            cells += [
+                _cell(_late_values(results, scenario, method, f"update/{n}"), confidence)
+                for n in updates
+            ]
             lines.append(f"| {scenario} | {method} | {len(seeds)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + f"\n\nmean ± {pct}% Student-t confidence half-width across seeds\n"
+
+
+def _late_values(results: Results, scenario: str, method: str, metric: str) -> np.ndarray:
+    """Per seed, the mean of ``metric`` over the last ``LATE_FRACTION`` of its steps."""
+    values = []
+    for series in results.runs(scenario, method, metric).values():
+        start = series.steps.max() - LATE_FRACTION * (series.steps.max() - series.steps.min())
+        values.append(series.values[series.steps >= start].mean())
+    return np.asarray(values)
 
 
 def _cell(values: np.ndarray, confidence: float) -> str:

@@ -55,6 +55,14 @@ def _rows():
                     yield [*base, step, "update/group_0_frac", 0.25]
                     yield [*base, step, "update/group_1_frac", 0.75]
                     yield [*base, step, "update/loss", 1.0]
+                    # 1.0 early, 0.4 + 0.1 * seed over the last 10% of the updates
+                    late = step >= 9_010
+                    yield [
+                        *base,
+                        step,
+                        "update/role_recon_ratio",
+                        0.4 + 0.1 * seed if late else 1.0,
+                    ]
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +147,14 @@ def test_plot_results_writes_the_figures(results_dir, tmp_path):
     paths = plot_results(results_dir, tmp_path / "plots")
     names = sorted(p.name for p in paths)
     # win_rate / food_collected were never logged: no figure
-    assert names == ["delta_h.png", "goal_score.png", "groups.png", "returns.png", "roles.png"]
+    assert names == [
+        "delta_h.png",
+        "goal_score.png",
+        "groups.png",
+        "returns.png",
+        "role_recon_ratio.png",
+        "roles.png",
+    ]
     from PIL import Image
 
     for path in paths:
@@ -160,6 +175,11 @@ def test_summary_table(results_dir):
     row = next(line for line in lines if line.startswith(f"| {SCENARIOS[0]} | bdps |"))
     assert f"| 3 | 2.000 ± {half:.3f} |" in row
     assert len([line for line in lines if line.startswith(("| lbf/", "| grf/"))]) == 4
+    # BDPS's diagnostic over the last 10% of training; QMIX has none
+    assert lines[0].endswith("| role_recon_ratio (last 10%) |")
+    assert row.endswith(f"| 0.500 ± {0.1 * half:.3f} |")
+    qmix = next(line for line in lines if line.startswith(f"| {SCENARIOS[0]} | qmix |"))
+    assert qmix.endswith("| – |")
 
 
 def test_max_step_compares_runs_at_a_common_budget(results_dir):
