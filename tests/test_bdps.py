@@ -238,3 +238,31 @@ def test_bdps_config_rejects_bad_values(bdps, message):
 def test_bdps_config_checked_against_the_env(bdps, message):
     with pytest.raises(ConfigError, match=message):
         build_run(_cfg(bdps=bdps))
+
+
+def _episode_roles(run, seed: int) -> list[np.ndarray]:
+    """Roles of a test episode (outside training steps) played from env seed ``seed``."""
+    from tianshou.data import Batch
+
+    obs, _ = run.test_envs.reset(seed=seed)
+    state, roles = None, []
+    for _ in range(20):
+        out = run.policy(Batch(obs=Batch(obs), info=Batch()), state)
+        roles.append(np.asarray(out.state.role).copy())
+        state = out.state
+        obs, *_ = run.test_envs.step(out.act)
+    return roles
+
+
+@pytest.mark.parametrize("sample_at_test", [False, True])
+def test_test_episodes_are_deterministic_unless_roles_are_sampled(sample_at_test):
+    run = build_run(_cfg(bdps={"sample_roles_at_test": sample_at_test}))
+    policy: BDPSPolicy = run.policy
+    with torch.no_grad():  # a wide posterior, so that sampling visibly changes roles
+        policy.role_selector.encoder[-1].bias[policy.role_selector.n_roles :] += 3.0
+    try:
+        first, second = _episode_roles(run, 11), _episode_roles(run, 11)
+    finally:
+        run.close()
+    same = all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    assert same != sample_at_test

@@ -8,7 +8,7 @@ Each learned part is trained on data whose answer is known and must find it, and
 * group selector: agents with the same role but different trajectories, rewarded for taking
   different groups -> with the trajectory input they do; with roles alone they cannot;
 * the statistics (switch rate against independent draws, distinct assignments per env) and
-  the scale of the windows; deterministic evaluation.
+  the scale of the windows.
 """
 
 from __future__ import annotations
@@ -18,14 +18,11 @@ from math import comb
 import numpy as np
 import pytest
 import torch
-from conftest import config_with
-from tianshou.data import Batch
 
-from bdps_agents.bdps import BDPSPolicy, assignment_stats, scaled_entropy_gap
+from bdps_agents.bdps import assignment_stats, scaled_entropy_gap
 from bdps_agents.networks.group_selector import GroupSelector
 from bdps_agents.networks.mixer import QMixer
 from bdps_agents.networks.role_selector import RoleSelector
-from bdps_agents.training import build_run
 
 T_U, N_ACTIONS = 5, 6
 
@@ -230,45 +227,3 @@ def test_scaled_entropy_gap_compares_shapes_not_scale():
     assert gaps[0] == pytest.approx(gaps[1], rel=1e-4) == pytest.approx(gaps[2], rel=1e-4)
     assert gaps[0] > 0.05  # Q^V flatter than Q^U -> positive ΔH
     assert scaled_entropy_gap(peaked, peaked, mask, valid) == pytest.approx(0.0, abs=1e-6)
-
-
-# ---------------------------------------------------------------- deterministic evaluation
-
-TINY = {
-    "env": {
-        "adapter": "lbf",
-        "kwargs": {"task": "8x8-3p-2f", "max_episode_steps": 20},
-        "num_train_envs": 1,
-        "num_test_envs": 1,
-    },
-    "network": {"sharing": "bilevel", "hidden_dim": 16},
-    "bdps": {"n_roles": 3, "n_groups": 2, "role_interval": 3, "group_interval_multiple": 2},
-    "replay": {"capacity_episodes": 10, "batch_episodes": 2, "warmup_episodes": 2},
-    "training": {"progress": False, "seed": 5},
-}
-
-
-def _episode_roles(run, seed: int) -> list[np.ndarray]:
-    env = run.test_envs
-    obs, _ = env.reset(seed=seed)
-    state, roles = None, []
-    for _ in range(20):
-        out = run.policy(Batch(obs=Batch(obs), info=Batch()), state)
-        roles.append(np.asarray(out.state.role).copy())
-        state = out.state
-        obs, *_ = env.step(out.act)
-    return roles
-
-
-@pytest.mark.parametrize("sample_at_test", [False, True])
-def test_test_episodes_are_deterministic_unless_roles_are_sampled(sample_at_test):
-    run = build_run(config_with(TINY, bdps={"sample_roles_at_test": sample_at_test}))
-    policy: BDPSPolicy = run.policy
-    with torch.no_grad():  # a wide posterior, so that sampling visibly changes roles
-        policy.role_selector.encoder[-1].bias[policy.role_selector.n_roles :] += 3.0
-    try:
-        first, second = _episode_roles(run, 11), _episode_roles(run, 11)
-    finally:
-        run.close()
-    same = all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
-    assert same != sample_at_test
