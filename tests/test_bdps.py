@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -266,3 +268,34 @@ def test_test_episodes_are_deterministic_unless_roles_are_sampled(sample_at_test
         run.close()
     same = all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     assert same != sample_at_test
+
+
+def test_dead_agents_windows_do_not_enter_the_role_loss_or_statistics():
+    run = build_run(_cfg())
+    alg: BDPS = run.algorithm
+    ep = alg.episode_tensors(_collect(run, episodes=4))
+    run.close()
+    ep["alive"][:, :, 0] = False  # agent 0 dead throughout
+    selector, rng = alg.policy.role_selector, alg.policy.torch_rng
+    saved, rng_state = copy.deepcopy(selector.state_dict()), rng.get_state()
+    q = torch.randn(*ep["mask"].shape)
+
+    def loss_with(q_values):
+        selector.load_state_dict(saved)
+        rng.set_state(rng_state)
+        with torch.no_grad():
+            return alg.role_loss(ep, q_values)
+
+    base, stats = loss_with(q)
+    changed = q.clone()
+    changed[:, :, 0] = 100.0 * torch.randn_like(changed[:, :, 0])  # only the dead agent's Q
+    other, other_stats = loss_with(changed)
+    assert torch.equal(base, other) and stats == other_stats
+    alive_changed = q.clone()
+    alive_changed[:, :, 1] += torch.randn_like(alive_changed[:, :, 1])
+    assert not torch.equal(base, loss_with(alive_changed)[0])  # the check can fail
+    # shares count the two alive agents only: agent 0's roles are all set to 2, unseen
+    ep["role"][:, :, 0] = 2
+    ep["role"][:, :, 1:] = 0
+    _, stats = loss_with(q)
+    assert stats["role_0_frac"] == 1.0 and stats["roles_per_env"] == 1.0
