@@ -197,7 +197,7 @@ class RoleSelector(nn.Module):
           dims. ≈ 0: every window gets the same code up to the sampling noise.
         """
         x = self.scaled(adv).flatten(1)
-        w = torch.ones(len(x)) if weight is None else (weight > 0).to(x.dtype)
+        w = torch.ones(len(x), device=x.device) if weight is None else (weight > 0).to(x.dtype)
         if w.sum() < 2:
             return {}
         keep = w > 0
