@@ -50,6 +50,17 @@ def masked_entropy(q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp.masked_fill(~mask, 0.0)).sum(-1)
 
 
+GROUP_INPUTS = ("roles", "roles+id", "roles+trajectory")
+
+
+def group_feature_dim(group_input: str, n_agents: int, hidden_dim: int) -> int:
+    """Per-agent features the group selector reads besides the role, for ``group_input``:
+    none, a one-hot agent id, or the role network's hidden state h^U."""
+    if group_input not in GROUP_INPUTS:
+        raise ValueError(f"group_input must be one of {GROUP_INPUTS}, got {group_input!r}")
+    return {"roles": 0, "roles+id": n_agents, "roles+trajectory": hidden_dim}[group_input]
+
+
 class BDPSPolicy(MultiAgentQPolicy):
     """Acting with role and group selectors; roles/groups go to the buffer via ``policy``.
 
@@ -93,16 +104,10 @@ class BDPSPolicy(MultiAgentQPolicy):
         self.sample_roles_at_test = sample_roles_at_test
         self.group_input = group_input
         if self.bilevel:
-            need = {
-                "roles": 0,
-                "roles+id": self.n_agents,
-                "roles+trajectory": self.agent.hidden_dim,
-            }
-            if group_input not in need:
-                raise ValueError(f"group_input must be one of {sorted(need)}, got {group_input!r}")
-            if group_selector.agent_feature_dim != need[group_input]:
+            need = group_feature_dim(group_input, self.n_agents, self.agent.hidden_dim)
+            if group_selector.agent_feature_dim != need:
                 raise ValueError(
-                    f"group_input {group_input!r} gives {need[group_input]} features per agent; "
+                    f"group_input {group_input!r} gives {need} features per agent; "
                     f"the group selector reads {group_selector.agent_feature_dim}"
                 )
         # roles before any advantage history exists (t = 0): a fixed spread over the k roles

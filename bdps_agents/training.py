@@ -64,7 +64,7 @@ from tianshou.data import Collector
 from tianshou.env import BaseVectorEnv
 from tianshou.trainer import OffPolicyTrainerParams
 
-from bdps_agents.bdps import BDPS, BDPSPolicy
+from bdps_agents.bdps import BDPS, BDPSPolicy, group_feature_dim
 from bdps_agents.config import (
     ConfigError,
     EnvConfig,
@@ -208,12 +208,9 @@ def build_policy(cfg: ExperimentConfig, spec: EnvSpec) -> MultiAgentQPolicy:
                 b.group_embed_dim,
                 b.gat_dim,
                 b.group_gru_dim,
-                # per-agent features besides the role (bdps.group_selector_input)
-                agent_feature_dim={
-                    "roles": 0,
-                    "roles+id": spec.n_agents,
-                    "roles+trajectory": net.hidden_dim,
-                }[b.group_selector_input],
+                agent_feature_dim=group_feature_dim(
+                    b.group_selector_input, spec.n_agents, net.hidden_dim
+                ),
             ),
             "group_interval": b.group_interval,
         }
