@@ -116,7 +116,8 @@ class BDPSConfig(_Strict):
         description="feed the role selector's VAE advantage windows standardised by a running "
         "mean and std of their elements (kept in checkpoints); false = raw advantages",
     )
-    group_selector_input: Literal["roles", "roles+id", "roles+trajectory"] = Field(  # bdps.GROUP_INPUTS
+    # the names of bdps.GROUP_INPUTS (not imported: the config stays free of torch)
+    group_selector_input: Literal["roles", "roles+id", "roles+trajectory"] = Field(
         "roles",
         description="what the group selector reads per agent: its one-hot role (paper Sec. "
         "3.2.1); the role and its one-hot agent id; or the role and its role network's hidden "
