@@ -102,8 +102,9 @@ class RoleSelector(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         # checkpoints from before the running scale existed: keep the identity scale (mean 0,
         # variance 1), under which scaled() returns the raw windows as those models saw them
-        for name in ("adv_mean", "adv_var", "scale_updates"):
-            state_dict.setdefault(prefix + name, getattr(self, name).clone())
+        identity = {"adv_mean": 0.0, "adv_var": 1.0, "scale_updates": 0}
+        for name, value in identity.items():
+            state_dict.setdefault(prefix + name, torch.full_like(getattr(self, name), value))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _check(self, adv: torch.Tensor) -> None:
