@@ -232,6 +232,7 @@ class BDPSTrainingStats(QMIXTrainingStats):
     role_switch_rate: float | None = None
     role_switch_rate_indep: float | None = None  # the switch rate of independent draws
     group_switch_rate: float | None = None
+    group_switch_rate_indep: float | None = None
     # per-role / per-group assignment fractions; flattened into the loss dict for logging
     assignments: dict[str, float] = field(default_factory=dict)
 
@@ -247,9 +248,9 @@ def assignment_stats(
     (decision, agent) pairs where ``valid`` ``(B, J, n)`` holds (inside the episode and alive):
 
     * ``<name>_<i>_frac``: share of pairs in role/group i;
-    * ``<name>_switch_rate``: share of an agent's consecutive valid decisions that changed it;
-      for roles also ``role_switch_rate_indep`` = 1 − Σ_i share_i², the rate that independent
-      draws with the same shares would give;
+    * ``<name>_switch_rate``: share of an agent's consecutive valid decisions that changed it,
+      and ``<name>_switch_rate_indep`` = 1 − Σ_i share_i², the rate that independent draws with
+      the same shares would give;
     * ``<name>s_per_env``: mean number of distinct assignments among the valid agents of one env
       at one decision.
     """
@@ -264,8 +265,7 @@ def assignment_stats(
         if both.any():
             changed = assign[:, 1:] != assign[:, :-1]
             out[f"{name}_switch_rate"] = float(changed[both].double().mean())
-            if name == "role":
-                out["role_switch_rate_indep"] = float(1.0 - share.pow(2).sum())
+            out[f"{name}_switch_rate_indep"] = float(1.0 - share.pow(2).sum())
     held = (F.one_hot(assign.clamp(0, k - 1), k).bool() & valid.unsqueeze(-1)).any(2)  # (B, J, k)
     decided = valid.any(-1)
     out[f"{name}s_per_env"] = float(held.sum(-1)[decided].double().mean())

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from tianshou.data import Batch
 
-from bdps_agents.bdps import BDPSPolicy, masked_advantage
+from bdps_agents.bdps import BDPSPolicy, assignment_stats, masked_advantage
 from bdps_agents.config import ExperimentConfig, apply_overrides
 from bdps_agents.networks.role_selector import RoleSelector, gaussian_kl
 from bdps_agents.training import EnvSpec, build_algorithm, load_checkpoint, make_joint
@@ -103,21 +103,18 @@ def collect(cfg: Any, data: dict, episodes: int, eps: float, seed: int) -> dict[
 
 
 def assignment_figures(name: str, assign: np.ndarray, alive: np.ndarray, ep: np.ndarray, k: int):
-    """Shares, per-env distinct count and switch rates of (D, n) assignments at D decisions."""
-    shares = np.bincount(assign[alive], minlength=k) / max(1, alive.sum())
-    decided = alive.any(1)
-    per_env = np.mean(
-        [len(set(a[m])) for a, m in zip(assign[decided], alive[decided], strict=True)]
-    )
-    same_ep = ep[1:] == ep[:-1]
-    both = alive[1:] & alive[:-1] & same_ep[:, None]
-    switch = float((assign[1:] != assign[:-1])[both].mean()) if both.any() else float("nan")
-    return {
-        f"{name}_shares": [round(float(s), 3) for s in shares],
-        f"{name}s_per_env": float(per_env),
-        f"{name}_switch_rate": switch,
-        f"{name}_switch_rate_indep": float(1.0 - (shares**2).sum()),
-    }
+    """:func:`bdps_agents.bdps.assignment_stats` of (D, n) assignments at D decisions, ``ep``
+    naming each decision's episode: the decisions are padded into (episodes, J, n) first."""
+    episodes = np.unique(ep)
+    J = max(int((ep == e).sum()) for e in episodes)
+    padded = np.zeros((len(episodes), J, assign.shape[1]), dtype=np.int64)
+    valid = np.zeros(padded.shape, dtype=bool)
+    for row, e in enumerate(episodes):
+        at = ep == e
+        padded[row, : at.sum()], valid[row, : at.sum()] = assign[at], alive[at]
+    stats = assignment_stats(name, torch.as_tensor(padded), torch.as_tensor(valid), k)
+    shares = [round(stats.pop(f"{name}_{i}_frac", 0.0), 3) for i in range(k)]
+    return {f"{name}_shares": shares, **stats}
 
 
 def mutual_information(x: np.ndarray, y: np.ndarray) -> float:

@@ -191,6 +191,7 @@ def test_bdps_update_logs_diagnostics(group_input):
         "role_switch_rate",
         "role_switch_rate_indep",
         "group_switch_rate",
+        "group_switch_rate_indep",
         "role_recon_ratio",
         "role_latent_snr",
         "roles_per_env",
