@@ -31,11 +31,12 @@ from tianshou.data import Batch
 from torch import nn
 from torch.nn import functional as F
 
+from bdps_agents.config import check_sharing_sizes
 from bdps_agents.networks.agent import RecurrentAgent
 from bdps_agents.networks.group_selector import GroupSelector
 from bdps_agents.networks.role_selector import RoleSelector
 from bdps_agents.policy import MultiAgentQPolicy, masked_argmax, random_available
-from bdps_agents.qmix import QMIX, QMIXTrainingStats
+from bdps_agents.qmix import QMIX, QMIXTrainingStats, check_mixer
 
 
 def masked_advantage(q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -78,24 +79,43 @@ class BDPSPolicy(MultiAgentQPolicy):
         group_interval: int | None = None,
         sample_roles_at_test: bool = False,
         group_input: str = "roles",
+        episode_limit: int | None = None,
         **policy_kwargs: Any,
     ) -> None:
-        """``policy_kwargs`` are :class:`MultiAgentQPolicy`'s (``agent`` = the role networks).
+        """``policy_kwargs`` are :class:`MultiAgentQPolicy`'s (``agent`` = the k role networks,
+        ``RecurrentAgent(..., groups=k)``).
 
+        ``group_agent``: the m group networks, ``RecurrentAgent(inputs.dim + agent.hidden_dim,
+        n_actions, groups=m)`` (they also read h^U); with ``group_selector`` and
+        ``group_interval`` T_V = e·T_U for bilevel sharing, all three None for single level.
         ``sample_roles_at_test``: sample z outside training steps too (default: z = μ, so a
         checkpoint evaluated twice on the same env seeds gives the same return).
         ``group_input``: what the group selector reads besides one-hot roles: nothing
         (``roles``), the agent's one-hot id (``roles+id``) or its role network's hidden state
-        h^U entering the decision step, detached (``roles+trajectory``)."""
+        h^U entering the decision step, detached (``roles+trajectory``).
+        ``episode_limit``: the most steps of an episode (``JointEnv.episode_limit``); T_U and
+        T_V must lie below it (Def. 1). Unknown (None): stated in a warning.
+
+        Every size relation is checked here (``ValueError`` naming the argument)."""
         super().__init__(**policy_kwargs)
-        if (group_agent is None) != (group_selector is None):
-            raise ValueError("group_agent and group_selector go together (bilevel mode)")
+        self._check_bdps_sizes(
+            role_selector, role_interval, group_agent, group_selector, group_interval, group_input
+        )
         self.bilevel = group_agent is not None
-        if self.bilevel and (group_interval is None or group_interval % role_interval):
-            raise ValueError(
-                f"group_interval T_V ({group_interval}) must be a multiple e*T_U of "
-                f"role_interval T_U ({role_interval})"
-            )
+        check_sharing_sizes(
+            n_agents=self.n_agents,
+            n_roles=role_selector.n_roles,
+            n_groups=group_selector.n_groups if group_selector is not None else None,
+            role_interval=role_interval,
+            group_interval=group_interval if self.bilevel else None,
+            episode_limit=episode_limit,
+            names={
+                "n_roles": "role_selector.n_roles",
+                "n_groups": "group_selector.n_groups",
+                "role_interval": "role_interval (T_U)",
+                "group_interval": "group_interval (T_V)",
+            },
+        )
         self.role_selector = role_selector
         self.group_agent = group_agent
         self.group_selector = group_selector
@@ -103,21 +123,94 @@ class BDPSPolicy(MultiAgentQPolicy):
         self.group_interval = group_interval if self.bilevel else None
         self.sample_roles_at_test = sample_roles_at_test
         self.group_input = group_input
-        if self.bilevel:
-            need = group_feature_dim(group_input, self.n_agents, self.agent.hidden_dim)
-            if group_selector.agent_feature_dim != need:
-                raise ValueError(
-                    f"group_input {group_input!r} gives {need} features per agent; "
-                    f"the group selector reads {group_selector.agent_feature_dim}"
-                )
+        self.episode_limit = episode_limit
         # roles before any advantage history exists (t = 0): a fixed spread over the k roles
         self.initial_roles = np.arange(self.n_agents) % role_selector.n_roles
         seed = policy_kwargs.get("seed")
-        self.torch_rng = torch.Generator().manual_seed(0 if seed is None else seed)
+        self.torch_rng = torch.Generator()
+        if seed is None:  # like the numpy generator of an unseeded policy: fresh entropy
+            self.torch_rng.seed()
+        else:
+            self.torch_rng.manual_seed(seed)
+
+    @staticmethod
+    def _check_sharing(agent: RecurrentAgent, n_agents: int) -> None:
+        pass  # role networks: checked against the role selector in _check_bdps_sizes
+
+    def _check_bdps_sizes(
+        self,
+        role_selector: RoleSelector,
+        role_interval: int,
+        group_agent: RecurrentAgent | None,
+        group_selector: GroupSelector | None,
+        group_interval: int | None,
+        group_input: str,
+    ) -> None:
+        k, A = role_selector.n_roles, self.n_actions
+        if self.agent.groups != k:
+            raise ValueError(
+                f"agent has {self.agent.groups} role networks (groups) but role_selector.n_roles "
+                f"is k={k}: build RecurrentAgent(..., groups={k})"
+            )
+        if role_selector.window != role_interval:
+            raise ValueError(
+                f"role_selector.window ({role_selector.window}) must equal role_interval T_U "
+                f"({role_interval}): it encodes the last T_U advantage vectors"
+            )
+        if role_selector.n_actions != A:
+            raise ValueError(f"role_selector.n_actions ({role_selector.n_actions}) must be {A}")
+        if (group_agent is None) != (group_selector is None) or (group_agent is None) != (
+            group_interval is None
+        ):
+            raise ValueError(
+                "group_agent, group_selector and group_interval go together (bilevel mode) or "
+                "are all None (single level)"
+            )
+        if group_agent is None or group_selector is None or group_interval is None:
+            return
+        if group_interval % role_interval:
+            raise ValueError(
+                f"group_interval T_V ({group_interval}) must be a multiple e*T_U of "
+                f"role_interval T_U ({role_interval})"
+            )
+        m = group_selector.n_groups
+        if group_agent.groups != m:
+            raise ValueError(
+                f"group_agent has {group_agent.groups} group networks (groups) but "
+                f"group_selector.n_groups is m={m}: build RecurrentAgent(..., groups={m})"
+            )
+        if group_selector.n_roles != k:
+            raise ValueError(
+                f"group_selector.n_roles ({group_selector.n_roles}) must equal "
+                f"role_selector.n_roles ({k})"
+            )
+        need_in = self.inputs.dim + self.agent.hidden_dim
+        if group_agent.input_dim != need_in:
+            raise ValueError(
+                f"group_agent.input_dim ({group_agent.input_dim}) must be inputs.dim + "
+                f"agent.hidden_dim = {self.inputs.dim} + {self.agent.hidden_dim} = {need_in} "
+                "(group networks also read the role network's hidden state h^U)"
+            )
+        if group_agent.n_actions != A:
+            raise ValueError(f"group_agent.n_actions ({group_agent.n_actions}) must be {A}")
+        need = group_feature_dim(group_input, self.n_agents, self.agent.hidden_dim)
+        if group_selector.agent_feature_dim != need:
+            raise ValueError(
+                f"group_input {group_input!r} gives {need} features per agent; "
+                f"group_selector.agent_feature_dim is {group_selector.agent_feature_dim}"
+            )
 
     def seed(self, seed: int) -> None:
         super().seed(seed)
         self.torch_rng.manual_seed(seed)
+
+    def generator_states(self) -> dict[str, Any]:
+        return {**super().generator_states(), "torch": self.torch_rng.get_state()}
+
+    def set_generator_states(self, states: dict[str, Any]) -> None:
+        super().set_generator_states(states)
+        if "torch" in states:
+            self.torch_rng.set_state(states["torch"])
 
     def group_features(self, h_u: torch.Tensor) -> torch.Tensor | None:
         """The group selector's per-agent input besides the role, from h^U ``(..., n, H)``
@@ -130,11 +223,11 @@ class BDPSPolicy(MultiAgentQPolicy):
         return None
 
     def initial_state(self, batch_size: int) -> Batch:
-        """QMIX's state plus step counter, advantage window, assignments and the group level's
-        hidden states; all zero, as the Collector resets them at episode ends."""
+        """QMIX's state (with the step counter ``t``) plus advantage window, assignments and
+        the group level's hidden states; all zero, as the Collector resets them at episode
+        ends."""
         R, n, A = batch_size, self.n_agents, self.n_actions
         state = super().initial_state(batch_size)
-        state.t = np.zeros(R, dtype=np.int64)  # step within the episode
         state.adv = np.zeros((R, n, self.role_interval, A), dtype=np.float32)
         state.role = np.zeros((R, n), dtype=np.int64)
         if self.bilevel:
@@ -208,7 +301,7 @@ class BDPSPolicy(MultiAgentQPolicy):
             adv=window,
             role=role.numpy(),
         )
-        replay = Batch(role=role.numpy().astype(np.int8))
+        replay = Batch(role=role.numpy().astype(np.int8), episode_step=t)
         if self.bilevel:
             new_state.h_group = h_group.numpy()
             new_state.h_selector = h_selector.numpy()
@@ -316,6 +409,8 @@ class BDPS(QMIX):
     ) -> None:
         if policy.bilevel != (group_mixer is not None):
             raise ValueError("a group_mixer is needed exactly in bilevel mode")
+        if group_mixer is not None:
+            check_mixer(group_mixer, policy, "group_mixer")
         extra = [group_mixer] if group_mixer is not None else []
         super().__init__(policy=policy, mixer=mixer, extra_trainable=extra, **qmix_kwargs)
         self.group_mixer = group_mixer
@@ -330,6 +425,15 @@ class BDPS(QMIX):
 
     # -- batch ------------------------------------------------------------------------------
     def episode_tensors(self, batch: Batch) -> dict[str, torch.Tensor]:
+        need = ["role", "group"] if self.policy.bilevel else ["role"]
+        stored = set(batch.get("policy", Batch()).get_keys())
+        if not set(need) <= stored:
+            raise ValueError(
+                f"the sampled episodes carry no stored {' and '.join(need)} (they hold "
+                f"{sorted(stored) or 'no policy outputs'}): BDPS replays the assignments chosen "
+                "while acting, so every episode must be collected by the BDPSPolicy. "
+                "collect(random=True) bypasses it: prefill with bdps_agents.pipeline.warmup"
+            )
         ep = super().episode_tensors(batch)
         lengths = torch.as_tensor(batch.lengths)
         rows = torch.arange(len(lengths))
@@ -432,7 +536,8 @@ class BDPS(QMIX):
             # the lagged wrapper exposes only forward; its .module is the eval-mode copy
             target_selector = self.target_group_selector.module
             q_sel_target, _ = target_selector.unroll(roles, alive, features=features)
-            best = q_sel[:, 1:].argmax(-1, keepdim=True)  # double-Q over groups
+            chooser = q_sel if self.double_q else q_sel_target  # as the TD loss chooses
+            best = chooser[:, 1:].argmax(-1, keepdim=True)
             q_next = q_sel_target[:, 1:].gather(-1, best).squeeze(-1)
             v_next = self.target_group_mixer(q_next, state[:, 1:])  # (B, J)
             rew = torch.zeros(B, J * T_V)

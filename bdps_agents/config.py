@@ -8,6 +8,7 @@ names the field instead of a silently ignored setting.
 
 from __future__ import annotations
 
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -250,29 +251,94 @@ class ExperimentConfig(_Strict):
         return self.network.sharing in ("individual", "bilevel")
 
     def check_env(self, n_agents: int, episode_limit: int | None) -> None:
-        """Constraints that need the environment's sizes (paper App. G)."""
+        """Constraints that need the environment's sizes (paper Def. 1, App. G)."""
         if not self.uses_selectors:
             return
         b = self.bdps
-        if n_agents < b.n_roles:
-            raise ConfigError(
-                f"bdps.n_roles (k={b.n_roles}) exceeds the number of agents (n={n_agents}): "
+        bilevel = self.network.sharing == "bilevel"  # single-level BDPS has no groups
+        try:
+            check_sharing_sizes(
+                n_agents=n_agents,
+                n_roles=b.n_roles,
+                n_groups=b.n_groups if bilevel else None,
+                role_interval=b.role_interval,
+                group_interval=b.group_interval if bilevel else None,
+                episode_limit=episode_limit,
+                names={
+                    "n_roles": "bdps.n_roles",
+                    "n_groups": "bdps.n_groups",
+                    "role_interval": "bdps.role_interval (T_U)",
+                    "group_interval": "group interval T_V = bdps.role_interval * "
+                    "bdps.group_interval_multiple",
+                },
+                warn_unknown_limit=False,  # BDPSPolicy, built next, states it
+            )
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+
+def check_sharing_sizes(
+    *,
+    n_agents: int,
+    n_roles: int,
+    n_groups: int | None,
+    role_interval: int,
+    group_interval: int | None,
+    episode_limit: int | None,
+    names: dict[str, str] | None = None,
+    warn_unknown_limit: bool = True,
+) -> None:
+    """BDPS's Def. 1: n >= k >= m >= 2, and T_U, T_V below the episode length (else no
+    decision after t = 0 ever falls inside an episode and the selectors never learn).
+
+    ``n_groups``/``group_interval`` are None in single-level mode. Raises ``ValueError`` naming
+    each size as ``names`` spells it (default: the keyword's name). An unknown episode length
+    is stated in a ``UserWarning`` (``warn_unknown_limit``), not skipped silently."""
+    keys = ("n_roles", "n_groups", "role_interval", "group_interval")
+    names = {**{key: key for key in keys}, **(names or {})}
+    k_name, m_name = names["n_roles"], names["n_groups"]
+    if n_roles < 2:
+        raise ValueError(
+            f"{k_name} (k={n_roles}) must be >= 2: the paper requires n >= k >= m >= 2"
+        )
+    if n_agents < n_roles:
+        raise ValueError(
+            f"{k_name} (k={n_roles}) exceeds the number of agents (n={n_agents}): "
+            "the paper requires n >= k >= m >= 2"
+        )
+    if n_groups is not None:
+        if n_groups < 2:
+            raise ValueError(
+                f"{m_name} (m={n_groups}) must be >= 2: the paper requires n >= k >= m >= 2"
+            )
+        if n_groups > n_roles:
+            raise ValueError(
+                f"{m_name} (m={n_groups}) exceeds {k_name} (k={n_roles}): "
                 "the paper requires n >= k >= m >= 2"
             )
-        if episode_limit is not None:
-            intervals = [("bdps.role_interval (T_U)", b.role_interval)]
-            if self.network.sharing == "bilevel":  # single-level BDPS has no groups
-                intervals.append(
-                    (
-                        "group interval T_V = bdps.role_interval * bdps.group_interval_multiple",
-                        b.group_interval,
-                    )
-                )
-            for name, value in intervals:
-                if value >= episode_limit:
-                    raise ConfigError(
-                        f"{name} = {value} must be below the episode limit ({episode_limit})"
-                    )
+    intervals = [("role_interval", role_interval)]
+    if group_interval is not None:
+        intervals.append(("group_interval", group_interval))
+    for key, value in intervals:
+        if value < 1:
+            raise ValueError(f"{names[key]} = {value} must be >= 1")
+    if episode_limit is None:
+        if not warn_unknown_limit:
+            return
+        warnings.warn(
+            "the episode length is unknown, so "
+            + " and ".join(f"{names[key]} = {value}" for key, value in intervals)
+            + " cannot be checked against it (they must be below it, or the selectors never "
+            "decide inside an episode): give JointEnv(..., episode_limit=N)",
+            UserWarning,
+            stacklevel=3,
+        )
+        return
+    for key, value in intervals:
+        if value >= episode_limit:
+            raise ValueError(
+                f"{names[key]} = {value} must be below the episode limit ({episode_limit})"
+            )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -69,12 +69,27 @@ def _is_array_native(env: ParallelEnv) -> bool:
     return depth("step_arrays") <= depth("step") < len(mro)
 
 
+def _episode_limit(env: ParallelEnv) -> int | None:
+    """The env's ``episode_limit``, else the unwrapped env's ``max_cycles``, else None."""
+    limit = getattr(env, "episode_limit", None)
+    if limit is None:
+        try:
+            limit = getattr(env.unwrapped, "max_cycles", None)
+        except AttributeError:
+            limit = None
+    return None if limit is None else int(limit)
+
+
 class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
     """Joint (centralised) view of a PettingZoo ``ParallelEnv``; see the module docstring.
 
     Attributes: ``agents`` (= ``possible_agents``), ``n_agents``, ``n_actions`` (``A_max``),
-    ``obs_dim`` (``d_max``), ``state_dim``, ``episode_limit`` (from the env or ``None``),
-    ``metric_keys``, ``noop_action``, ``env`` (the wrapped env).
+    ``obs_dim`` (``d_max``), ``state_dim``, ``episode_limit``, ``metric_keys``,
+    ``noop_action``, ``env`` (the wrapped env).
+
+    ``episode_limit`` (the most steps an episode can last; BDPS checks its intervals against it)
+    is the argument if given, else the env's ``episode_limit``, else the ``max_cycles`` of the
+    unwrapped env (PettingZoo's MPE, SISL and Butterfly envs), else ``None`` (unknown).
     """
 
     def __init__(
@@ -82,6 +97,7 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         env: ParallelEnv,
         reward_aggregation: Literal["sum", "mean"] = "sum",
         noop_action: int | None = None,
+        episode_limit: int | None = None,
     ) -> None:
         if reward_aggregation not in ("sum", "mean"):
             raise ValueError(
@@ -131,7 +147,13 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
             spaces.flatdim(state_space) if self._use_env_state else self.n_agents * self.obs_dim
         )
 
-        self.episode_limit: int | None = getattr(env, "episode_limit", None)
+        self.episode_limit = _episode_limit(env) if episode_limit is None else episode_limit
+        if self.episode_limit is not None and (
+            isinstance(self.episode_limit, bool)
+            or not isinstance(self.episode_limit, int)
+            or self.episode_limit < 1
+        ):
+            raise ValueError(f"episode_limit must be an integer >= 1, got {self.episode_limit!r}")
         self.metric_keys: tuple[str, ...] = tuple(getattr(env, "metric_keys", ()))
         if "n_alive" in self.metric_keys:
             raise ValueError("metric key 'n_alive' is reserved by JointEnv")

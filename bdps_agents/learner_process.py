@@ -99,19 +99,21 @@ def _learner_main(
 
 
 def _full_state(algorithm: Any) -> dict[str, Any]:
-    state: dict[str, Any] = {
+    """The learner's state (its ``state_dict`` carries the update count)."""
+    return {
         "algorithm": algorithm.state_dict(),
         "lr_schedulers": [s.state_dict() for s in algorithm.lr_schedulers],
-        "num_updates": algorithm.num_updates,
     }
-    return state
 
 
 def _load_full_state(algorithm: Any, state: dict[str, Any]) -> None:
+    """Adopt the other process's learner, keeping this process's policy generators: the
+    parent's act, the child's only sample the VAE noise."""
+    generators = algorithm.policy.generator_states()
     algorithm.load_state_dict(state["algorithm"])
+    algorithm.policy.set_generator_states(generators)
     for scheduler, saved in zip(algorithm.lr_schedulers, state["lr_schedulers"], strict=True):
         scheduler.load_state_dict(saved)
-    algorithm.num_updates = state["num_updates"]
 
 
 class LearnerProcess:

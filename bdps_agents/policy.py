@@ -2,8 +2,11 @@
 
 Observations arrive as Tianshou stacks the joint env's Dict: ``batch.obs.obs`` ``(R, n, d)``,
 ``batch.obs.mask`` ``(R, n, A)``, ``batch.obs.state`` ``(R, S)``. The recurrent state is a
-``Batch(h=(R, n, H), last_act=(R, n, A))`` of numpy arrays, which the Collector zeroes when an
-episode ends (a bare torch tensor would not be reset: see docs/tianshou.md of the notes).
+``Batch(h=(R, n, H), last_act=(R, n, A), t=(R,))`` of numpy arrays, which the Collector zeroes
+when an episode ends (a bare torch tensor would not be reset: see docs/tianshou.md of the notes).
+``t`` is the step within the episode; ``forward`` hands it to the replay buffer as
+``policy.episode_step``, which is how the buffer recognises episodes cut short by a Collector
+reset (:mod:`bdps_agents.replay`).
 
 ε-greedy happens inside ``forward``, not in ``add_exploration_noise``: the last action is an
 input of the next step, and the recurrent state must hold the action actually taken.
@@ -57,6 +60,45 @@ class AgentInputs(torch.nn.Module):
         return torch.cat(parts, dim=-1)
 
 
+def check_policy_sizes(
+    agent: RecurrentAgent,
+    inputs: AgentInputs,
+    action_space: gym.Space,
+    observation_space: gym.Space | None,
+) -> None:
+    """``ValueError`` naming the argument unless the agent network, its inputs and the joint
+    env's spaces (``JointEnv``: MultiDiscrete ``[A] * n``; Dict ``obs (n, d)``, ``mask (n, A)``)
+    agree."""
+    n, d, A = inputs.n_agents, inputs.obs_dim, inputs.n_actions
+    if agent.input_dim != inputs.dim:
+        raise ValueError(
+            f"agent.input_dim ({agent.input_dim}) must equal inputs.dim ({inputs.dim} = "
+            f"observation {d} + last action {A if inputs.last_action else 0} + agent id "
+            f"{n if inputs.agent_id else 0})"
+        )
+    if agent.n_actions != A:
+        raise ValueError(f"agent.n_actions ({agent.n_actions}) must equal inputs.n_actions ({A})")
+    nvec = getattr(action_space, "nvec", None)
+    if (
+        not isinstance(action_space, gym.spaces.MultiDiscrete)
+        or nvec is None
+        or nvec.shape != (n,)
+        or (nvec != A).any()
+    ):
+        raise ValueError(
+            f"action_space must be MultiDiscrete([{A}] * {n}) (the joint env's, one action per "
+            f"agent), got {action_space}"
+        )
+    if isinstance(observation_space, gym.spaces.Dict):
+        for key, shape in (("obs", (n, d)), ("mask", (n, A))):
+            space = observation_space.spaces.get(key)
+            if space is not None and tuple(space.shape) != shape:
+                raise ValueError(
+                    f"observation_space[{key!r}] has shape {tuple(space.shape)}; inputs expect "
+                    f"{shape} (n_agents={n}, obs_dim={d}, n_actions={A})"
+                )
+
+
 class MultiAgentQPolicy(Policy):
     """Decentralised masked ε-greedy acting with a shared-or-not recurrent Q network.
 
@@ -78,6 +120,8 @@ class MultiAgentQPolicy(Policy):
         eps_inference: float = 0.0,
         seed: int | None = None,
     ) -> None:
+        check_policy_sizes(agent, inputs, action_space, observation_space)
+        self._check_sharing(agent, inputs.n_agents)
         super().__init__(action_space=action_space, observation_space=observation_space)
         self.agent = agent
         self.inputs = inputs
@@ -86,6 +130,16 @@ class MultiAgentQPolicy(Policy):
         self.eps_inference = eps_inference
         self.rng = np.random.default_rng(seed)
         self._one_hot = np.eye(self.n_actions, dtype=np.float32)  # row a = one-hot of action a
+
+    @staticmethod
+    def _check_sharing(agent: RecurrentAgent, n_agents: int) -> None:
+        """Without selectors an agent uses network i mod groups: only 1 or n make sense."""
+        if agent.groups not in (1, n_agents):
+            raise ValueError(
+                f"agent.groups = {agent.groups}: a MultiAgentQPolicy shares one network "
+                f"(groups=1) or none (groups=n_agents={n_agents}); k role networks need "
+                "BDPSPolicy"
+            )
 
     def set_eps_training(self, eps: float) -> None:
         self.eps_training = float(eps)
@@ -98,9 +152,12 @@ class MultiAgentQPolicy(Policy):
         return self.eps_training if self.is_within_training_step else self.eps_inference
 
     def initial_state(self, batch_size: int) -> Batch:
+        """Hidden state, last action and step within the episode; all zero, as the Collector
+        resets them at episode ends."""
         return Batch(
             h=np.zeros((batch_size, self.n_agents, self.agent.hidden_dim), dtype=np.float32),
             last_act=np.zeros((batch_size, self.n_agents, self.n_actions), dtype=np.float32),
+            t=np.zeros(batch_size, dtype=np.int64),
         )
 
     def agent_q(self, obs: Batch, state: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,8 +178,10 @@ class MultiAgentQPolicy(Policy):
         if eps > 0.0:
             explore = self.rng.random(act.shape) < eps
             act = np.where(explore, random_available(mask_np, self.rng), act)
-        last_act = self._one_hot[act]
-        return Batch(act=act, state=Batch(h=h.numpy(), last_act=last_act))
+        t = np.asarray(state.t)
+        new_state = Batch(h=h.numpy(), last_act=self._one_hot[act], t=t + 1)
+        # episode_step lets EpisodeReplayBuffer see episodes cut by a Collector reset
+        return Batch(act=act, state=new_state, policy=Batch(episode_step=t))
 
     def add_exploration_noise(self, act, batch):  # type: ignore[no-untyped-def]
         # exploration already happened in forward (see module docstring)
@@ -130,3 +189,11 @@ class MultiAgentQPolicy(Policy):
 
     def seed(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
+
+    def generator_states(self) -> dict[str, Any]:
+        """States of the policy's own random generators (exploration; BDPS adds role
+        sampling), as plain data: saved by the algorithm's ``state_dict``."""
+        return {"numpy": self.rng.bit_generator.state}
+
+    def set_generator_states(self, states: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = states["numpy"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,6 +88,22 @@ def td_lambda_targets(
     return out * valid.float()
 
 
+def check_mixer(mixer: nn.Module, policy: MultiAgentQPolicy, name: str) -> None:
+    """``ValueError`` naming ``name`` unless the mixer mixes ``policy.n_agents`` agents and reads
+    states of the joint env's size (where the mixer and the policy's spaces say)."""
+    n = getattr(mixer, "n_agents", None)
+    if n is not None and n != policy.n_agents:
+        raise ValueError(
+            f"{name}.n_agents ({n}) must equal the policy's n_agents ({policy.n_agents})"
+        )
+    state_dim = getattr(mixer, "state_dim", None)
+    space = getattr(policy.observation_space, "spaces", {}).get("state")
+    if state_dim is not None and space is not None and (state_dim,) != tuple(space.shape):
+        raise ValueError(
+            f"{name}.state_dim ({state_dim}) must match the env's state {tuple(space.shape)}"
+        )
+
+
 class QMIX(OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorithmMixin):
     """Recurrent QMIX (or VDN with a ``VDNMixer``) trained on whole episodes.
 
@@ -102,7 +119,7 @@ class QMIX(OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorit
         mixer: nn.Module,
         optim: OptimizerFactory | None = None,
         gamma: float = 0.99,
-        td_lambda: float = 0.0,
+        td_lambda: float = 0.6,
         double_q: bool = True,
         target_update_interval: int = 200,
         max_grad_norm: float | None = 10.0,
@@ -117,6 +134,7 @@ class QMIX(OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorit
             raise ValueError(f"td_lambda must be in [0, 1], got {td_lambda}")
         if target_update_interval < 1:
             raise ValueError(f"target_update_interval must be >= 1, got {target_update_interval}")
+        check_mixer(mixer, policy, "mixer")
         self.mixer = mixer
         self.gamma, self.td_lambda, self.double_q = gamma, td_lambda, double_q
         self.target_update_interval = target_update_interval
@@ -132,6 +150,31 @@ class QMIX(OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorit
         # set to a LearnerProcess to run the gradient steps in a child process, overlapping
         # with collection (training.overlap_learning; bdps_agents.learner_process)
         self.learner_process: LearnerProcess | None = None
+
+    # -- state ----------------------------------------------------------------------------------
+    def get_extra_state(self) -> dict[str, Any]:
+        """What ``state_dict()`` carries besides tensors, so that a hand-built pipeline resumes
+        exactly: the gradient-step count (it times the target-network copies) and the policy's
+        random generators."""
+        return {
+            "num_updates": self.num_updates,
+            "policy_generators": self.policy.generator_states(),
+        }
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.num_updates = int(state["num_updates"])
+        self.policy.set_generator_states(state["policy_generators"])
+
+    def _load_from_state_dict(  # type: ignore[no-untyped-def]
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        key = prefix + "_extra_state"
+        if key not in state_dict and key in missing_keys:
+            # written before the extra state existed: the caller restores the count, if at all
+            missing_keys.remove(key)
 
     def update(self, buffer: ReplayBuffer, sample_size: int | None) -> TrainingStats:
         if self.learner_process is None:

@@ -11,7 +11,23 @@ hidden state (PyMARL style). Tianshou's buffer stores transitions; this subclass
 * the policy's recurrent state (``policy.hidden_state``) is not stored: training re-computes it;
   other policy outputs (BDPS's roles and groups chosen while acting) are kept and replayed;
 * ``hasnull`` checks each added batch instead of copying the whole buffer after every collect
-  step (Tianshou 2.0.1's trainer calls it every step; the stock version is O(buffer size)).
+  step (Tianshou 2.0.1's trainer calls it every step; the stock version is O(buffer size));
+* episodes never splice (below).
+
+Interrupted episodes
+--------------------
+Tianshou's buffers start a new episode only after a ``done`` step. A Collector that resets its
+envs while the buffer keeps its data (``OffPolicyTrainer`` at the start of every
+``run_training``; ``collect(n_step=...)`` then ``reset(reset_buffer=False)``) would otherwise
+append the next episode to the unfinished steps of the last one. Policies of this library output
+``policy.episode_step`` (the step index within the episode, 0 after a reset) with every action;
+``add`` compares it with the steps stored of the env's current episode, and when they disagree
+the unfinished episode is **discarded**: its steps stay in their slots until overwritten but are
+never sampled (it has no observation after its last step to bootstrap from). The same holds for
+an episode whose start was lost to ``reset_buffer()``. ``interrupted_episodes`` counts them.
+Without ``episode_step`` (a policy of another library) no check is possible; batches without
+the policy outputs a buffer already stores (BDPS roles/groups, e.g. from
+``collect(random=True)``) are refused.
 
 Memory (see :meth:`EpisodeReplayBuffer.memory_bytes`): observations are stored as the env gives
 them (``JointEnv``: float32 ``obs``/``state``, int8 ``mask``/``alive``); the rest is compact:
@@ -97,6 +113,11 @@ def raw_step_bytes(obs: Batch) -> int:
     )
 
 
+# policy outputs used while adding, not stored: the recurrent state (training re-computes it) and
+# the step index within the episode (module docstring, "Interrupted episodes")
+_NOT_STORED = frozenset({"hidden_state", "episode_step"})
+
+
 class EpisodeReplayBuffer(VectorReplayBuffer):
     """See the module docstring. ``n_actions`` fixes the stored action type (default: the width
     of ``obs.mask`` on the first ``add``); ``info_keys`` are the ``info`` entries to store."""
@@ -127,6 +148,10 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
         self._act_out_dtype: np.dtype | None = None  # as the policy gave it; replayed as such
         self._has_null = False
         self._sample_rng = np.random.default_rng(seed)
+        # per sub-buffer: its current episode's start is not stored (it began before a
+        # reset_buffer, or its step count disagreed): not recorded when it ends
+        self._orphan = np.zeros(buffer_num, dtype=bool)
+        self.interrupted_episodes = 0  # unfinished episodes discarded (module docstring)
 
     # -- writing ---------------------------------------------------------------------------------
     def _compact(self, batch: Batch) -> Batch:
@@ -151,10 +176,47 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
             info = batch.info
             kept.info = Batch({k: np.asarray(info[k], dtype=np.float32) for k in self._info_keys})
         policy_out = batch.get("policy", Batch())
-        extra = {k: policy_out[k] for k in policy_out.get_keys() if k != "hidden_state"}
+        extra = {k: policy_out[k] for k in policy_out.get_keys() if k not in _NOT_STORED}
         if extra:
             kept.policy = Batch(extra)
         return kept
+
+    def _check_policy_outputs(self, kept: Batch) -> None:
+        """Refuse a batch whose policy outputs (BDPS roles/groups) differ from the stored ones:
+        replaying a step without them would give it role 0 / group 0 silently."""
+        if len(self) == 0:
+            return
+        stored = set(self._meta.get("policy", Batch()).get_keys())
+        given = set(kept.get("policy", Batch()).get_keys())
+        if stored != given:
+            raise ValueError(
+                f"this batch carries policy outputs {sorted(given)} but the buffer's "
+                f"{len(self)} stored steps carry {sorted(stored)}: every step must come from the "
+                "same kind of policy (collect(random=True) bypasses the policy and stores no "
+                "roles/groups; prefill with bdps_agents.pipeline.warmup instead, or "
+                "reset the buffer)"
+            )
+
+    def _restart_interrupted(self, batch: Batch, buffer_ids: np.ndarray) -> None:
+        """Discard the unfinished episode of every env whose ``policy.episode_step`` says that a
+        new episode began (0) or that the stored steps are not its past (module docstring)."""
+        policy_out = batch.get("policy", Batch())
+        if "episode_step" not in policy_out.get_keys():
+            return
+        steps = np.asarray(policy_out.episode_step).reshape(-1)
+        for j, b in enumerate(np.asarray(buffer_ids).tolist()):
+            sub = self.buffers[b]
+            step = int(steps[j])
+            if step == 0:
+                self._orphan[b] = False
+            elif self._orphan[b] or step == sub._ep_len:
+                continue
+            else:  # a continuation whose start is not stored
+                self._orphan[b] = True
+            if sub._ep_len > 0 or self._orphan[b]:
+                if sub._ep_len > 0:
+                    self.interrupted_episodes += 1
+                sub._ep_return, sub._ep_len, sub._ep_start_idx = 0.0, 0, sub._insertion_idx
 
     def _choose_act_dtype(self, obs: Batch, act: np.ndarray) -> None:
         self._act_out_dtype = act.dtype
@@ -175,10 +237,14 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
 
     def add(self, batch: Batch, buffer_ids: np.ndarray | list[int] | None = None):  # type: ignore[override]
         kept = self._compact(batch)
+        self._check_policy_outputs(kept)
         if len(self._meta.get_keys()) == 0:
             self._allocate(kept)
         if not self._has_null and _has_nan(kept):
             self._has_null = True
+        if buffer_ids is None:
+            buffer_ids = np.arange(self.buffer_num)
+        self._restart_interrupted(batch, np.asarray(buffer_ids))
         result = super().add(kept, buffer_ids)
         insertion, _, ep_len, ep_start = result
         # whatever lived at the overwritten slots is gone; an episode loses its start first
@@ -190,7 +256,11 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
         done = np.flatnonzero(np.logical_or(kept.terminated, kept.truncated))
         if len(done):
             obs_next = batch.obs_next
+            ids = np.asarray(buffer_ids)
             for j in done.tolist():
+                if self._orphan[ids[j]]:  # its start is not stored: not replayable
+                    self._orphan[ids[j]] = False
+                    continue
                 if ep_len[j] > self._sub_size:  # it overwrote its own start: not replayable
                     continue
                 start = int(ep_start[j])
@@ -221,6 +291,11 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
             self._final_row.clear()
             self._free_rows.clear()
             self._has_null = False
+            # an episode in progress lost its stored steps (with keep_statistics Tianshou keeps
+            # counting it from a start that is gone): not recorded when it ends
+            for b, sub in enumerate(self.buffers):
+                self._orphan[b] = sub._ep_len > 0
+                sub._ep_return, sub._ep_len, sub._ep_start_idx = 0.0, 0, sub._insertion_idx
 
     def hasnull(self) -> bool:
         return self._has_null

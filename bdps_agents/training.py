@@ -220,6 +220,7 @@ def build_policy(cfg: ExperimentConfig, spec: EnvSpec) -> MultiAgentQPolicy:
         role_interval=b.role_interval,
         sample_roles_at_test=b.sample_roles_at_test,
         group_input=b.group_selector_input,
+        episode_limit=spec.episode_limit,
         **bilevel,
     )
 
@@ -375,6 +376,25 @@ def reuse_freed_memory() -> bool:
     return bool(mmap_ok and libc.mallopt(m_trim_threshold, 1 << 30))
 
 
+# slots per episode when the env does not say how long its episodes last
+DEFAULT_EPISODE_SLOTS = 1000
+
+
+def make_replay_buffer(cfg: ExperimentConfig, spec: EnvSpec) -> EpisodeReplayBuffer:
+    """``replay.capacity_episodes`` episodes of ``spec.episode_limit`` steps (else
+    :data:`DEFAULT_EPISODE_SLOTS`), one sub-buffer per training env, checked against memory."""
+    limit = spec.episode_limit or DEFAULT_EPISODE_SLOTS
+    if cfg.replay.capacity_episodes < cfg.env.num_train_envs:
+        raise ConfigError(
+            f"replay.capacity_episodes ({cfg.replay.capacity_episodes}) must be >= "
+            f"env.num_train_envs ({cfg.env.num_train_envs}): each env writes its own sub-buffer"
+        )
+    check_replay_memory(cfg.replay.capacity_episodes, limit, spec)
+    return EpisodeReplayBuffer(
+        cfg.replay.capacity_episodes * limit, cfg.env.num_train_envs, seed=cfg.training.seed
+    )
+
+
 def build_run(cfg: ExperimentConfig) -> Run:
     tc = cfg.training
     torch.set_num_threads(tc.torch_threads)
@@ -385,13 +405,7 @@ def build_run(cfg: ExperimentConfig) -> Run:
     spec = EnvSpec.of(probe)
     metric_keys = probe.metric_keys
     probe.close()
-    limit = spec.episode_limit or 1000
-    if cfg.replay.capacity_episodes < cfg.env.num_train_envs:
-        raise ConfigError(
-            f"replay.capacity_episodes ({cfg.replay.capacity_episodes}) must be >= "
-            f"env.num_train_envs ({cfg.env.num_train_envs}): each env writes its own sub-buffer"
-        )
-    check_replay_memory(cfg.replay.capacity_episodes, limit, spec)
+    buffer = make_replay_buffer(cfg, spec)
     algorithm = build_algorithm(cfg, spec)
     if tc.overlap_learning:
         algorithm.learner_process = LearnerProcess(
@@ -400,9 +414,6 @@ def build_run(cfg: ExperimentConfig) -> Run:
             torch_threads=tc.torch_threads,
             reuse_freed_memory=tc.reuse_freed_memory,
         )
-    buffer = EpisodeReplayBuffer(
-        cfg.replay.capacity_episodes * limit, cfg.env.num_train_envs, seed=tc.seed
-    )
     # the replay buffer stores no info: the training envs need not hand it over
     train_envs = make_vector_env(cfg.env, cfg.env.num_train_envs, tc.seed, keep_info=False)
     test_envs = make_vector_env(cfg.env, cfg.env.num_test_envs, tc.seed + 10_000)
@@ -503,27 +514,25 @@ def write_checkpoint(path: str | Path, data: dict[str, Any]) -> None:
 
 
 def _rng_states(run: Run) -> dict[str, Any]:
-    states: dict[str, Any] = {
+    # the policy's own generators travel in the algorithm's state_dict (QMIX.get_extra_state)
+    return {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
-        "policy": run.policy.rng.bit_generator.state,
         "replay_sampler": run.buffer._sample_rng.bit_generator.state,
     }
-    torch_rng = getattr(run.policy, "torch_rng", None)  # BDPS: role sampling
-    if torch_rng is not None:
-        states["policy_torch"] = torch_rng.get_state()
-    return states
 
 
 def _set_rng_states(run: Run, states: dict[str, Any]) -> None:
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"])
-    run.policy.rng.bit_generator.state = states["policy"]
     run.buffer._sample_rng.bit_generator.state = states["replay_sampler"]
-    if "policy_torch" in states:
-        run.policy.torch_rng.set_state(states["policy_torch"])
+    if "policy" in states:  # written before the algorithm's state_dict carried them
+        legacy = {"numpy": states["policy"]}
+        if "policy_torch" in states:
+            legacy["torch"] = states["policy_torch"]
+        run.policy.set_generator_states(legacy)
 
 
 def save_checkpoint(
@@ -541,7 +550,7 @@ def save_checkpoint(
         "algorithm": algorithm.state_dict(),
         "lr_schedulers": [s.state_dict() for s in algorithm.lr_schedulers],
         "env_step": env_step,  # total, warm-up included
-        "num_updates": algorithm.num_updates,  # gradient steps (target-network copies follow it)
+        "num_updates": algorithm.num_updates,  # for reading; restored from "algorithm"
         "eps_training": run.policy.eps_training,
         "rng": _rng_states(run),
         "saved_at": time.time(),
@@ -636,7 +645,8 @@ def restore_run(run: Run, data: dict[str, Any]) -> None:
         algorithm.lr_schedulers, data.get("lr_schedulers", []), strict=False
     ):
         scheduler.load_state_dict(state)
-    algorithm.num_updates = int(data.get("num_updates", 0))
+    if "_extra_state" not in data["algorithm"]:  # older checkpoints kept the count beside it
+        algorithm.num_updates = int(data.get("num_updates", 0))
     if "eps_training" in data:
         run.policy.set_eps_training(data["eps_training"])
     if "rng" in data:

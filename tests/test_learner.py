@@ -58,9 +58,10 @@ def test_td_lambda_targets_truncated_padded_episode_bootstraps():
 class FixedQAgent(nn.Module):
     """Test double for the agent network: returns preset Q-values whatever the input."""
 
-    def __init__(self, q: torch.Tensor):
+    def __init__(self, q: torch.Tensor, input_dim: int = 1):
         super().__init__()
-        self.hidden_dim = 4
+        self.hidden_dim, self.input_dim, self.groups = 4, input_dim, 1
+        self.n_actions = q.shape[-1]
         self.q = nn.Parameter(q.clone())
 
     def forward(self, x):
@@ -77,7 +78,7 @@ def _tiny_qmix(double_q: bool) -> tuple[QMIX, Batch]:
         inputs=inputs,
         action_space=gym.spaces.MultiDiscrete([A] * n),
     )
-    alg = QMIX(policy=policy, mixer=VDNMixer(), gamma=0.5, double_q=double_q)
+    alg = QMIX(policy=policy, mixer=VDNMixer(), gamma=0.5, td_lambda=0.0, double_q=double_q)
     # target net disagrees with the online one: 10 * Q with actions reversed
     with torch.no_grad():
         alg.target_agent.module.q.copy_(10 * q.flip(-1))

@@ -238,7 +238,8 @@ class _RecordingBuffer(EpisodeReplayBuffer):
     def add(self, batch, buffer_ids=None):
         result = super().add(batch, buffer_ids)
         policy = batch.get("policy", Batch())
-        extra = [k for k in policy.get_keys() if k != "hidden_state"]
+        # the recurrent state and the step counter are used while adding, not stored
+        extra = [k for k in policy.get_keys() if k not in ("hidden_state", "episode_step")]
         for r, (env, slot) in enumerate(zip(buffer_ids, result[0], strict=True)):
             self.steps.setdefault(int(env), []).append(
                 {

@@ -14,7 +14,7 @@ class QMixer(nn.Module):
 
     def __init__(self, n_agents: int, state_dim: int, embed_dim: int = 32, hypernet_dim: int = 64):
         super().__init__()
-        self.n_agents, self.embed_dim = n_agents, embed_dim
+        self.n_agents, self.state_dim, self.embed_dim = n_agents, state_dim, embed_dim
         self.hyper_w1 = nn.Sequential(
             nn.Linear(state_dim, hypernet_dim),
             nn.ReLU(),
