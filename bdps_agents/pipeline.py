@@ -62,14 +62,20 @@ class Learner:
         }
 
     @classmethod
-    def from_state_dict(cls, env: JointEnv, state: dict[str, Any], num_envs: int = 1) -> Learner:
+    def from_state_dict(
+        cls, env: JointEnv, state: dict[str, Any], num_envs: int | None = None
+    ) -> Learner:
         """A learner built from ``state``'s config for ``env``, with its saved state loaded
-        (it continues exactly where ``state_dict`` was taken, given the same replay)."""
+        (it continues exactly where ``state_dict`` was taken, given the same replay).
+        ``num_envs``: training envs (default: the saved config's ``env.num_train_envs``)."""
         if not isinstance(state, dict) or not {"config", "algorithm"} <= state.keys():
             raise ValueError("state must be a dict from Learner.state_dict() (config, algorithm)")
         config = build_config(state["config"], source="Learner.from_state_dict")
         learner = build_learner(
-            env, ALGORITHM_OF_SHARING[config.network.sharing], num_envs=num_envs, config=config
+            env,
+            ALGORITHM_OF_SHARING[config.network.sharing],
+            num_envs=num_envs or config.env.num_train_envs,
+            config=config,
         )
         # Tianshou's load_state_dict pops the optimiser entry from the dict it is given
         learner.algorithm.load_state_dict(dict(state["algorithm"]))

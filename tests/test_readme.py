@@ -50,16 +50,18 @@ def test_readme_bdps_snippet_runs_and_its_greedy_evaluation_is_deterministic(
     assert {"role", "group"} <= set(learner.buffer._meta.policy.get_keys())
     starts = learner.buffer.sample_indices(0)
     assert len(starts) > 0 and (learner.buffer._episode_len[starts] == 25).all()
-    # the reload is the same learner: update count, weights, generators
+    # the reload is the same learner: update count, weights
     assert reloaded.algorithm.num_updates == learner.algorithm.num_updates
     saved, loaded = learner.algorithm.state_dict(), reloaded.algorithm.state_dict()
     assert saved.keys() == loaded.keys()
     for name, value in saved.items():
         if isinstance(value, torch.Tensor):
             assert torch.equal(value, loaded[name]), name
-    assert (
-        saved["_extra_state"]["policy_generators"]["numpy"]
-        == (loaded["_extra_state"]["policy_generators"]["numpy"])
-    )
+    # ... and its generators are the saved ones (before the evaluation above drew from them)
+    state = namespace["state"]
+    fresh = namespace["Learner"].from_state_dict(namespace["make_env"](), state)
+    saved_generators = state["algorithm"]["_extra_state"]["policy_generators"]
+    assert fresh.policy.generator_states()["numpy"] == saved_generators["numpy"]
+    assert torch.equal(fresh.policy.generator_states()["torch"], saved_generators["torch"])
     namespace["train_envs"].close()
     namespace["test_envs"].close()
