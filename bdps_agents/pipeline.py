@@ -21,11 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from tianshou.algorithm.algorithm_base import policy_within_training_step
-from tianshou.data import Collector, CollectStats
 
 from bdps_agents.config import ConfigError, ExperimentConfig, build_config
-from bdps_agents.exploration import LinearSchedule
+from bdps_agents.exploration import LinearSchedule, warmup
 from bdps_agents.joint_env import JointEnv
 from bdps_agents.policy import MultiAgentQPolicy
 from bdps_agents.qmix import QMIX
@@ -36,7 +34,12 @@ __all__ = ["EpisodeMetrics", "Learner", "build_learner", "warmup"]
 
 # --algo names and the sharing each one means by default (network.sharing)
 ALGORITHMS = {"qmix": ("full", "none"), "bdps": ("bilevel", "individual")}
-ALGORITHM_OF_SHARING = {sharing: algo for algo, kinds in ALGORITHMS.items() for sharing in kinds}
+ALGORITHM_OF_SHARING: dict[str, Literal["qmix", "bdps"]] = {
+    "full": "qmix",
+    "none": "qmix",
+    "bilevel": "bdps",
+    "individual": "bdps",
+}
 SECTIONS = ("network", "bdps", "exploration", "replay", "algorithm", "training")
 
 
@@ -145,25 +148,3 @@ def build_learner(
         config=cfg,
         eps_schedule=LinearSchedule(ex.eps_start, ex.eps_end, ex.anneal_steps),
     )
-
-
-def warmup(collector: Collector, n_episode: int) -> CollectStats:
-    """Prefill ``collector``'s buffer with ``n_episode`` episodes of uniformly random
-    *available* actions (masked ε = 1), played through the collector's policy so that BDPS
-    stores the roles and groups of every step.
-
-    Use it instead of ``collect(random=True)``, which bypasses the policy (BDPS episodes would
-    carry no assignments: the buffer refuses them) and samples unavailable actions. The envs are
-    reset first (an unfinished episode is discarded by the buffer); the policy's ε is restored.
-    """
-    policy = collector.policy
-    if not isinstance(policy, MultiAgentQPolicy):
-        raise TypeError(f"warmup needs a MultiAgentQPolicy, got {type(policy).__name__}")
-    eps = policy.eps_training
-    try:
-        with policy_within_training_step(policy):
-            policy.set_eps_training(1.0)
-            collector.reset(reset_buffer=False)
-            return collector.collect(n_episode=n_episode)
-    finally:
-        policy.set_eps_training(eps)

@@ -92,9 +92,9 @@ def check_policy_sizes(
     if isinstance(observation_space, gym.spaces.Dict):
         for key, shape in (("obs", (n, d)), ("mask", (n, A))):
             space = observation_space.spaces.get(key)
-            if space is not None and tuple(space.shape) != shape:
+            if space is not None and space.shape != shape:
                 raise ValueError(
-                    f"observation_space[{key!r}] has shape {tuple(space.shape)}; inputs expect "
+                    f"observation_space[{key!r}] has shape {space.shape}; inputs expect "
                     f"{shape} (n_agents={n}, obs_dim={d}, n_actions={A})"
                 )
 

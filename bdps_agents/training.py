@@ -72,7 +72,7 @@ from bdps_agents.config import (
     build_config,
     default_vector_env,
 )
-from bdps_agents.exploration import LinearSchedule
+from bdps_agents.exploration import LinearSchedule, warmup
 from bdps_agents.joint_env import JointEnv
 from bdps_agents.learner_process import LearnerProcess
 from bdps_agents.networks import GroupSelector, RecurrentAgent, RoleSelector, make_mixer
@@ -745,12 +745,7 @@ def _train(
     )
     try:
         if saved is None:
-            # warm-up with uniformly random *available* actions (collect(random=True) ignores
-            # masks)
-            with policy_within_training_step(policy):
-                policy.set_eps_training(1.0)
-                run.train_collector.reset()
-                warm = run.train_collector.collect(n_episode=cfg.replay.warmup_episodes)
+            warm = warmup(run.train_collector, n_episode=cfg.replay.warmup_episodes)
             logger.step_offset = warm.n_collected_steps
         else:
             _resume(cfg, run, logger, saved, refill=note["epoch"] < max_epochs)

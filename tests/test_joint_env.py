@@ -224,7 +224,7 @@ def test_mpe2_simple_spread() -> None:
 
     env, raw = JointEnv(make()), make()
     assert (env.n_agents, env.n_actions, env.obs_dim, env.state_dim) == (3, 5, 18, 54)
-    assert env.episode_limit is None and env.metric_keys == ()
+    assert env.episode_limit == 10 and env.metric_keys == ()  # max_cycles of the raw env
     rng = np.random.default_rng(0)
     obs, info = env.reset(seed=1)
     raw_obs, _ = raw.reset(seed=1)
