@@ -14,8 +14,11 @@ Observation (a ``Dict``, which Tianshou's Collector stacks into ``batch.obs.obs`
 * ``"alive"``: ``(n,)`` int8, 1 for agents whose observation is shown (see *live* below).
 
 Action: ``MultiDiscrete([A_max] * n)``. Only live agents' actions are sent to the env; an action
-that the mask marks unavailable for a live agent raises ``ValueError`` (never silently replaced).
-Inactive agents' actions are only range-checked and then dropped.
+that the mask marks unavailable for a live agent raises ``ValueError``, on both paths below.
+Adapters would run a replacement for it and report that in the info (the Gymnasium contract, see
+:mod:`bdps_agents.adapters.base`), but a learner that picks a masked action has a bug, and the
+transition stored would not be the action taken. Inactive agents' actions are only range-checked
+and then dropped.
 
 An agent is *live* while it is in ``env.agents`` and was not reported terminated/truncated.
 Agents that are not live get zero observations and only ``noop_action`` available, except on the
@@ -26,7 +29,8 @@ the last step reported ``terminated=True`` and none ``truncated=True``, otherwis
 The team reward is the sum (or mean) of the rewards the env returned on the step.
 
 Adapters that define ``step_arrays`` (array-native, see :mod:`bdps_agents.adapters.base`) are
-stepped through it, with the same results and without per-agent dicts; reset uses ``reset``.
+stepped through it, with the same results and without per-agent dicts (``JointEnv`` checks the
+actions against its masks first, as on the dict path); reset uses ``reset``.
 
 ``info`` is flat and has the same numeric keys at reset and every step (Tianshou stores it in
 its replay buffer): ``n_alive`` (int) and each of ``env.metric_keys`` (float, read from the first
@@ -200,7 +204,7 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         if not self._running:
             raise RuntimeError("the episode is over (or never started): call reset() first")
-        if self._step_arrays is not None:  # the adapter validates by the same rules
+        if self._step_arrays is not None:
             return self._step_native(action)
         act = self._validate(action)
         was_live = self._live.tolist()
@@ -239,10 +243,9 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """``step`` through the adapter's ``step_arrays``: the same rules on arrays.
 
-        The adapter checks the actions as its ``step`` would, and so as the dict path does:
-        ``JointEnv``'s mask differs from the adapter's only in rows that get the no-op (hidden
-        agents, whose actions are ignored, and agents without an available action, whose no-op
-        the adapter judges in both paths)."""
+        The actions are checked against ``JointEnv``'s mask here, as on the dict path: the
+        adapter would replace an unavailable action instead of refusing it."""
+        self._validate(action)
         out: ArrayStep = self._step_arrays(action)
         n, d, A = self.n_agents, self.obs_dim, self.n_actions
         if out.obs.shape != (n, d) or out.masks.shape != (n, A) or out.rewards.shape != (n,):
@@ -288,10 +291,13 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
 
     # ------------------------------------------------------------------ helpers
     def _validate(self, action: Any) -> list[int]:
+        """The joint action as ints; ``ValueError`` naming the agent for a bad or unavailable
+        action of a live agent (the adapters would replace the latter: see the module docstring).
+        """
         acts = check_action_array(action, self.agents, self.n_actions)
-        arr = np.asarray(action)
-        if not self._mask[self._rows, arr][self._live].all():
-            i = int(np.flatnonzero(self._live & (self._mask[self._rows, arr] == 0))[0])
+        unavailable = self._live & (self._mask[self._rows, acts] == 0)
+        if unavailable.any():
+            i = int(np.flatnonzero(unavailable)[0])
             raise ValueError(
                 f"action {acts[i]} is unavailable for agent {self.agents[i]!r}; "
                 f"available actions: {np.flatnonzero(self._mask[i]).tolist()}"

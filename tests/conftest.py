@@ -50,6 +50,17 @@ def same_nested(a: Any, b: Any) -> bool:
     return bool(np.array_equal(a, b))
 
 
+def _missing_optional(module: str, extra: str) -> str | None:
+    """Why tests that need the optional ``module`` cannot run, or ``None`` if it is installed."""
+    if importlib.util.find_spec(module) is not None:
+        return None
+    return f"{module} is not installed (pip install 'bdps-agents[{extra}]')"
+
+
+def _required(extra: str) -> bool:
+    return extra in os.environ.get("BDPS_REQUIRE", "").split(",")
+
+
 def require_optional(module: str, extra: str) -> None:
     """Skip the calling test module when the optional ``module`` is not installed -- or fail it
     when ``extra`` is listed in ``$BDPS_REQUIRE`` (comma-separated; CI sets it, so that the tests
@@ -57,9 +68,19 @@ def require_optional(module: str, extra: str) -> None:
 
     Uses ``find_spec``: importing e.g. jaxmarl at collection would start jax in every test.
     """
-    if importlib.util.find_spec(module) is not None:
+    message = _missing_optional(module, extra)
+    if message is None:
         return
-    message = f"{module} is not installed (pip install 'bdps-agents[{extra}]')"
-    if extra in os.environ.get("BDPS_REQUIRE", "").split(","):
+    if _required(extra):
         pytest.fail(f"{message}, but BDPS_REQUIRE lists {extra!r}", pytrace=False)
     pytest.skip(message, allow_module_level=True)
+
+
+def optional_marks(module: str, extra: str) -> list[pytest.MarkDecorator]:
+    """``require_optional`` for one ``pytest.param``: marks that skip it when ``module`` is
+    missing, none when it is installed or ``extra`` is in ``$BDPS_REQUIRE`` (then it runs and
+    fails on the import)."""
+    message = _missing_optional(module, extra)
+    if message is None or _required(extra):
+        return []
+    return [pytest.mark.skip(reason=message)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import re
 import subprocess
 import sys
 import warnings
@@ -177,9 +176,17 @@ def test_lbf_parallel_api(config: dict[str, Any]) -> None:
     env = LBFParallelEnv(**config)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        # parallel_api_test samples from obs["action_mask"]; unavailable actions are refused
-        parallel_api_test(ActionMaskInObservation(env), num_cycles=100)
+        # unwrapped: the test samples uniformly, and unavailable actions are replaced
+        parallel_api_test(env, num_cycles=100)
     assert not [w for w in caught if issubclass(w.category, UserWarning)]
+
+
+def test_action_mask_in_observation() -> None:
+    env = ActionMaskInObservation(LBFParallelEnv(task="8x8-2p-2f"))
+    obs, infos = env.reset(seed=0)
+    assert env.observation_space("agent_0").contains(obs["agent_0"])
+    np.testing.assert_array_equal(obs["agent_0"]["action_mask"], infos["agent_0"]["action_mask"])
+    parallel_api_test(env, num_cycles=50)  # it samples from the masks in the observations
 
 
 @pytest.mark.parametrize("config", LBF_CONFIGS)
@@ -233,19 +240,20 @@ def test_lbf_masks_match_valid_actions(config: dict[str, Any]) -> None:
         *_, infos = env.step(_policy_actions(rng, infos, env.agents))
 
 
-def test_lbf_unavailable_action_is_refused() -> None:
-    env = LBFParallelEnv(task="8x8-2p-2f")
-    _, infos = env.reset(seed=4)
-    mask = infos["agent_0"]["action_mask"]
-    unavailable = int(np.flatnonzero(mask == 0)[0])
-    available = np.flatnonzero(mask).tolist()
-    with pytest.raises(
-        ValueError,
-        match=rf"action {unavailable} is not available to 'agent_0' "
-        rf"\(available: {re.escape(str(available))}\)",
-    ):
-        env.step({"agent_0": unavailable, "agent_1": 0})
-    env.step({"agent_0": 0, "agent_1": 0})  # the env is still usable
+def test_lbf_unavailable_action_is_replaced_on_both_paths() -> None:
+    # step and step_arrays run NONE instead and report it (test_unavailable_actions.py checks
+    # the effect against stepping with NONE, for every adapter)
+    by_dict, by_array = LBFParallelEnv(task="8x8-2p-2f"), LBFParallelEnv(task="8x8-2p-2f")
+    _, infos = by_dict.reset(seed=4)
+    by_array.reset(seed=4)
+    unavailable = int(np.flatnonzero(infos["agent_0"]["action_mask"] == 0)[0])
+    obs, *_, infos = by_dict.step({"agent_0": unavailable, "agent_1": 0})
+    out = by_array.step_arrays([unavailable, 0])
+    assert [infos[a]["action_replaced"] for a in by_dict.possible_agents] == [True, False]
+    assert out.replaced.dtype == bool and out.replaced.tolist() == [True, False]
+    np.testing.assert_array_equal(out.obs, np.stack(list(obs.values())))
+    *_, infos = by_dict.step({"agent_0": 0, "agent_1": 0})
+    assert not any(info["action_replaced"] for info in infos.values())  # one step only
 
 
 def _set_layout(
@@ -452,6 +460,7 @@ def test_lbf_step_arrays_equals_step(config: dict[str, Any]) -> None:
                 out.masks, np.stack([infos[a]["action_mask"] for a in agents])
             )
             assert out.metrics == {"food_collected": infos["agent_0"]["food_collected"]}
+            assert out.replaced.tolist() == [infos[a]["action_replaced"] for a in agents]
             assert by_array.agents == by_dict.agents
             np.testing.assert_array_equal(by_array.state(), by_dict.state())
     with pytest.raises(RuntimeError, match="reset"):
@@ -474,10 +483,6 @@ def test_lbf_step_arrays_bad_actions(actions: list[Any], match: str) -> None:
     env.reset(seed=4)
     with pytest.raises(ValueError, match=match):
         env.step_arrays(actions)
-    mask = env._action_masks()[0]  # agent_0's unavailable action names it and what is allowed
-    unavailable = int(np.flatnonzero(mask == 0)[0])
-    with pytest.raises(ValueError, match=rf"action {unavailable} is not available to 'agent_0'"):
-        env.step_arrays([unavailable, 0])
     env.step_arrays(np.zeros(2, dtype=np.int8))  # nothing was consumed by the failed calls
     assert env.foraging_env.current_step == 1
 

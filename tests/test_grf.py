@@ -12,7 +12,6 @@ from conftest import require_optional, same_nested
 
 require_optional("gfootball", "grf")
 
-from pettingzoo.test import parallel_api_test  # noqa: E402
 
 from bdps_agents.adapters.base import check_adapter_conventions  # noqa: E402
 from bdps_agents.adapters.grf import ACTION_NAMES, GRFParallelEnv  # noqa: E402
@@ -61,13 +60,6 @@ def _rollout(env: GRFParallelEnv, seed: int | None, action_seed: int = 0, steps:
 
 
 # ----------------------------------------------------------------------------- API
-def test_parallel_api(env: GRFParallelEnv) -> None:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        parallel_api_test(env, num_cycles=100)
-    assert not [w for w in caught if issubclass(w.category, UserWarning)]
-
-
 def test_conventions(env: GRFParallelEnv) -> None:
     for seed in range(2):
         check_adapter_conventions(env, seed=seed, max_steps=env.episode_limit)

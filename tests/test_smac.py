@@ -17,7 +17,7 @@ from smac_standin import ReseedableStandIn, StandInStarCraft2Env
 
 import bdps_agents.adapters as adapters
 from bdps_agents.adapters import BUILTIN_ADAPTERS, AdapterRegistry, make_env, register_adapter
-from bdps_agents.adapters.base import ActionMaskInObservation, check_adapter_conventions
+from bdps_agents.adapters.base import check_adapter_conventions
 from bdps_agents.adapters.smac import SMACParallelEnv, make_smac_env
 from bdps_agents.joint_env import JointEnv
 from bdps_agents.training import build_run, greedy_return, train
@@ -34,9 +34,8 @@ def adapter(**kwargs) -> SMACParallelEnv:
 
 
 @pytest.mark.filterwarnings("ignore:.*only be seeded when it is constructed")
-def test_parallel_api_and_conventions() -> None:
-    # parallel_api_test samples from obs["action_mask"]; SMAC refuses unavailable actions
-    parallel_api_test(ActionMaskInObservation(adapter()), num_cycles=30)
+def test_conventions() -> None:
+    # parallel_api_test on the stand-in: test_unavailable_actions.py, with the other adapters
     check_adapter_conventions(adapter(), seed=1)
 
 
@@ -73,12 +72,25 @@ def test_actions_reach_the_env_in_smac_numbering_with_noop_for_dead() -> None:
         env.step({"agent_0": STOP, "agent_2": STOP})
 
 
-def test_unavailable_action_is_refused_before_the_env_asserts() -> None:
-    env = adapter(n_enemies=1, ally_damage=1.0)
+def test_unavailable_action_is_replaced_before_the_env_asserts() -> None:
+    env = adapter(n_enemies=2, ally_damage=1.0, enemy_damage=0.0)
     env.reset()
-    with pytest.raises(ValueError, match="action 0 is not available to 'agent_1'"):
-        env.step({"agent_0": STOP, "agent_1": 0, "agent_2": STOP})
-    env.step({"agent_0": attack(0), "agent_1": STOP, "agent_2": STOP})  # enemy 0 dies: won
+    # the no-op is for the dead: the live agent_1 stops instead
+    *_, infos = env.step({"agent_0": attack(0), "agent_1": 0, "agent_2": NORTH})
+    assert env.env.last_actions == [attack(0), STOP, NORTH]
+    assert {a: i["action_replaced"] for a, i in infos.items()} == {
+        "agent_0": False,
+        "agent_1": True,
+        "agent_2": False,
+    }
+    # enemy 0 died: attacking it is unavailable and stops too; outside the space still raises
+    assert infos["agent_2"]["action_mask"][attack(0)] == 0
+    with pytest.raises(ValueError, match="action 8 for agent 'agent_0' is outside"):
+        env.step({"agent_0": 8, "agent_1": STOP, "agent_2": attack(0)})
+    *_, infos = env.step({"agent_0": attack(1), "agent_1": STOP, "agent_2": attack(0)})
+    assert env.env.last_actions == [attack(1), STOP, STOP]
+    assert [i["action_replaced"] for i in infos.values()] == [False, False, True]
+    assert infos["agent_0"]["battle_won"] == 1.0  # agent_0's attack ran: enemy 1 died
 
 
 def test_win_is_a_termination_with_battle_won() -> None:
@@ -285,7 +297,7 @@ def _live_smac_reason() -> str | None:
 def test_live_smac_3m() -> None:
     env = make_smac_env("3m", seed=0)
     try:
-        parallel_api_test(ActionMaskInObservation(env), num_cycles=50)
+        parallel_api_test(env, num_cycles=50)
         check_adapter_conventions(env, seed=0, max_steps=env.episode_limit + 1)
     finally:
         env.close()

@@ -11,15 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import config_with, require_optional, same_nested
-from pettingzoo.test import parallel_api_test
 
 require_optional("jaxmarl", "smax")
 
 from bdps_agents.adapters import make_env  # noqa: E402
-from bdps_agents.adapters.base import (  # noqa: E402
-    ActionMaskInObservation,
-    check_adapter_conventions,
-)
+from bdps_agents.adapters.base import check_adapter_conventions  # noqa: E402
 from bdps_agents.adapters.smac import SMACParallelEnv  # noqa: E402
 from bdps_agents.config import ConfigError, load_config  # noqa: E402
 from bdps_agents.joint_env import JointEnv  # noqa: E402
@@ -33,9 +29,8 @@ def env() -> SMACParallelEnv:
     return make_env("smax", map_name=MAP, seed=0)
 
 
-def test_parallel_api_on_real_smax(env: SMACParallelEnv) -> None:
-    # parallel_api_test samples from obs["action_mask"]; SMAC semantics refuse unavailable actions
-    parallel_api_test(ActionMaskInObservation(env), num_cycles=200)
+def test_conventions_on_real_smax(env: SMACParallelEnv) -> None:
+    # parallel_api_test on 3m: test_unavailable_actions.py, with the other adapters
     check_adapter_conventions(env, seed=3, max_steps=env.episode_limit + 1)
 
 
@@ -52,7 +47,7 @@ def _trajectory(env: SMACParallelEnv, seed: int, action_seed: int = 0) -> list:
 
 
 def test_seeded_episodes_repeat(env: SMACParallelEnv) -> None:
-    # (pettingzoo's parallel_seed_test samples actions without masks, which SMAC refuses)
+    # (pettingzoo's parallel_seed_test samples actions without masks; our trajectories use them)
     other = make_env("smax", map_name=MAP, seed=123)  # the constructor seed is overridden
     first = _trajectory(env, seed=42)
     _trajectory(env, seed=7)  # whatever ran before does not matter

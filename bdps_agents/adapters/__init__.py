@@ -2,8 +2,8 @@
 
 An adapter is a factory returning a :class:`pettingzoo.ParallelEnv` that follows the conventions
 documented in :mod:`bdps_agents.adapters.base` (agent order, ``infos[agent]["action_mask"]``,
-float32 ``state()``/``state_space``, ``noop_action``, optional ``episode_limit`` and
-``metric_keys``).
+unavailable actions replaced and reported in ``infos[agent]["action_replaced"]``, float32
+``state()``/``state_space``, ``noop_action``, optional ``episode_limit`` and ``metric_keys``).
 
 Sources of adapters, all resolved lazily so that importing this module imports no simulator:
 

@@ -21,21 +21,30 @@ the form that :class:`bdps_agents.joint_env.JointEnv` (and hence the learner) ex
 * Ending an episode: ``terminations`` for a true end of the task (no future reward),
   ``truncations`` for a time limit; afterwards ``agents`` is ``[]`` and stepping again raises
   ``RuntimeError`` until ``reset()``.
-* Actions are validated at the boundary: an unknown, missing or finished agent, an action that
-  is not an integer in ``[0, n)``, or one that the agent's mask forbids, raises ``ValueError``
-  naming the agent (see :func:`check_available`).
+* Actions are validated at the boundary: an unknown, missing or finished agent, or an action
+  that is not an integer in ``[0, n)``, raises ``ValueError`` naming the agent.
+* **Unavailable actions are replaced, and reported.** Gymnasium's contract is that every element
+  of the action space is a valid argument to ``step`` (PettingZoo's ``parallel_api_test`` samples
+  uniformly from it), so an action inside the space that the agent's mask forbids is not an
+  error: the adapter runs :func:`replacement_action` instead (``noop_action`` if the mask allows
+  it, otherwise the lowest available action) and sets ``infos[agent]["action_replaced"]``
+  (:data:`ACTION_REPLACED`) to ``True`` for that step. The key is in every agent's info that
+  ``reset`` and ``step`` return (``False`` at reset and for agents whose action ran), and the
+  simulator never receives an unavailable action. Learners should not rely on this:
+  :class:`~bdps_agents.joint_env.JointEnv` refuses unavailable actions with a ``ValueError``
+  before they reach the adapter.
 
 **Array-native adapters** (optional). An adapter whose simulator works on per-agent arrays may
 also define ``step_arrays(actions) -> ArrayStep``: the same transition as ``step`` (same
-validation, same effect on the env), taking one action per agent of ``possible_agents``
-(actions of agents not in ``agents`` are ignored) and returning arrays in ``possible_agents``
-order instead of per-agent dicts. :class:`~bdps_agents.joint_env.JointEnv` then skips the round
-trip through dicts (≈ 8–10% faster collection on LBF). It uses ``step_arrays`` only when it is
-defined by the class that defines ``step`` or by a subclass of it: wrappers that forward
-attributes to the env they wrap, and subclasses that override ``step`` alone, keep being stepped
-through ``step``. Such an adapter reports every agent that leaves ``agents`` as terminated or
-truncated, has Box observations of one size, and returns every ``metric_keys`` entry in
-``ArrayStep.metrics``.
+validation, same replacement of unavailable actions, reported in ``ArrayStep.replaced``, same
+effect on the env), taking one action per agent of ``possible_agents`` (actions of agents not in
+``agents`` are ignored) and returning arrays in ``possible_agents`` order instead of per-agent
+dicts. :class:`~bdps_agents.joint_env.JointEnv` then skips the round trip through dicts (≈ 8–10%
+faster collection on LBF). It uses ``step_arrays`` only when it is defined by the class that
+defines ``step`` or by a subclass of it: wrappers that forward attributes to the env they wrap,
+and subclasses that override ``step`` alone, keep being stepped through ``step``. Such an adapter
+reports every agent that leaves ``agents`` as terminated or truncated, has Box observations of
+one size, and returns every ``metric_keys`` entry in ``ArrayStep.metrics``.
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ from pettingzoo import ParallelEnv
 from pettingzoo.utils.wrappers import BaseParallelWrapper
 
 __all__ = [
+    "ACTION_REPLACED",
     "ActionMaskInObservation",
     "ArrayStep",
     "MultiAgentEnvAdapter",
@@ -57,8 +67,12 @@ __all__ = [
     "check_adapter_conventions",
     "check_action_array",
     "check_available",
+    "replacement_action",
     "to_action_index",
 ]
+
+#: The info key that reports a replaced unavailable action (see the module docstring).
+ACTION_REPLACED = "action_replaced"
 
 
 # What a parallel env's ``step`` returns: observations, rewards, terminations, truncations, infos.
@@ -84,6 +98,8 @@ class ArrayStep(NamedTuple):
     truncated: np.ndarray  # (n,) bool, as ``truncations``
     masks: np.ndarray  # (n, A) int8 action masks, as ``infos[agent]["action_mask"]``
     metrics: dict[str, float]  # one value per ``metric_keys`` entry
+    # (n,) bool, as ``infos[agent]["action_replaced"]``; None: the adapter does not report it
+    replaced: np.ndarray | None = None
 
 
 _NUMPY_INTS = frozenset(np.sctypeDict[f"{k}{b}"] for k in ("int", "uint") for b in (8, 16, 32, 64))
@@ -127,11 +143,27 @@ def check_action_array(actions: Any, agents: list[str], n_actions: int) -> list[
 
 
 def check_available(agent: str, action: int, mask: np.ndarray) -> None:
-    """``ValueError`` naming ``agent`` and its available actions unless ``mask[action]`` is set:
-    simulators would assert (SMAC) or silently run something else (LBF's NONE)."""
+    """``ValueError`` naming ``agent`` and its available actions unless ``mask[action]`` is set.
+
+    For callers that refuse unavailable actions; built-in adapters replace them instead (see
+    :func:`replacement_action`)."""
     if not mask[action]:
         available = np.flatnonzero(mask).tolist()
         raise ValueError(f"action {action} is not available to {agent!r} (available: {available})")
+
+
+def replacement_action(agent: str, mask: np.ndarray, noop_action: int) -> int:
+    """The action an adapter runs instead of one that ``mask`` forbids: ``noop_action`` if the
+    mask allows it, otherwise the lowest available action (SMAC's live agents: 1 = stop).
+
+    One rule for every adapter, so that a replaced step means the same thing everywhere. A mask
+    without any available action is the env's fault, not the caller's: ``RuntimeError``."""
+    if mask[noop_action]:
+        return noop_action
+    available = np.flatnonzero(mask)
+    if available.size == 0:
+        raise RuntimeError(f"the env gives agent {agent!r} no available action to run instead")
+    return int(available[0])
 
 
 def action_mask(available: Iterable[int], n: int) -> np.ndarray:
@@ -201,9 +233,10 @@ class MultiAgentEnvAdapter(ParallelEnv[str, np.ndarray, int]):
 class ActionMaskInObservation(BaseParallelWrapper):
     """Observations as ``{"observation": obs, "action_mask": mask}`` (PettingZoo's AEC style).
 
-    For tools that look for masks only in observations, e.g. ``pettingzoo.test.parallel_api_test``
-    (it samples ``action_space.sample(mask=obs["action_mask"])`` and otherwise uniformly, which
-    adapters that refuse unavailable actions, like SMAC's, rightly reject).
+    For tools that look for masks only in observations and otherwise sample uniformly from the
+    action space (e.g. ``pettingzoo.test.parallel_api_test``, which then samples
+    ``action_space.sample(mask=obs["action_mask"])``): with it they choose only available
+    actions, so nothing is replaced. Adapters do not need it to accept such tools' actions.
     """
 
     def __init__(self, env: ParallelEnv) -> None:
@@ -239,7 +272,8 @@ class ActionMaskInObservation(BaseParallelWrapper):
 
 
 def check_adapter_conventions(env: ParallelEnv, *, seed: int = 0, max_steps: int = 200) -> None:
-    """Run one seeded episode with random *available* actions and assert the conventions above.
+    """Run one seeded episode with random *available* actions and assert the conventions above
+    (``action_replaced`` must be present and ``False``: no available action is replaced).
 
     Meant for adapter tests (any adapter, built-in or third-party); raises ``AssertionError``.
     """
@@ -260,6 +294,7 @@ def check_adapter_conventions(env: ParallelEnv, *, seed: int = 0, max_steps: int
             mask = infos[agent]["action_mask"]
             assert mask.dtype == np.int8 and mask.shape == (env.action_space(agent).n,)
             assert mask.any(), f"{agent} has no available action"
+            assert infos[agent][ACTION_REPLACED] is False, f"{ACTION_REPLACED} of {agent}"
             for key in metric_keys:
                 assert np.isscalar(infos[agent][key]), f"metric {key!r} missing for {agent}"
             assert env.observation_space(agent).contains(obs[agent])

@@ -8,7 +8,8 @@ Conventions (see :mod:`bdps_agents.adapters.base`):
   agents in ``academy_3_vs_1_with_keeper``, 3 in ``academy_pass_and_shoot_with_keeper``). No
   built-in AI moves them; the right team is gfootball's built-in AI;
 * actions: gfootball's 19 default actions (:data:`ACTION_NAMES`), always all available (the
-  action mask is all ones), ``noop_action = 0`` (idle);
+  action mask is all ones, so ``infos[agent]["action_replaced"]`` is always ``False``),
+  ``noop_action = 0`` (idle);
 * observations: :func:`bdps_agents.adapters.grf_view.encode_observations` (own state and the
   ball always; other players only within ``view_distance`` and the ``view_cone_deg`` forward
   cone around the agent's movement heading). ``state()``: the full view,
@@ -50,7 +51,7 @@ from typing import Any, ClassVar
 import gymnasium
 import numpy as np
 
-from bdps_agents.adapters.base import MultiAgentEnvAdapter, StepResult
+from bdps_agents.adapters.base import ACTION_REPLACED, MultiAgentEnvAdapter, StepResult
 from bdps_agents.adapters.grf_view import (
     N_GAME_MODES,
     OTHER_SLOT,
@@ -379,7 +380,7 @@ class GRFParallelEnv(MultiAgentEnvAdapter):
 
     def _infos(self) -> dict[str, dict[str, Any]]:
         return {
-            a: {"action_mask": self._mask.copy(), **self._metrics}
+            a: {"action_mask": self._mask.copy(), **self._metrics, ACTION_REPLACED: False}
             for a in self.possible_agents
             if a in self.agents
         }

@@ -11,7 +11,9 @@ Conventions (see :mod:`bdps_agents.adapters.base`):
 * agents ``"agent_0" .. "agent_{P-1}"`` are lbforaging's players in order;
 * actions ``0 NONE, 1 NORTH, 2 SOUTH, 3 WEST, 4 EAST, 5 LOAD``; ``noop_action = 0``;
 * ``infos[agent]["action_mask"]`` comes from lbforaging's per-player ``_valid_actions``. An
-  unavailable action raises ``ValueError`` (lbforaging itself would silently run NONE);
+  unavailable action is replaced by NONE (:func:`~bdps_agents.adapters.base.replacement_action`)
+  and reported in ``infos[agent]["action_replaced"]`` (lbforaging itself would run NONE without
+  telling); ``step_arrays`` reports it in ``ArrayStep.replaced``;
 * ``terminations`` when all food is collected, ``truncations`` when ``max_episode_steps`` is
   reached without that (if both happen on the same step it is a termination);
 * ``state()`` is the full-sight encoding described in :meth:`LBFParallelEnv.state`;
@@ -31,11 +33,12 @@ from lbforaging.foraging import ForagingEnv
 from lbforaging.foraging.environment import Action
 
 from bdps_agents.adapters.base import (
+    ACTION_REPLACED,
     ArrayStep,
     MultiAgentEnvAdapter,
     StepResult,
     check_action_array,
-    check_available,
+    replacement_action,
 )
 
 __all__ = ["LBFParallelEnv", "parse_task"]
@@ -341,14 +344,19 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
                 )
         self._started = True
         self.agents = list(self.possible_agents)
-        return self._per_agent(self._scaled(nobs), self._action_masks(), self._food_collected())
+        none_replaced = [False] * self.n_players
+        return self._per_agent(
+            self._scaled(nobs), self._action_masks(), self._food_collected(), none_replaced
+        )
 
     def step(self, actions: Mapping[str, Any]) -> StepResult:
         joint = self._validate_actions(actions)
         agents = list(self.agents)
         out = self._advance([joint[a] for a in self.possible_agents])
         terminated, truncated = bool(out.terminated[0]), bool(out.truncated[0])
-        obs, infos = self._per_agent(out.obs, out.masks, out.metrics["food_collected"])
+        obs, infos = self._per_agent(
+            out.obs, out.masks, out.metrics["food_collected"], out.replaced.tolist()
+        )
         return (
             obs,
             dict(zip(agents, out.rewards.tolist(), strict=True)),
@@ -366,11 +374,18 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
 
     def _advance(self, joint: list[int]) -> ArrayStep:
         """One lbforaging step on valid-range actions of all players (every player acts while
-        the episode runs); refuses unavailable ones."""
+        the episode runs); unavailable ones are replaced and reported."""
         valid = self._env._valid_actions  # the source of truth (tests edit the field)
-        for i, (action, player) in enumerate(zip(joint, self._env.players, strict=True)):
-            if _ACTIONS[action] not in valid[player]:
-                check_available(self.possible_agents[i], action, self._action_masks()[i])
+        replaced = np.array(
+            [_ACTIONS[a] not in valid[p] for a, p in zip(joint, self._env.players, strict=True)]
+        )
+        if replaced.any():  # rare: the masks are built only then
+            masks = self._action_masks()
+            # run the replacement explicitly (lbforaging would run NONE without telling)
+            joint = [
+                replacement_action(agent, masks[i], self.noop_action) if replaced[i] else action
+                for i, (agent, action) in enumerate(zip(self.possible_agents, joint, strict=True))
+            ]
         nobs, rewards, _, _, _ = self._env.step(joint)
         all_collected = not self._env.field.any()
         time_up = self._env.current_step >= self.max_episode_steps
@@ -385,6 +400,7 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
             truncated=np.ones(n, bool) if time_up and not all_collected else np.zeros(n, bool),
             masks=self._action_masks(),
             metrics={"food_collected": self._food_collected()},
+            replaced=replaced,
         )
 
     def state(self) -> np.ndarray:
@@ -432,14 +448,14 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
         return _MASK_ROWS[[sum(1 << a._value_ for a in valid[p]) for p in self._env.players]]
 
     def _per_agent(
-        self, obs: np.ndarray, masks: np.ndarray, collected: float
+        self, obs: np.ndarray, masks: np.ndarray, collected: float, replaced: list[bool]
     ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
         """Observation and info dicts of every player (all act until the episode ends)."""
         return (
             dict(zip(self.possible_agents, obs, strict=True)),
             {
-                a: {"action_mask": mask, "food_collected": collected}
-                for a, mask in zip(self.possible_agents, masks, strict=True)
+                a: {"action_mask": mask, "food_collected": collected, ACTION_REPLACED: r}
+                for a, mask, r in zip(self.possible_agents, masks, replaced, strict=True)
             },
         )
 

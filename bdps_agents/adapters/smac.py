@@ -19,7 +19,10 @@ Semantics of the adapter (see also :mod:`bdps_agents.adapters.base`):
   (0 no-op, 1 stop, 2-5 move N/S/E/W, 6+j attack enemy j or heal ally j); ``noop_action = 0``;
 * masks from ``get_avail_actions()``; an agent whose only available action is the no-op is dead:
   it is *terminated* on the step it dies (its zero observation is returned once) and leaves
-  ``agents``. An action that the mask forbids raises ``ValueError`` (real SMAC would assert);
+  ``agents``. An action that the mask forbids is replaced before it reaches the game (real SMAC
+  would assert) and reported in ``infos[agent]["action_replaced"]``: live agents cannot no-op, so
+  the replacement is the lowest available action, 1 = stop
+  (:func:`~bdps_agents.adapters.base.replacement_action`);
 * the team reward is given to every agent that acted; aggregate with ``mean`` in ``JointEnv``;
 * the adapter counts steps itself: an episode that ends at ``episode_limit`` without a win and
   with allies alive is a *truncation* (bootstrapped), every other end a *termination*. A game
@@ -42,7 +45,12 @@ from typing import Any, ClassVar, Protocol
 import gymnasium
 import numpy as np
 
-from bdps_agents.adapters.base import MultiAgentEnvAdapter, StepResult, check_available
+from bdps_agents.adapters.base import (
+    ACTION_REPLACED,
+    MultiAgentEnvAdapter,
+    StepResult,
+    replacement_action,
+)
 
 __all__ = ["SMACParallelEnv", "StarCraft2EnvLike", "make_smac_env"]
 
@@ -158,14 +166,17 @@ class SMACParallelEnv(MultiAgentEnvAdapter):
         self.agents = list(self.possible_agents)
         obs = self._read()
         metrics = dict.fromkeys(METRIC_KEYS, 0.0)
-        return obs, self._infos(self.agents, metrics)
+        return obs, self._infos(self.agents, metrics, dict.fromkeys(self.agents, False))
 
     def step(self, actions: dict[str, Any]) -> StepResult:
         chosen = self._validate_actions(actions)
         joint = [self.noop_action] * self.n_agents
+        replaced = dict.fromkeys(chosen, False)
         for agent, action in chosen.items():
             i = self._index[agent]
-            check_available(agent, action, self._masks[i])
+            if not self._masks[i, action]:
+                action = replacement_action(agent, self._masks[i], self.noop_action)
+                replaced[agent] = True
             joint[i] = action
         reward, terminated, info = self.env.step(joint)
         self._steps += 1
@@ -204,7 +215,7 @@ class SMACParallelEnv(MultiAgentEnvAdapter):
             rewards,
             terminations,
             truncations,
-            self._infos(acted, metrics),
+            self._infos(acted, metrics, replaced),
         )
 
     def state(self) -> np.ndarray:
@@ -236,8 +247,17 @@ class SMACParallelEnv(MultiAgentEnvAdapter):
         self._state = state
         return {agent: obs[i] for i, agent in enumerate(self.possible_agents)}
 
-    def _infos(self, agents: list[str], metrics: dict[str, float]) -> dict[str, dict[str, Any]]:
-        return {a: {"action_mask": self._masks[self._index[a]].copy(), **metrics} for a in agents}
+    def _infos(
+        self, agents: list[str], metrics: dict[str, float], replaced: dict[str, bool]
+    ) -> dict[str, dict[str, Any]]:
+        return {
+            a: {
+                "action_mask": self._masks[self._index[a]].copy(),
+                **metrics,
+                ACTION_REPLACED: replaced[a],
+            }
+            for a in agents
+        }
 
 
 def _check_sc2_installed() -> None:
