@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import shlex
 import sys
+from pathlib import Path
 
-from bdps_agents.config import ConfigError, load_config, scenario_names
+from bdps_agents.config import ConfigError, ResultsError, load_config, scenario_names
 
 
 def _train(args: argparse.Namespace) -> int:
-    from bdps_agents.training import CheckpointError, train
+    from bdps_agents.training import CheckpointError, default_logdir, train
 
     overrides = list(args.set or [])
     # --algo is a shortcut for the sharing mode: QMIX = full sharing, BDPS = bi-level
@@ -41,11 +44,15 @@ def _train(args: argparse.Namespace) -> int:
         f"on {cfg.scenario}, {cfg.training.total_steps} env steps, seed {cfg.training.seed}",
         flush=True,
     )
+    logdir = Path(args.logdir) if args.logdir else default_logdir(cfg)
     try:
-        result = train(cfg, args.logdir, resume=args.resume)
+        result = train(cfg, logdir, resume=args.resume, overwrite=args.overwrite)
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(_interrupted(logdir, args.argv), file=sys.stderr)
+        return 130
     extra = "".join(f", {name} {value:.3f}" for name, value in result.final_metrics.items())
     print(
         f"final greedy return {result.final_greedy_return:.3f}{extra} "
@@ -59,6 +66,25 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupted(logdir: Path, argv: list[str]) -> str:
+    """What a Ctrl-C during ``bdps train`` leaves, and the command that continues it."""
+    from bdps_agents.training import CHECKPOINT_NAME
+
+    checkpoint = logdir / CHECKPOINT_NAME
+    if not checkpoint.is_file():
+        return (
+            f"interrupted before the first checkpoint: nothing to resume in {logdir}; start "
+            "again with --overwrite"
+        )
+    again = [a for a in argv if a not in ("--overwrite", "--resume")]
+    if "--logdir" not in again:
+        again += ["--logdir", str(logdir)]
+    return (
+        f"interrupted: the last checkpoint is {checkpoint}; continue with: "
+        f"bdps {shlex.join([*again, '--resume'])}"
+    )
+
+
 def _eval(args: argparse.Namespace) -> int:
     from bdps_agents.training import evaluate
 
@@ -68,10 +94,14 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from bdps_agents.experiment import load_grid, run_experiment
+    from bdps_agents.experiment import GridRunError, load_grid, run_experiment
 
     grid = _with_grid_overrides(load_grid(args.config), args.set)
-    root = run_experiment(grid, **_grid_options(args))
+    try:
+        root = run_experiment(grid, **_grid_options(args))
+    except GridRunError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(f"plot it with: bdps plot {root}")
     return 0
 
@@ -115,14 +145,22 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from bdps_agents.experiment import load_grid, run_experiment
+    from bdps_agents.experiment import GridRunError, load_grid, run_experiment
     from bdps_agents.plotting import load_results, plot_results, summary_table
 
     grid = _with_grid_overrides(load_grid(args.name), args.set)
-    root = run_experiment(grid, **_grid_options(args))
+    failure = None
+    try:
+        root = run_experiment(grid, **_grid_options(args))
+    except GridRunError as err:  # plot the runs that finished, then report
+        failure = err
+        root = Path(args.results_dir or grid.results_dir)
     for path in plot_results(root):
         print(f"wrote {path}")
     print(summary_table(load_results(root)))
+    if failure is not None:
+        print(f"error: {failure}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -131,11 +169,28 @@ def _scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finite_step(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite env step >= 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bdps", description=__doc__.split("\n")[0])
+    # --debug before or after the command (SUPPRESS: a subcommand's default does not reset it)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks instead of one-line errors",
+    )
+    parser = argparse.ArgumentParser(
+        prog="bdps", description=__doc__.split("\n")[0], parents=[common]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train on a scenario preset or YAML file")
+    t = sub.add_parser("train", parents=[common], help="train on a scenario preset or YAML file")
     t.add_argument("--scenario", required=True, help="preset (see `bdps scenarios`) or YAML path")
     t.add_argument(
         "--algo",
@@ -146,7 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sharing", choices=["full", "none", "individual", "bilevel"], default=None)
     t.add_argument("--steps", type=int, default=None, help="env steps (training.total_steps)")
     t.add_argument("--seed", type=int, default=None)
-    t.add_argument("--logdir", default=None, help="default: <training.logdir>/<scenario>-seed<S>")
+    t.add_argument(
+        "--logdir", default=None, help="default: <training.logdir>/<scenario>-<sharing>-seed<S>"
+    )
     t.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="config override, repeatable"
     )
@@ -157,9 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the run in --logdir (or the default logdir) from its checkpoint.pt; "
         "same scenario and overrides (--steps may grow)",
     )
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in the log directory (its metrics, checkpoint and events "
+        "are deleted); without it such a directory is refused",
+    )
     t.set_defaults(fn=_train)
 
-    e = sub.add_parser("eval", help="greedy episodes with a checkpoint")
+    e = sub.add_parser("eval", parents=[common], help="greedy episodes with a checkpoint")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--episodes", type=int, default=32)
     e.add_argument("--seed", type=int, default=None)
@@ -173,44 +236,60 @@ def build_parser() -> argparse.ArgumentParser:
             "--set", action="append", metavar="KEY=VALUE", help="e.g. total_steps=100000"
         )
 
-    x = sub.add_parser("experiment", help="a grid of scenarios x methods x seeds (Ray)")
+    x = sub.add_parser(
+        "experiment", parents=[common], help="a grid of scenarios x methods x seeds (Ray)"
+    )
     x.add_argument("config", help="experiment YAML file or shipped name (e.g. lbf-ablation)")
     ray_options(x)
     x.set_defaults(fn=_experiment)
 
-    pl = sub.add_parser("plot", help="figures (mean +- 95%% CI across seeds) of a results dir")
+    pl = sub.add_parser(
+        "plot", parents=[common], help="figures (mean +- 95%% CI across seeds) of a results dir"
+    )
     pl.add_argument("results_dir")
     pl.add_argument("--out", default=None, help="default: RESULTS_DIR/plots")
     pl.add_argument(
         "--max-step",
-        type=float,
+        type=_finite_step,
         default=None,
         help="ignore rows after this env step (compare runs trained for different budgets)",
     )
     pl.set_defaults(fn=_plot)
 
-    r = sub.add_parser("render", help="a greedy episode of a checkpoint as a GIF (LBF, GRF, SMAX)")
+    r = sub.add_parser(
+        "render",
+        parents=[common],
+        help="a greedy episode of a checkpoint as a GIF (LBF, GRF, SMAX)",
+    )
     r.add_argument("--checkpoint", required=True)
     r.add_argument("--out", default="episode.gif")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--max-steps", type=int, default=None)
     r.set_defaults(fn=_render)
 
-    rp = sub.add_parser("reproduce", help="run a shipped experiment, then plot it")
+    rp = sub.add_parser(
+        "reproduce", parents=[common], help="run a shipped experiment, then plot it"
+    )
     rp.add_argument("name", help="e.g. lbf-ablation")
     ray_options(rp)
     rp.set_defaults(fn=_reproduce)
 
-    s = sub.add_parser("scenarios", help="list scenario presets")
+    s = sub.add_parser("scenarios", parents=[common], help="list scenario presets")
     s.set_defaults(fn=_scenarios)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; a user mistake ends in one ``error:`` line and exit code 2 (with
+    ``--debug``: the traceback)."""
     from bdps_agents.adapters import UnknownAdapterError
-    from bdps_agents.training import CheckpointError
+    from bdps_agents.training import CheckpointError, RunDirError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
+    if getattr(args, "debug", False):
+        return args.fn(args)
     try:
         return args.fn(args)
     # ImportError: an optional simulator is not installed (the message gives the install command)
@@ -220,9 +299,14 @@ def main(argv: list[str] | None = None) -> int:
         ImportError,
         UnknownAdapterError,
         CheckpointError,
+        RunDirError,
+        ResultsError,
     ) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)
+        return 2
+    except OSError as err:  # e.g. a full disk or a read-only directory while writing
+        print(f"error: {err} (--debug shows where)", file=sys.stderr)
         return 2
 
 

@@ -28,6 +28,10 @@ class ConfigError(ValueError):
     """A configuration or scenario file is invalid; the message names the offending field."""
 
 
+class ResultsError(ValueError):
+    """A results table (``bdps plot``) that cannot be read: malformed, or empty."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -196,7 +200,12 @@ class TrainingConfig(_Strict):
     total_steps: int = Field(200_000, ge=1, description="env steps")
     seed: int = Field(0, ge=0)
     steps_per_update: int = Field(50, ge=1, description="env steps collected per gradient step")
-    test_interval: int = Field(10_000, ge=1, description="env steps between greedy tests")
+    test_interval: int = Field(
+        10_000,
+        ge=1,
+        description="most env steps between greedy tests: the budget is split into equal "
+        "epochs of whole collect steps, each ending with a test (bdps train prints the plan)",
+    )
     checkpoint_interval: int | None = Field(
         10_000,
         ge=1,

@@ -32,7 +32,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from bdps_agents.config import (
     ConfigError,
@@ -61,12 +61,14 @@ class GridConfig(_Strict):
     overrides: dict[str, Any] = Field(default_factory=dict, description="applied to every run")
     cpus_per_run: float = Field(1.0, gt=0, description="Ray CPUs reserved per run")
 
-    @field_validator("seeds")
+    @field_validator("seeds", "scenarios")
     @classmethod
-    def _unique_seeds(cls, seeds: list[int]) -> list[int]:
-        if len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds must be distinct, got {seeds}")
-        return seeds
+    def _distinct(cls, values: list[Any], info: ValidationInfo) -> list[Any]:
+        # a repeated cell would train twice into one directory, the second "resuming" the first
+        twice = sorted({str(v) for v in values if values.count(v) > 1})
+        if twice:
+            raise ValueError(f"{info.field_name} must be distinct; given more than once: {twice}")
+        return values
 
     @field_validator("methods")
     @classmethod
@@ -138,6 +140,10 @@ def expand(grid: GridConfig, results_dir: str | Path | None = None) -> list[RunS
                     raise ConfigError(_format_validation_error(err, source)) from None
                 run_id = f"{scenario.replace('/', '_')}--{method}--seed{seed}"
                 specs.append(RunSpec(run_id, scenario, method, seed, cfg, root / "runs" / run_id))
+    ids = [spec.run_id for spec in specs]
+    clash = sorted({i for i in ids if ids.count(i) > 1})
+    if clash:  # e.g. scenarios "a/b" and "a_b"
+        raise ConfigError(f"two cells of the grid would share the run directory {clash[0]}")
     return specs
 
 
@@ -151,16 +157,24 @@ def is_finished(spec: RunSpec) -> bool:
 
 
 def run_one(spec: RunSpec) -> dict[str, Any]:
-    """Train one cell (resuming it when a checkpoint exists); returns a short summary."""
+    """Train one cell (resuming it when a checkpoint exists); returns a short summary. On an
+    error, ``<logdir>/error.txt`` keeps its one-line description until the cell succeeds."""
     import torch
 
     from bdps_agents import training
 
     torch.set_num_threads(spec.config.training.torch_threads)
     start = time.time()
+    error_file = spec.logdir / ERROR_FILE
+    error_file.unlink(missing_ok=True)
+    # the grid owns its run directories: a run killed before its first checkpoint starts over
     resume = (spec.logdir / "checkpoint.pt").is_file()
-    kwargs = {"resume": True} if resume and _train_supports_resume() else {}
-    result = training.train(spec.config, spec.logdir, **kwargs)
+    try:
+        result = training.train(spec.config, spec.logdir, resume=resume, overwrite=not resume)
+    except Exception as err:
+        spec.logdir.mkdir(parents=True, exist_ok=True)
+        error_file.write_text(describe_error(err) + "\n")
+        raise
     return {
         "run_id": spec.run_id,
         "final_greedy_return": result.final_greedy_return,
@@ -170,12 +184,21 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     }
 
 
-def _train_supports_resume() -> bool:
-    import inspect
+ERROR_FILE = "error.txt"  # in a run's directory: why its last attempt failed
 
-    from bdps_agents import training
 
-    return "resume" in inspect.signature(training.train).parameters
+def describe_error(err: BaseException) -> str:
+    """One line: the exception type and the first line of its message (Ray wraps a task's
+    exception: its cause is described)."""
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, BaseException):
+        err = cause
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
+class GridRunError(RuntimeError):
+    """Some runs of a grid failed; the others ran. The message lists them."""
 
 
 def _report(done: int, total: int, summary: dict[str, Any], start: float) -> None:
@@ -216,12 +239,39 @@ def run_experiment(
     start = time.time()
     if local:
         for i, spec in enumerate(todo, 1):
-            _report(i, len(todo), run_one(spec), start)
+            try:
+                summary = run_one(spec)
+            except Exception as err:  # one cell's failure must not stop the grid
+                _report_failure(i, len(todo), spec.run_id, err)
+                continue
+            _report(i, len(todo), summary, start)
     elif todo:
         _run_on_ray(todo, grid.cpus_per_run, address, max_parallel, start)
     path = write_results(specs, root)
     print(f"results: {path}", flush=True)
+    failed = failed_runs(specs)
+    if failed:
+        listed = "; ".join(f"{run_id}: {error}" for run_id, error in failed.items())
+        raise GridRunError(
+            f"{len(failed)} of {len(specs)} runs failed ({root / FAILURES_NAME}): {listed}. "
+            "The other runs are in the results; starting the experiment again retries the "
+            "failed ones."
+        )
     return root
+
+
+def _report_failure(done: int, total: int, run_id: str, err: BaseException) -> None:
+    print(f"[{done}/{total}] {run_id}: FAILED: {describe_error(err)}", flush=True)
+
+
+def failed_runs(specs: Iterable[RunSpec]) -> dict[str, str]:
+    """``run_id -> error`` of the runs whose last attempt failed."""
+    out = {}
+    for spec in specs:
+        error_file = spec.logdir / ERROR_FILE
+        if error_file.is_file():
+            out[spec.run_id] = error_file.read_text().strip()
+    return out
 
 
 def _run_on_ray(
@@ -250,14 +300,23 @@ def _run_on_ray(
         )
     try:
         task = ray.remote(num_cpus=cpus_per_run, max_retries=0)(run_one)
-        pending, queue, done = [], list(specs), 0
+        pending: list[Any] = []
+        queue, done, run_ids = list(specs), 0, {}
         limit = max_parallel or len(specs)
         while queue or pending:
             while queue and len(pending) < limit:
-                pending.append(task.remote(queue.pop(0)))
+                spec = queue.pop(0)
+                ref = task.remote(spec)
+                run_ids[ref] = spec.run_id
+                pending.append(ref)
             ready, pending = ray.wait(pending, num_returns=1)
             done += 1
-            _report(done, len(specs), ray.get(ready[0]), start)
+            try:
+                summary = ray.get(ready[0])
+            except Exception as err:  # one run's failure must not stop the grid
+                _report_failure(done, len(specs), run_ids[ready[0]], err)
+                continue
+            _report(done, len(specs), summary, start)
     finally:
         if started_here:
             ray.shutdown()
@@ -265,6 +324,7 @@ def _run_on_ray(
 
 def write_results(specs: Iterable[RunSpec], root: Path) -> Path:
     """Merge the runs' ``metrics.csv`` into the tidy ``results.csv`` (written atomically)."""
+    specs = list(specs)
     path = root / "results.csv"
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as f:
@@ -284,7 +344,24 @@ def write_results(specs: Iterable[RunSpec], root: Path) -> Path:
                     ]
                 )
     os.replace(tmp, path)
+    failures = root / FAILURES_NAME
+    failed = failed_runs(specs)
+    if failed:
+        by_id = {spec.run_id: spec for spec in specs}
+        tmp = failures.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["run_id", "scenario", "method", "seed", "error"])
+            for run_id, error in failed.items():
+                spec = by_id[run_id]
+                writer.writerow([run_id, spec.scenario, spec.method, spec.seed, error])
+        os.replace(tmp, failures)
+    else:
+        failures.unlink(missing_ok=True)
     return path
+
+
+FAILURES_NAME = "failures.csv"  # beside results.csv: run_id, scenario, method, seed, error
 
 
 def refresh_results(root: str | Path) -> Path | None:
@@ -294,7 +371,14 @@ def refresh_results(root: str | Path) -> Path | None:
     meta = root / "experiment.json"
     if not meta.is_file():
         return None
-    grid = GridConfig.model_validate(json.loads(meta.read_text()))
+    try:
+        grid = GridConfig.model_validate(json.loads(meta.read_text()))
+    except (ValueError, UnicodeDecodeError) as err:  # JSON or validation error
+        first = str(err).strip().splitlines()[0]
+        raise ConfigError(
+            f"{meta} is not a readable experiment record ({first}): run the experiment again "
+            "(bdps experiment FILE --results-dir ...) to rewrite it"
+        ) from None
     return write_results(expand(grid, root), root)
 
 

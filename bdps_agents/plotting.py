@@ -29,6 +29,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
+from bdps_agents.config import ResultsError
+
 __all__ = [
     "RESULTS_COLUMNS",
     "TEST_METRICS",
@@ -117,10 +119,13 @@ def load_results(results_dir: str | Path, max_step: float | None = None) -> Resu
     budgets at a common one (the ``final/`` values of a longer run then drop out and its last
     test before ``max_step`` stands in for them).
 
-    Raises ``FileNotFoundError`` when the file is absent and ``ValueError`` naming the file (and
-    the line and column) when a column is missing or a value is not a number. When a run logged
-    the same metric twice at one step (e.g. resumed), the later row wins.
+    Raises ``FileNotFoundError`` when the file is absent and :class:`ResultsError` naming the
+    file (and the line and column) when a column is missing or a value is not a number, and when
+    it holds no rows. When a run logged the same metric twice at one step (e.g. resumed), the
+    later row wins.
     """
+    if max_step is not None and not (math.isfinite(max_step) and max_step >= 0):
+        raise ResultsError(f"max_step must be a finite number >= 0, got {max_step}")
     path = Path(results_dir)
     if path.is_dir() or path.suffix != ".csv":
         path = path / "results.csv"
@@ -133,7 +138,7 @@ def load_results(results_dir: str | Path, max_step: float | None = None) -> Resu
         reader = csv.DictReader(f)
         missing = [c for c in RESULTS_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(
+            raise ResultsError(
                 f"{path}: missing column(s) {', '.join(map(repr, missing))}; expected the header "
                 f"{','.join(RESULTS_COLUMNS)}"
             )
@@ -148,6 +153,11 @@ def load_results(results_dir: str | Path, max_step: float | None = None) -> Resu
             raw.setdefault(key, {}).setdefault(seed, {})[step] = value
             scenarios[row["scenario"]] = None
             methods[row["method"]] = None
+    if not raw:
+        after = f" up to env step {max_step:g}" if max_step is not None else ""
+        raise ResultsError(
+            f"{path} holds no results{after}: no run of the experiment has logged a test yet"
+        )
     series = {
         key: {seed: _series(points) for seed, points in sorted(by_seed.items())}
         for key, by_seed in raw.items()
@@ -160,7 +170,7 @@ def _number(row: dict[str, str | None], column: str, path: Path, line: int) -> f
     try:
         return float(text)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValueError(
+        raise ResultsError(
             f"{path}, line {line}: column {column!r} must be a number, got {text!r}"
         ) from None
 

@@ -40,7 +40,9 @@ end, so tests and checkpoints see the latest networks, optimiser and update coun
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
 import functools
 import hashlib
 import io
@@ -51,7 +53,7 @@ import secrets
 import struct
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -416,7 +418,9 @@ def build_run(cfg: ExperimentConfig) -> Run:
         )
     # the replay buffer stores no info: the training envs need not hand it over
     train_envs = make_vector_env(cfg.env, cfg.env.num_train_envs, tc.seed, keep_info=False)
-    test_envs = make_vector_env(cfg.env, cfg.env.num_test_envs, tc.seed + 10_000)
+    # more test envs than test episodes would idle (and Tianshou warns at every test)
+    n_test = min(cfg.env.num_test_envs, tc.test_episodes)
+    test_envs = make_vector_env(cfg.env, n_test, tc.seed + 10_000)
     ex = cfg.exploration
     test_metrics = EpisodeMetrics(metric_keys)
     return Run(
@@ -602,7 +606,10 @@ def greedy_return(run: Run, episodes: int) -> tuple[float, float]:
 
 
 def default_logdir(cfg: ExperimentConfig) -> Path:
-    return Path(cfg.training.logdir) / f"{cfg.scenario.replace('/', '_')}-seed{cfg.training.seed}"
+    """``<training.logdir>/<scenario>-<sharing>-seed<S>``: methods and seeds of one scenario
+    never share a directory."""
+    name = f"{cfg.scenario.replace('/', '_')}-{cfg.network.sharing}-seed{cfg.training.seed}"
+    return Path(cfg.training.logdir) / name
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -663,16 +670,32 @@ def _reseed_envs(run: Run, seed: int, env_step: int) -> None:
 
 
 def train(
-    cfg: ExperimentConfig, logdir: str | Path | None = None, resume: bool = False
+    cfg: ExperimentConfig,
+    logdir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> TrainResult:
-    """Train ``cfg`` into ``logdir`` (default ``<training.logdir>/<scenario>-seed<S>``).
+    """Train ``cfg`` into ``logdir`` (default ``<training.logdir>/<scenario>-<sharing>-seed<S>``).
 
     ``resume=True`` continues the run from ``<logdir>/checkpoint.pt`` (see the module docstring:
     what is restored, the replay-buffer refill, how metrics.csv is continued). It raises
     ``FileNotFoundError`` when there is no checkpoint, :class:`CheckpointError` for an unusable
     one and ``ConfigError`` when ``cfg`` differs from the checkpoint's config.
+
+    A log directory that holds a run is never replaced silently: without ``resume`` it raises
+    :class:`RunDirError` unless ``overwrite=True``, which deletes that run's files (metrics,
+    checkpoint, config, curve, TensorBoard events) once the new run is built. One run at a time
+    writes to a directory (:func:`run_dir_lock`).
     """
     logdir = Path(logdir or default_logdir(cfg))
+    if resume and overwrite:
+        raise RunDirError("--resume continues the run in a log directory, --overwrite replaces it")
+    with run_dir_lock(logdir):
+        return _train_in(cfg, logdir, resume, overwrite)
+
+
+def _train_in(cfg: ExperimentConfig, logdir: Path, resume: bool, overwrite: bool) -> TrainResult:
+    """:func:`train` with the log directory locked."""
     checkpoint = logdir / CHECKPOINT_NAME
     saved: dict[str, Any] | None = None
     if resume:
@@ -688,11 +711,25 @@ def train(
                 "older bdps-agents); it can still be evaluated"
             )
         check_resumable(saved_cfg, cfg, checkpoint)
-    logdir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(checkpoint)
-    atomic_write(logdir / "config.json", json.dumps(cfg.model_dump(mode="json"), indent=2).encode())
-    run = build_run(cfg)
+    else:
+        existing = run_files(logdir)
+        if existing and not overwrite:
+            names = ", ".join(
+                sorted({"TensorBoard events" if "tfevents" in p.name else p.name for p in existing})
+            )
+            raise RunDirError(
+                f"{logdir} already holds a run ({names}): pass --resume to continue it, "
+                "--overwrite to replace it, or another --logdir"
+            )
+    run = build_run(cfg)  # a config that cannot be built leaves the directory as it was
     try:
+        if overwrite:
+            for path in run_files(logdir):
+                path.unlink()
+        remove_stale_temp_files(checkpoint)
+        atomic_write(
+            logdir / "config.json", json.dumps(cfg.model_dump(mode="json"), indent=2).encode()
+        )
         return _train(cfg, run, logdir, checkpoint, saved)
     except NonFiniteError as exc:
         steps = run.train_collector.collect_step
@@ -719,6 +756,58 @@ def train(
         run.close(quietly=True)
 
 
+# what a run writes into its log directory (RunDirError, --overwrite)
+RUN_FILE_PATTERNS = (
+    "metrics.csv",
+    CHECKPOINT_NAME,
+    "config.json",
+    "learning_curve.png",
+    "events.out.tfevents.*",
+)
+
+
+def run_files(logdir: Path) -> list[Path]:
+    """The files of a run in ``logdir`` (none if it does not exist)."""
+    if not logdir.is_dir():
+        return []
+    return [p for pattern in RUN_FILE_PATTERNS for p in logdir.glob(pattern) if p.is_file()]
+
+
+class RunDirError(RuntimeError):
+    """A log directory that cannot be used: it holds another run, another process is writing
+    to it, or it cannot be created or written."""
+
+
+@contextlib.contextmanager
+def run_dir_lock(logdir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``logdir`` (created if needed) while a run writes to it.
+
+    ``flock`` on ``<logdir>/.lock``: the kernel drops it when the process dies (kill -9
+    included), so a crashed run never leaves a stale lock behind. The file keeps the holder's
+    pid for the message."""
+    try:
+        logdir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(logdir / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as err:
+        raise RunDirError(
+            f"cannot use {logdir} as the log directory ({err.strerror}): pick another --logdir"
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise RunDirError(
+                f"{logdir} is in use by another bdps run (pid {holder}): wait for it to end "
+                "or pick another --logdir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _train(
     cfg: ExperimentConfig,
     run: Run,
@@ -728,13 +817,22 @@ def _train(
 ) -> TrainResult:
     tc = cfg.training
     policy = run.policy
-    n_envs = cfg.env.num_train_envs
-    epoch_steps = tc.test_interval
-    max_epochs = max(1, -(-tc.total_steps // epoch_steps))
     note = saved["progress"] if saved is not None else None
+    # one gradient step per collect step; collect whole vector steps (a multiple of the env
+    # count), so steps_per_update is rounded up to that multiple
+    steps_per_collect = collect_step(tc.steps_per_update, cfg.env.num_train_envs)
+    plan = EpochPlan.of(
+        tc.total_steps,
+        tc.test_interval,
+        steps_per_collect,
+        done_steps=note["env_step"] if note else 0,
+        done_epochs=note["epoch"] if note else 0,
+    )
+    if tc.progress:  # before the progress bar appears
+        print(plan.describe(tc.total_steps, tc.steps_per_update), flush=True)
     logger = RunLogger(
         logdir,
-        tc.total_steps,
+        plan.total,
         eps_fn=run.schedule,
         progress=tc.progress,
         training_interval=tc.log_interval,
@@ -745,10 +843,16 @@ def _train(
     )
     try:
         if saved is None:
+            if tc.progress:
+                print(
+                    f"warm-up: {cfg.replay.warmup_episodes} episodes of random available actions "
+                    "before learning (in metrics.csv's env steps, not in the budget) ...",
+                    flush=True,
+                )
             warm = warmup(run.train_collector, n_episode=cfg.replay.warmup_episodes)
             logger.step_offset = warm.n_collected_steps
         else:
-            _resume(cfg, run, logger, saved, refill=note["epoch"] < max_epochs)
+            _resume(cfg, run, logger, saved, refill=plan.epochs_left > 0)
 
         def training_fn(epoch: int, env_step: int) -> None:
             policy.set_eps_training(run.schedule(env_step))
@@ -763,16 +867,13 @@ def _train(
             save_checkpoint(checkpoint, run, progress["total_env_step"], progress)
             return str(checkpoint)
 
-        # one gradient step per collect step; collect whole vector steps (a multiple of the env
-        # count), so steps_per_update is rounded up to that multiple
-        steps_per_collect = -(-tc.steps_per_update // n_envs) * n_envs
         start = time.time()
         run.algorithm.run_training(
             OffPolicyTrainerParams(
                 training_collector=run.train_collector,
                 test_collector=run.test_collector,
-                max_epochs=max_epochs,
-                epoch_num_steps=epoch_steps,
+                max_epochs=plan.max_epochs,
+                epoch_num_steps=plan.epoch_steps,
                 collection_step_num_env_steps=steps_per_collect,
                 update_step_num_gradient_steps_per_sample=1.0 / steps_per_collect,
                 batch_size=cfg.replay.batch_episodes,
@@ -814,6 +915,55 @@ def _train(
         steps_per_second,
         final_metrics,
     )
+
+
+def collect_step(steps_per_update: int, n_envs: int) -> int:
+    """Env steps per collect step (one gradient step each): ``steps_per_update`` rounded up to
+    a multiple of the env count, since every env steps at once."""
+    return -(-steps_per_update // n_envs) * n_envs
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """How a budget of ``training.total_steps`` trainer env steps is cut into epochs (an epoch
+    ends with a test and maybe a checkpoint). Tianshou runs whole epochs of whole collect steps,
+    so the budget is met from above by less than one collect step per epoch: the
+    remaining steps are split into ``ceil(remaining / test_interval)`` equal epochs of a whole
+    number of collect steps. ``total`` is the exact count the trainer will reach."""
+
+    max_epochs: int  # Tianshou's max_epochs (epochs done before a resume included)
+    epoch_steps: int
+    epochs_left: int
+    total: int  # trainer env steps at the end (warm-up excluded)
+
+    @classmethod
+    def of(
+        cls,
+        total_steps: int,
+        test_interval: int,
+        steps_per_collect: int,
+        done_steps: int = 0,
+        done_epochs: int = 0,
+    ) -> EpochPlan:
+        remaining = total_steps - done_steps
+        if remaining <= 0:
+            return cls(done_epochs, steps_per_collect, 0, done_steps)
+        epochs = -(-remaining // test_interval)
+        per_epoch = -(-remaining // epochs)
+        epoch_steps = -(-per_epoch // steps_per_collect) * steps_per_collect
+        return cls(done_epochs + epochs, epoch_steps, epochs, done_steps + epochs * epoch_steps)
+
+    def describe(self, total_steps: int, steps_per_update: int) -> str:
+        rounded = (
+            ""
+            if self.total == total_steps
+            else f" (training.total_steps {total_steps:,} rounded up to whole collect steps)"
+        )
+        return (
+            f"budget: {self.total:,} env steps of training{rounded}: {self.epochs_left} "
+            f"epoch(s) of {self.epoch_steps:,} steps, each ending with a test; one gradient "
+            f"step per {steps_per_update:,} steps (rounded up to whole vector steps)"
+        )
 
 
 def _resume(

@@ -97,9 +97,10 @@ def test_local_mode_runs_sequentially_and_cli_plots(tmp_path: Path, capsys) -> N
     assert _rows(root / "results.csv") == rows
     assert (root / "plots" / "returns.png").is_file()
     assert "| lbf/8x8-2p-2f | qmix | 1 |" in capsys.readouterr().out
-    # --max-step: nothing was logged before step 0, so no run is left to tabulate
-    assert cli_main(["plot", str(root), "--max-step", "-1", "--out", str(tmp_path / "p")]) == 0
-    assert "| lbf/8x8-2p-2f |" not in capsys.readouterr().out
+    # --max-step: nothing was logged at step 0 (tests follow the warm-up): one line, exit 2
+    assert cli_main(["plot", str(root), "--max-step", "0", "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert "holds no results up to env step 0" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize(
