@@ -18,12 +18,32 @@ the gradient-step count, the trainer's counters (epoch, env steps, training step
 state (test history, warm-up steps, length of ``metrics.csv``) and the random generators (Python,
 numpy, torch, the policy's own, the replay sampler's).
 
+Opening a checkpoint runs no code. The SHA-256 only detects damage -- a crafted file carries a
+valid one -- so the payload is read with ``torch.load(weights_only=True)``, which builds tensors
+and plain Python data (dicts, lists, tuples, numbers, strings) and refuses any other object
+(a pickled ``os.system`` call, a class) with a one-line :class:`CheckpointError` that names it.
+Format 3 (this version) stores only such data: the config as the plain dict of its JSON dump,
+numpy's legacy generator state with its key array as a list. Format 2 (the previous version,
+and the bare format 1) kept that key array as a numpy array: those files are still read, with
+exactly numpy's ``ndarray``, its ``dtype`` (uint32) and ``_reconstruct`` allowed for that one
+load (``torch.serialization.safe_globals``; needs torch >= 2.5) -- building an array runs no
+code of the file's -- and a numpy object anywhere but that key array is refused. They resume
+and evaluate as before; the next checkpoint of a resumed run is written in format 3.
+A state dict that does not fit the networks its config builds (an edited file, another version
+of the env) is refused by :func:`load_algorithm_state` with one line naming the file and the
+first differing entries (missing or unexpected keys, tensor shapes, Adam moments), for
+``bdps eval``, ``bdps render`` and ``--resume`` alike.
+
 ``train(cfg, logdir, resume=True)`` (``bdps train ... --resume``) continues a killed run from it:
 the config must match the checkpoint's except ``training.total_steps`` (and the cosmetic
 ``training.progress``, ``training.logdir``, ``training.checkpoint_interval``); ``metrics.csv`` is
 cut back to its length at the checkpoint and appended to; the trainer continues from the saved
 epoch / env step / training step through Tianshou's own ``resume_from_log`` (the logger's
 ``restore_data``), so the ε schedule, a function of the trainer's env step, goes on where it was.
+A finished run (no epoch of the budget left, and ``metrics.csv`` holds its ``final`` rows) is
+not resumed: :func:`check_resume_progress` refuses it, saying to pass a larger ``--steps``
+(resuming with the same budget would only evaluate it again and replace its final result); a run
+killed after its last epoch but before its final evaluation is resumed to that evaluation.
 The replay buffer is *not* saved (it can take GBs on big maps): a resumed run first refills it
 with ``replay.warmup_episodes`` episodes played at the current ε; these env steps are counted in
 the total (``metrics.csv``'s ``step``, like the warm-up) but not in the trainer's budget of
@@ -937,11 +957,12 @@ def _legacy_safe_globals() -> list[Any]:
 
 def _unpickle_refusal(err: Exception) -> str | None:
     """What torch's weights-only unpickler refused to build (a Python global: a class or a
-    function, which unpickling would call), or None for another error."""
+    function, which unpickling would call, or an object of such a class), or None for another
+    error."""
     import re
 
-    match = re.search(r"GLOBAL ([\w.]+)", str(err))
-    return match.group(1) if match else None
+    match = re.search(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>", str(err))
+    return (match.group(1) or match.group(2)) if match else None
 
 
 def _first_line(err: BaseException) -> str:
@@ -954,11 +975,9 @@ def _first_line(err: BaseException) -> str:
 
 def _torch_load(source: Any, path: Path, version: int) -> Any:
     """``torch.load`` with ``weights_only=True``: tensors and plain Python data, never code."""
+    safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
-        if version >= 3:
-            return torch.load(source, map_location="cpu", weights_only=True)
-        safe_globals = getattr(torch.serialization, "safe_globals", None)
-        if safe_globals is None:  # torch < 2.5 cannot allow them for one call
+        if version >= 3 or safe_globals is None:
             return torch.load(source, map_location="cpu", weights_only=True)
         with safe_globals(_legacy_safe_globals()):
             return torch.load(source, map_location="cpu", weights_only=True)
@@ -966,15 +985,15 @@ def _torch_load(source: Any, path: Path, version: int) -> Any:
         name = _unpickle_refusal(err)
         if name is None:
             raise
-        if name.startswith("numpy.") and version < 3:  # only with torch < 2.5
+        if name.startswith("numpy.") and version < 3 and safe_globals is None:
             raise CheckpointError(
                 f"checkpoint {path} (format {version}) keeps a random state as a numpy array, "
                 f"which this torch {torch.__version__} cannot read safely: upgrade torch to "
                 ">= 2.5, or resume/evaluate it with the bdps-agents that wrote it"
             ) from None
         raise CheckpointError(
-            f"refusing to load {path}: it holds a {name} object, which unpickling would call "
-            "(it could run any code); a bdps-agents checkpoint holds only tensors and plain data"
+            f"refusing to load {path}: it holds a {name} object, and building it could run "
+            "code from the file; a bdps-agents checkpoint holds only tensors and plain data"
         ) from None
 
 
