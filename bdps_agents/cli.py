@@ -85,9 +85,30 @@ def _interrupted(logdir: Path, argv: list[str]) -> str:
     )
 
 
+class ArgumentValueError(ConfigError):
+    """A command-line value the command cannot use; ``main()`` prints it as one ``error:`` line
+    (a ``ConfigError``, which it already catches)."""
+
+
+# numpy's legacy seeding (training.seed_everything) takes seeds below 2**32
+SEED_MAX = 2**32 - 1
+
+
+def _check_seed(seed: int | None) -> None:
+    if seed is not None and not 0 <= seed <= SEED_MAX:
+        raise ArgumentValueError(f"--seed must be an integer from 0 to {SEED_MAX}, got {seed}")
+
+
+def _check_positive(option: str, value: int | None, unit: str) -> None:
+    if value is not None and value < 1:
+        raise ArgumentValueError(f"{option} must be a positive number of {unit}, got {value}")
+
+
 def _eval(args: argparse.Namespace) -> int:
     from bdps_agents.training import evaluate
 
+    _check_positive("--episodes", args.episodes, "episodes")
+    _check_seed(args.seed)
     result = evaluate(args.checkpoint, episodes=args.episodes, seed=args.seed)
     print(json.dumps(result))
     return 0
@@ -137,8 +158,14 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from bdps_agents.render import render_episode
+    from bdps_agents.render import check_output_path, render_episode
 
+    _check_seed(args.seed)
+    _check_positive("--max-steps", args.max_steps, "steps (leave it out for whole episodes)")
+    try:  # up front: Pillow would refuse the extension only after the whole episode
+        check_output_path(args.out)
+    except ValueError as err:
+        raise ArgumentValueError(f"--out: {err}") from None
     out = render_episode(args.checkpoint, args.out, seed=args.seed, max_steps=args.max_steps)
     print(f"wrote {out}")
     return 0
@@ -262,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a greedy episode of a checkpoint as a GIF (LBF, GRF, SMAX)",
     )
     r.add_argument("--checkpoint", required=True)
-    r.add_argument("--out", default="episode.gif")
+    r.add_argument("--out", default="episode.gif", help=".gif, or .png/.apng/.webp")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--max-steps", type=int, default=None)
     r.set_defaults(fn=_render)

@@ -29,6 +29,7 @@ from matplotlib.patches import Circle, Rectangle, Wedge
 from bdps_agents.joint_env import JointEnv
 
 __all__ = [
+    "check_output_path",
     "draw_frame",
     "draw_grf_frame",
     "draw_lbf_frame",
@@ -291,6 +292,30 @@ def _first_row(entry: Any, key: str) -> np.ndarray | None:
     return np.asarray(entry[key])[0]
 
 
+# animated formats that Pillow (matplotlib's PillowWriter) writes, by file extension
+ANIMATION_FORMATS = {".gif": "GIF", ".png": "PNG", ".apng": "PNG", ".webp": "WEBP"}
+
+
+def output_extensions() -> list[str]:
+    """The extensions :func:`render_episode` can write: :data:`ANIMATION_FORMATS` that this
+    Pillow can save as several frames (WebP needs Pillow built with libwebp)."""
+    from PIL import Image
+
+    Image.init()
+    return [ext for ext, fmt in ANIMATION_FORMATS.items() if fmt in Image.SAVE_ALL]
+
+
+def check_output_path(out: str | Path) -> None:
+    """Raise ``ValueError`` unless ``out``'s extension is one :func:`render_episode` writes
+    (Pillow would refuse it only after the whole episode was played)."""
+    extensions = output_extensions()
+    if Path(out).suffix.lower() not in extensions:
+        raise ValueError(
+            f"cannot write an animation to {out}: use a file name ending in "
+            f"{', '.join(extensions)} (e.g. episode.gif)"
+        )
+
+
 def render_episode(
     checkpoint: str | Path,
     out: str | Path,
@@ -300,7 +325,8 @@ def render_episode(
     fps: int = 4,
     greedy: bool = True,
 ) -> Path:
-    """Play one episode with a ``bdps train`` checkpoint and write it as an animated GIF.
+    """Play one episode with a ``bdps train`` checkpoint and write it as an animated GIF (or
+    APNG/WebP, by ``out``'s extension: :func:`output_extensions`).
 
     One frame after the reset and one after every step (``episode length + 1`` frames, or
     ``max_steps + 1`` when the episode is cut at ``max_steps``). ``greedy=True`` acts with
@@ -308,8 +334,9 @@ def render_episode(
     BDPS's role selector samples its latent roles even when greedy; ``seed`` fixes that, the
     episode's start and any ε draws. Returns ``out``.
 
-    Raises ``FileNotFoundError`` / ``ValueError`` for a missing or foreign checkpoint and
-    ``NotImplementedError`` for adapters other than lbf, grf and smax.
+    Raises ``FileNotFoundError`` / ``ValueError`` (``CheckpointError``) for a missing, foreign
+    or mismatched checkpoint, ``ValueError`` for an ``out`` of another extension (before
+    playing) and ``NotImplementedError`` for adapters other than lbf, grf and smax.
     """
     import torch
     from tianshou.data import Collector, ReplayBuffer
@@ -321,6 +348,7 @@ def render_episode(
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
+    check_output_path(out)  # before the episode is played, not when the file is written
     cfg, data = training.load_checkpoint(checkpoint)
     torch.manual_seed(seed)
     env = training.make_joint(cfg.env)
@@ -328,7 +356,7 @@ def render_episode(
     try:
         frame_kind(env)  # refuse unsupported adapters before building anything else
         algorithm = training.build_algorithm(cfg, training.EnvSpec.of(env))
-        algorithm.load_state_dict(data["algorithm"])
+        training.load_algorithm_state(algorithm, data["algorithm"], checkpoint)
         policy = algorithm.policy
         policy.eval()
         policy.set_eps_inference(0.0 if greedy else cfg.exploration.eps_end)

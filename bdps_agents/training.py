@@ -18,12 +18,32 @@ the gradient-step count, the trainer's counters (epoch, env steps, training step
 state (test history, warm-up steps, length of ``metrics.csv``) and the random generators (Python,
 numpy, torch, the policy's own, the replay sampler's).
 
+Opening a checkpoint runs no code. The SHA-256 only detects damage -- a crafted file carries a
+valid one -- so the payload is read with ``torch.load(weights_only=True)``, which builds tensors
+and plain Python data (dicts, lists, tuples, numbers, strings) and refuses any other object
+(a pickled ``os.system`` call, a class) with a one-line :class:`CheckpointError` that names it.
+Format 3 (this version) stores only such data: the config as the plain dict of its JSON dump,
+numpy's legacy generator state with its key array as a list. Format 2 (the previous version,
+and the bare format 1) kept that key array as a numpy array: those files are still read, with
+exactly numpy's ``ndarray``, its ``dtype`` (uint32) and ``_reconstruct`` allowed for that one
+load (``torch.serialization.safe_globals``; needs torch >= 2.5) -- building an array runs no
+code of the file's -- and a numpy object anywhere but that key array is refused. They resume
+and evaluate as before; the next checkpoint of a resumed run is written in format 3.
+A state dict that does not fit the networks its config builds (an edited file, another version
+of the env) is refused by :func:`load_algorithm_state` with one line naming the file and the
+first differing entries (missing or unexpected keys, tensor shapes, Adam moments), for
+``bdps eval``, ``bdps render`` and ``--resume`` alike.
+
 ``train(cfg, logdir, resume=True)`` (``bdps train ... --resume``) continues a killed run from it:
 the config must match the checkpoint's except ``training.total_steps`` (and the cosmetic
 ``training.progress``, ``training.logdir``, ``training.checkpoint_interval``); ``metrics.csv`` is
 cut back to its length at the checkpoint and appended to; the trainer continues from the saved
 epoch / env step / training step through Tianshou's own ``resume_from_log`` (the logger's
 ``restore_data``), so the ε schedule, a function of the trainer's env step, goes on where it was.
+A finished run (no epoch of the budget left, and ``metrics.csv`` holds its ``final`` rows) is
+not resumed: :func:`check_resume_progress` refuses it, saying to pass a larger ``--steps``
+(resuming with the same budget would only evaluate it again and replace its final result); a run
+killed after its last epoch but before its final evaluation is resumed to that evaluation.
 The replay buffer is *not* saved (it can take GBs on big maps): a resumed run first refills it
 with ``replay.warmup_episodes`` episodes played at the current ε; these env steps are counted in
 the total (``metrics.csv``'s ``step``, like the warm-up) but not in the trainer's budget of
@@ -449,7 +469,9 @@ class TrainResult:
 
 
 CHECKPOINT_NAME = "checkpoint.pt"
-CHECKPOINT_FORMAT = 2  # 1: a bare torch.save dict (config, algorithm, env_step, num_updates)
+# 1: a bare torch.save dict (config, algorithm, env_step, num_updates); 2: the checksummed file,
+# numpy's legacy generator state as an ndarray; 3: tensors and plain Python data only
+CHECKPOINT_FORMAT = 3
 _MAGIC = b"BDPS-CHECKPOINT\n"
 _HEADER = struct.Struct(">IQ32s")  # format version, payload length, SHA-256 of the payload
 # config fields a resumed run may change: the budget, and what does not touch learning
@@ -518,10 +540,12 @@ def write_checkpoint(path: str | Path, data: dict[str, Any]) -> None:
 
 
 def _rng_states(run: Run) -> dict[str, Any]:
-    # the policy's own generators travel in the algorithm's state_dict (QMIX.get_extra_state)
+    # the policy's own generators travel in the algorithm's state_dict (QMIX.get_extra_state);
+    # all plain data (numpy's key array as a list), so that torch.load(weights_only=True) reads it
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
     return {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": (kind, key.tolist(), pos, has_gauss, gauss),
         "torch": torch.get_rng_state(),
         "replay_sampler": run.buffer._sample_rng.bit_generator.state,
     }
@@ -529,7 +553,8 @@ def _rng_states(run: Run) -> dict[str, Any]:
 
 def _set_rng_states(run: Run, states: dict[str, Any]) -> None:
     random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    kind, key, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, np.asarray(key, dtype=np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(states["torch"])
     run.buffer._sample_rng.bit_generator.state = states["replay_sampler"]
     if "policy" in states:  # written before the algorithm's state_dict carried them
@@ -564,14 +589,15 @@ def save_checkpoint(
     write_checkpoint(path, data)
 
 
-def _payload_of(path: Path) -> bytes | None:
-    """The verified payload of a checksummed checkpoint; None for an older, bare torch file."""
+def _payload_of(path: Path) -> tuple[int, bytes | None]:
+    """Format version and verified payload of a checksummed checkpoint; ``(1, None)`` for an
+    older, bare torch file."""
     with path.open("rb") as f:
         head = f.read(len(_MAGIC) + _HEADER.size)
         if not head.startswith(_MAGIC):
             if _MAGIC.startswith(head[: len(_MAGIC)]):  # cut inside the header
                 raise CheckpointError(f"checkpoint {path} is truncated or corrupt: no header")
-            return None
+            return 1, None
         if len(head) < len(_MAGIC) + _HEADER.size:
             raise CheckpointError(f"checkpoint {path} is truncated or corrupt: header cut short")
         version, length, digest = _HEADER.unpack(head[len(_MAGIC) :])
@@ -591,7 +617,7 @@ def _payload_of(path: Path) -> bytes | None:
         raise CheckpointError(
             f"checkpoint {path} is truncated or corrupt: SHA-256 mismatch (the file was altered)"
         )
-    return payload
+    return version, payload
 
 
 def greedy_return(run: Run, episodes: int) -> tuple[float, float]:
@@ -642,22 +668,97 @@ def check_resumable(saved: ExperimentConfig, cfg: ExperimentConfig, path: Path) 
         )
 
 
-def restore_run(run: Run, data: dict[str, Any]) -> None:
+# what RunLogger reads back from a checkpoint's progress note
+_PROGRESS_COUNTERS = (
+    "epoch",
+    "env_step",
+    "update_step",
+    "total_env_step",
+    "step_offset",
+    "csv_bytes",
+    "episodes",
+)
+
+
+def _has_final_row(metrics: Path) -> bool:
+    """Whether ``metrics.csv`` holds a run's final evaluation (as ``experiment.is_finished``)."""
+    if not metrics.is_file():
+        return False
+    with metrics.open(newline="", errors="replace") as f:
+        return any(line.startswith("final,") for line in f)
+
+
+def check_resume_progress(
+    saved: dict[str, Any], cfg: ExperimentConfig, logdir: Path, path: Path
+) -> None:
+    """Refuse to resume from a checkpoint whose progress note is malformed, or a run that is
+    finished: no epoch of ``cfg``'s budget is left and ``metrics.csv`` holds its final result
+    (resuming would only evaluate it again and replace that result). A run killed between its
+    last epoch and its final evaluation is not finished: resuming evaluates it."""
+    note = saved["progress"]
+
+    def is_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if not isinstance(note, dict):
+        bad = ["progress"]
+    else:
+        bad = [k for k in _PROGRESS_COUNTERS if not is_int(note.get(k))]
+        last_log = note.get("last_log")
+        if not isinstance(last_log, dict) or not all(
+            is_int(last_log.get(k)) for k in ("training", "test", "update", "info")
+        ):
+            bad.append("last_log")
+        history = note.get("test_history")
+        if not isinstance(history, list) or not all(
+            isinstance(t, list | tuple) and len(t) == 3 for t in history
+        ):
+            bad.append("test_history")
+    if bad:
+        raise CheckpointError(
+            f"cannot resume from {path}: its progress note lacks or garbles {', '.join(bad)} "
+            "(the file was not written by bdps train); it can still be evaluated"
+        )
+    tc = cfg.training
+    plan = EpochPlan.of(
+        tc.total_steps,
+        tc.test_interval,
+        collect_step(tc.steps_per_update, cfg.env.num_train_envs),
+        done_steps=note["env_step"],
+        done_epochs=note["epoch"],
+    )
+    if plan.epochs_left > 0 or not _has_final_row(logdir / "metrics.csv"):
+        return
+    raise CheckpointError(
+        f"cannot resume {logdir}: the run is finished ({note['env_step']} training env steps "
+        f"done for training.total_steps={tc.total_steps}, final result in metrics.csv); to "
+        f"train it further, resume with --steps (training.total_steps) greater than "
+        f"{note['env_step']}"
+    )
+
+
+def restore_run(run: Run, data: dict[str, Any], path: str | Path = "(in memory)") -> None:
     """Load a checkpoint's learner state into a freshly built ``run``: networks, target networks,
-    optimiser (Adam moments), gradient-step count, ε, and random generators."""
+    optimiser (Adam moments), gradient-step count, ε, and random generators. Raises
+    :class:`CheckpointError`, naming ``path``, for a state that does not fit ``run``."""
     algorithm = run.algorithm
-    # Tianshou's Algorithm.load_state_dict pops "_optimizers" from the dict it is given
-    algorithm.load_state_dict(dict(data["algorithm"]))
-    for scheduler, state in zip(
-        algorithm.lr_schedulers, data.get("lr_schedulers", []), strict=False
-    ):
-        scheduler.load_state_dict(state)
-    if "_extra_state" not in data["algorithm"]:  # older checkpoints kept the count beside it
-        algorithm.num_updates = int(data.get("num_updates", 0))
-    if "eps_training" in data:
-        run.policy.set_eps_training(data["eps_training"])
-    if "rng" in data:
-        _set_rng_states(run, data["rng"])
+    load_algorithm_state(algorithm, data["algorithm"], path)
+    try:
+        for scheduler, state in zip(
+            algorithm.lr_schedulers, data.get("lr_schedulers", []), strict=False
+        ):
+            scheduler.load_state_dict(state)
+        if "_extra_state" not in data["algorithm"]:  # older checkpoints kept the count beside it
+            algorithm.num_updates = int(data.get("num_updates", 0))
+        if "eps_training" in data:
+            run.policy.set_eps_training(float(data["eps_training"]))
+        if "rng" in data:
+            _set_rng_states(run, data["rng"])
+    except (KeyError, IndexError, OverflowError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(
+            f"checkpoint {path} holds an unusable learner state (schedulers, ε or random "
+            f"generators): {_first_line(err)}"
+        ) from None
 
 
 def _reseed_envs(run: Run, seed: int, env_step: int) -> None:
@@ -711,6 +812,7 @@ def _train_in(cfg: ExperimentConfig, logdir: Path, resume: bool, overwrite: bool
                 "older bdps-agents); it can still be evaluated"
             )
         check_resumable(saved_cfg, cfg, checkpoint)
+        check_resume_progress(saved, cfg, logdir, checkpoint)
     else:
         existing = run_files(logdir)
         if existing and not overwrite:
@@ -972,7 +1074,8 @@ def _resume(
     """Restore the learner from ``saved``, then refill the (unsaved) replay buffer with
     ``replay.warmup_episodes`` episodes at the current ε (skipped when no training is left)."""
     note = saved["progress"]
-    restore_run(run, saved)
+    # train() reads the checkpoint from logdir / CHECKPOINT_NAME, the logger's logdir
+    restore_run(run, saved, logger.logdir / CHECKPOINT_NAME)
     _reseed_envs(run, cfg.training.seed, note["total_env_step"])
     eps = run.schedule(note["env_step"])  # what training_fn sets at this trainer env step
     refill_steps = 0
@@ -994,37 +1097,208 @@ def _resume(
     )
 
 
+def _legacy_safe_globals() -> list[Any]:
+    """What torch.load(weights_only=True) must allow, beyond tensors and plain data, to read a
+    checkpoint of format <= 2: numpy's legacy generator state (an ndarray of uint32). Building an
+    array and its dtype runs no code of the file's choosing; :func:`_plain_legacy_rng` then
+    accepts such an array only where that state lives."""
+    reconstruct = np.array(0).__reduce__()[0]  # numpy.(_)core.multiarray._reconstruct
+    # the key array's dtype is built as numpy.dtype("u4"), whose class is UInt32DType
+    allowed: list[Any] = [np.ndarray, np.dtype, type(np.dtype(np.uint32)), reconstruct]
+    if torch.__version__ >= (2, 6):  # (object, name) pairs: files written under numpy 1 and 2
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+            allowed.append((reconstruct, f"{module}._reconstruct"))
+    return allowed
+
+
+def _unpickle_refusal(err: Exception) -> str | None:
+    """What torch's weights-only unpickler refused to build (a Python global: a class or a
+    function, which unpickling would call, or an object of such a class), or None for another
+    error."""
+    import re
+
+    match = re.search(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>", str(err))
+    return (match.group(1) or match.group(2)) if match else None
+
+
+def _first_line(err: BaseException) -> str:
+    """``Type: message`` of ``err`` on one line; for torch's weights-only errors, whose first
+    lines are boilerplate, the unpickler's own reason."""
+    text = str(err).split("WeightsUnpickler error:", 1)[-1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
+def _torch_load(source: Any, path: Path, version: int) -> Any:
+    """``torch.load`` with ``weights_only=True``: tensors and plain Python data, never code."""
+    safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
+    try:
+        if version >= 3 or safe_globals is None:
+            return torch.load(source, map_location="cpu", weights_only=True)
+        with safe_globals(_legacy_safe_globals()):
+            return torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as err:
+        name = _unpickle_refusal(err)
+        if name is None:
+            raise
+        if name.startswith("numpy.") and version < 3 and safe_globals is None:
+            raise CheckpointError(
+                f"checkpoint {path} (format {version}) keeps a random state as a numpy array, "
+                f"which this torch {torch.__version__} cannot read safely: upgrade torch to "
+                ">= 2.5, or resume/evaluate it with the bdps-agents that wrote it"
+            ) from None
+        raise CheckpointError(
+            f"refusing to load {path}: it holds a {name} object, and building it could run "
+            "code from the file; a bdps-agents checkpoint holds only tensors and plain data"
+        ) from None
+
+
+def _plain_legacy_rng(data: dict[str, Any], path: Path, version: int) -> None:
+    """Format <= 2 kept numpy's legacy generator state as an ndarray: make it a list, as format 3
+    writes it, and refuse a numpy object anywhere else (none was written there)."""
+    rng = data.get("rng")
+    if isinstance(rng, dict) and isinstance(rng.get("numpy"), tuple | list):
+        state = list(rng["numpy"])
+        key = state[1] if len(state) == 5 else None
+        if isinstance(key, np.ndarray) and key.dtype == np.uint32 and key.shape == (624,):
+            rng["numpy"] = (state[0], key.tolist(), *state[2:])
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, np.ndarray | np.generic | np.dtype):
+            raise CheckpointError(
+                f"refusing to load {path} (format {version}): it holds a numpy "
+                f"{type(node).__name__} at {where or 'its top level'}, where bdps-agents never "
+                "wrote one"
+            )
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{where}/{key}")
+        elif isinstance(node, list | tuple):
+            for i, value in enumerate(node):
+                walk(value, f"{where}/{i}")
+
+    walk(data, "")
+
+
 def load_checkpoint(path: str | Path) -> tuple[ExperimentConfig, dict[str, Any]]:
     """``(config, data)`` of a checkpoint; ``data["algorithm"]`` is the algorithm's state dict.
 
     Raises ``FileNotFoundError`` for a missing file and :class:`CheckpointError` (a
-    ``ValueError``) for one that is truncated, corrupt or not a bdps-agents checkpoint. Reads
-    the checksummed format and the older bare ``torch.save`` dicts.
+    ``ValueError``) for one that is truncated, corrupt or not a bdps-agents checkpoint, and for
+    one that holds anything but tensors and plain data: it is read with
+    ``torch.load(weights_only=True)``, which builds no other object, so opening a checkpoint runs
+    no code. Reads the checksummed formats (2, 3) and the older bare ``torch.save`` dicts.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    payload = _payload_of(path)
+    version, payload = _payload_of(path)
     try:
         source: Any = io.BytesIO(payload) if payload is not None else path
-        data = torch.load(source, map_location="cpu", weights_only=False)
+        data = _torch_load(source, path, version)
+    except CheckpointError:
+        raise
     except Exception as err:
-        if payload is not None:  # checksum verified: not damage, but e.g. a missing class
-            raise CheckpointError(f"checkpoint {path} cannot be read: {err}") from err
+        if payload is not None:  # checksum verified: not damage, but e.g. a foreign payload
+            raise CheckpointError(f"checkpoint {path} cannot be read: {_first_line(err)}") from None
         with path.open("rb") as f:
             magic = f.read(4)
         if magic == b"PK\x03\x04":  # a torch zip file, damaged
             raise CheckpointError(
-                f"checkpoint {path} is truncated or corrupt: {type(err).__name__}: {err}"
+                f"checkpoint {path} is truncated or corrupt: {_first_line(err)}"
             ) from None
         raise CheckpointError(
-            f"{path} is not a bdps-agents checkpoint (unreadable: {type(err).__name__}: {err})"
+            f"{path} is not a bdps-agents checkpoint (unreadable: {_first_line(err)})"
         ) from None
     if not isinstance(data, dict) or "config" not in data or "algorithm" not in data:
         raise CheckpointError(
             f"{path} is not a bdps-agents checkpoint (no config/algorithm entries)"
         )
+    if version < 3:
+        _plain_legacy_rng(data, path, version)
+    if not isinstance(data["algorithm"], dict):
+        raise CheckpointError(
+            f"{path} is not a bdps-agents checkpoint: its algorithm entry is a "
+            f"{type(data['algorithm']).__name__}, not a state dict"
+        )
     return build_config(data["config"], source=str(path)), data
+
+
+def _tensor_shape(value: Any) -> str:
+    return f"{list(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+
+
+def _state_mismatches(algorithm: QMIX, state: dict[str, Any]) -> list[str]:
+    """How ``state`` (a checkpoint's algorithm state dict) differs from what ``algorithm``
+    expects: missing and unexpected entries, tensor shapes, the optimiser states."""
+    expected = algorithm.state_dict()
+    optimizers = expected.pop(algorithm._STATE_DICT_KEY_OPTIMIZERS)
+    # older checkpoints lack the extra state (QMIX._load_from_state_dict allows that)
+    missing = [k for k in expected if k not in state and not k.endswith("_extra_state")]
+    problems = [f"missing {k}" for k in missing]
+    for key, value in expected.items():
+        if isinstance(value, torch.Tensor) and key in state:
+            got = state[key]
+            if not isinstance(got, torch.Tensor) or got.shape != value.shape:
+                mine = _tensor_shape(value)
+                problems.append(f"{key} is {_tensor_shape(got)} in the file, {mine} in the model")
+    key = algorithm._STATE_DICT_KEY_OPTIMIZERS
+    problems += [f"unexpected {k}" for k in state if k not in expected and k != key]
+    saved = state.get(key)
+    if not isinstance(saved, list) or len(saved) != len(optimizers):
+        what = f"{len(saved)} states" if isinstance(saved, list) else _tensor_shape(saved)
+        problems.append(f"{key}: {what} in the file, {len(optimizers)} optimisers in the model")
+        return problems
+    for i, (optim, entry) in enumerate(zip(algorithm._optimizers, saved, strict=True)):
+        problems += [f"{key}[{i}] {p}" for p in _optimizer_mismatches(optim._optim, entry)]
+    return problems
+
+
+def _optimizer_mismatches(optim: torch.optim.Optimizer, saved: Any) -> list[str]:
+    """How a saved optimiser state differs from ``optim``'s parameters (torch checks only the
+    group sizes, and a moment of the wrong shape would fail at the first step)."""
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    states = saved.get("state") if isinstance(saved, dict) else None
+    if not isinstance(groups, list) or not isinstance(states, dict):
+        return ["is not an optimiser state (no param_groups/state)"]
+    if len(groups) != len(optim.param_groups) or any(
+        not isinstance(g, dict)
+        or not isinstance(g.get("params"), list)
+        or len(g["params"]) != len(mine["params"])
+        for g, mine in zip(groups, optim.param_groups, strict=False)
+    ):
+        return ["has parameter groups of other sizes than the model's optimiser"]
+    problems = []
+    for group, mine in zip(groups, optim.param_groups, strict=True):
+        for pid, param in zip(group["params"], mine["params"], strict=True):
+            moments = states.get(pid) if isinstance(pid, int) else None
+            if not isinstance(moments, dict):
+                continue  # no state yet (or a garbled one, which torch's loader reports)
+            for name, value in moments.items():
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
+                    problems.append(
+                        f"{name} of parameter {pid} is {list(value.shape)}, the parameter "
+                        f"{list(param.shape)}"
+                    )
+    return problems
+
+
+def load_algorithm_state(algorithm: QMIX, state: dict[str, Any], path: str | Path) -> None:
+    """Load a checkpoint's algorithm state dict into ``algorithm`` (built from the checkpoint's
+    config), or raise :class:`CheckpointError` naming the file and what does not match."""
+    problems = _state_mismatches(algorithm, state)
+    if not problems:
+        try:
+            # Tianshou's Algorithm.load_state_dict pops "_optimizers" from the dict it is given
+            algorithm.load_state_dict(dict(state))
+            return
+        except (AttributeError, KeyError, IndexError, RuntimeError, TypeError, ValueError) as err:
+            problems = [_first_line(err)]
+    more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+    raise CheckpointError(
+        f"checkpoint {path} does not fit the networks its config builds (edited, or written "
+        f"for another version of the env or of bdps-agents): {'; '.join(problems[:3])}{more}"
+    )
 
 
 def evaluate(
@@ -1032,12 +1306,16 @@ def evaluate(
 ) -> dict[str, float]:
     """Greedy episodes with a trained checkpoint: mean/std team return and episode metrics
     (e.g. ``win_rate``)."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
     cfg, data = load_checkpoint(checkpoint)
     if seed is not None:
         cfg.training.seed = seed
     run = build_run(cfg)
-    run.algorithm.load_state_dict(dict(data["algorithm"]))
-    mean, std = greedy_return(run, episodes)
-    metrics = run.test_metrics.pop_means()
-    run.close()
+    try:
+        load_algorithm_state(run.algorithm, data["algorithm"], checkpoint)
+        mean, std = greedy_return(run, episodes)
+        metrics = run.test_metrics.pop_means()
+    finally:
+        run.close()
     return {"episodes": episodes, "return_mean": mean, "return_std": std, **metrics}

@@ -240,8 +240,8 @@ def test_resume_in_process_restores_the_saved_learner(trained, tmp_path, monkeyp
     seen = {}
     original = training.restore_run
 
-    def recording_restore(run, data):
-        original(run, data)
+    def recording_restore(run, data, *args):
+        original(run, data, *args)
         seen["state"] = copy.deepcopy(run.algorithm.state_dict())
         seen["num_updates"] = run.algorithm.num_updates
 
