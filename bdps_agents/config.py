@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -64,6 +65,26 @@ class EnvConfig(_Strict):
         "is read) = smax_batched for the smax adapter (the same episodes, several times the "
         "steps/s: benchmarks/smax_vector.py), dummy otherwise",
     )
+
+    @field_validator("kwargs")
+    @classmethod
+    def _adapter_accepts_kwargs(
+        cls, kwargs: dict[str, Any], info: ValidationInfo
+    ) -> dict[str, Any]:
+        # checked here rather than when the env is built: the error then names env.kwargs and
+        # comes before any training starts (imports the adapter module, not its simulator)
+        from bdps_agents.adapters import AdapterLoadError, check_adapter_kwargs
+
+        adapter = info.data.get("adapter")
+        if adapter is None:  # invalid adapter: already reported
+            return kwargs
+        try:
+            check_adapter_kwargs(adapter, kwargs)
+        except AdapterLoadError:
+            pass  # building the env reports it, with the install hint
+        except (TypeError, ValueError) as err:
+            raise ValueError(str(err)) from None
+        return kwargs
 
     @model_validator(mode="before")
     @classmethod

@@ -231,7 +231,15 @@ def _checked_args(
 ) -> dict[str, Any]:
     """:class:`LBFParallelEnv`'s arguments checked and resolved (``task`` applied), without
     building lbforaging's env; raises ``ValueError`` naming the argument."""
-    coop = _check_bool("coop", coop)  # before the task's: coop="no" is not a conflict but a typo
+    # typed before the task is compared: coop="no" is a wrong value, not a different task
+    coop = _check_bool("coop", coop)
+    if (
+        isinstance(penalty, bool)
+        or not isinstance(penalty, int | float | np.integer | np.floating)
+        or not np.isfinite(penalty)
+        or penalty < 0
+    ):
+        raise ValueError(f"penalty must be a finite number >= 0, got {penalty!r}")
     if task is not None:
         if not isinstance(task, str):
             raise ValueError(f"task must be a string such as '15x15-4p-5f', got {task!r}")
@@ -297,13 +305,6 @@ def _checked_args(
             raise ValueError(
                 f"min_food_level {min_food_level!r} exceeds max_food_level {max_food_level!r}"
             )
-    if (
-        isinstance(penalty, bool)
-        or not isinstance(penalty, int | float | np.integer | np.floating)
-        or not np.isfinite(penalty)
-        or penalty < 0
-    ):
-        raise ValueError(f"penalty must be a finite number >= 0, got {penalty!r}")
     if render_mode not in (None, *LBFParallelEnv.metadata["render_modes"]):
         raise ValueError(
             f"render_mode must be None or one of {LBFParallelEnv.metadata['render_modes']}, "
