@@ -3,7 +3,8 @@
 A run is described by an :class:`ExperimentConfig`. Scenario presets are YAML files shipped in
 ``bdps_agents/scenarios`` (``load_scenario("lbf/8x8-2p-2f-coop")``); command-line overrides use
 dotted paths (``algorithm.lr=1e-3``). Every model forbids unknown keys, so a typo is an error that
-names the field instead of a silently ignored setting.
+names the field instead of a silently ignored setting; values are not coerced (``true`` is no
+integer, ``"0.1"`` no float) and floats must be finite.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: no coercion, so `total_steps: true` or `seeds: [true]` are errors, not 1 (an int
+    # still passes as a float: `lr: 1`); allow_inf_nan: .inf/.nan pass `gt=0` bounds otherwise
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False
+    )
 
 
 def default_vector_env(adapter: Any) -> str:
@@ -240,9 +245,19 @@ class TrainingConfig(_Strict):
         "(bdps_agents.learner_process): ≈1.7x the end-to-end steps/s of QMIX on LBF with 2 cores; "
         "the policy that collects lags the learner by one gradient step",
     )
-    device: str = "cpu"
+    device: Literal["cpu"] = Field(
+        "cpu", description="only cpu: nothing moves the networks to a GPU yet"
+    )
     logdir: str = "runs"
     progress: bool = True
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _cpu_only(cls, device: Any) -> Any:
+        # the field is read nowhere yet: anything but cpu would silently train on the CPU
+        if device != "cpu":
+            raise ValueError("must be 'cpu': GPU training is not wired yet")
+        return device
 
     @model_validator(mode="before")
     @classmethod
@@ -367,11 +382,15 @@ def check_sharing_sizes(
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration ({source}):"]
+    """One line per mistake; a single mistake stays on the ``invalid configuration`` line."""
+    items = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "<root>"
-        lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
+        msg = e["msg"].removeprefix("Value error, ")  # pydantic's prefix for our own checks
+        items.append(f"{loc}: {msg} (got {e.get('input')!r})")
+    if len(items) == 1:
+        return f"invalid configuration ({source}): {items[0]}"
+    return "\n".join([f"invalid configuration ({source}):", *(f"  {item}" for item in items)])
 
 
 def build_config(data: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
