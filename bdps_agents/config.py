@@ -9,6 +9,7 @@ integer, ``"0.1"`` no float) and floats must be finite.
 
 from __future__ import annotations
 
+import re
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -415,13 +416,70 @@ def scenario_names() -> list[str]:
     return sorted(names)
 
 
-def _read_yaml(text: str, source: str) -> dict[str, Any]:
+class _DuplicateKeyError(Exception):
+    def __init__(self, key: Any, first_line: int, line: int) -> None:
+        super().__init__(key, first_line, line)
+        self.key, self.first_line, self.line = key, first_line, line
+
+
+class _YAMLLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses duplicate keys (PyYAML keeps the last one silently) and
+    reads ``1e-3`` as a float as YAML 1.2 does (PyYAML's YAML 1.1 needs ``1.0e-3``, and the
+    strict config would refuse the string)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may repeat base's keys
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKeyError(key, seen[key], line)
+                seen[key] = line
+            except TypeError:  # unhashable key: SafeLoader reports it
+                pass
+        return super().construct_mapping(node, deep=deep)
+
+
+_YAMLLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    """YAML text parsed by :class:`_YAMLLoader`; a duplicate key is a :class:`ConfigError`
+    naming ``source``, the key and its lines, other YAML errors propagate."""
     try:
-        data = yaml.safe_load(text)
+        return yaml.load(text, Loader=_YAMLLoader)  # a SafeLoader subclass: safe
+    except _DuplicateKeyError as dup:
+        raise ConfigError(
+            f"duplicate key {dup.key!r} in {source} (lines {dup.first_line} and {dup.line}): "
+            "give each key once"
+        ) from None
+
+
+def _read_yaml(text: str | bytes, source: str) -> dict[str, Any]:
+    """A scenario or experiment file's mapping. Refused with a :class:`ConfigError` naming
+    ``source``: non-UTF-8 bytes, invalid YAML, a duplicate key, an empty file, a non-mapping."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")  # -sig: a byte order mark is not content
+        except UnicodeDecodeError as err:
+            line = text[: err.start].count(b"\n") + 1
+            raise ConfigError(
+                f"{source} is not UTF-8 text (byte 0x{text[err.start]:02x} on line {line}): "
+                "save it as UTF-8"
+            ) from None
+    try:
+        data = _load_yaml(text, source)
     except yaml.YAMLError as err:
         raise ConfigError(f"invalid YAML in {source}: {err}") from None
-    if data is None:
-        data = {}
+    if data is None:  # an empty file, or only comments: almost certainly not what was meant
+        raise ConfigError(f"{source} is empty: expected a mapping of config sections")
     if not isinstance(data, dict):
         raise ConfigError(f"invalid configuration ({source}): top level must be a mapping")
     return data
@@ -433,7 +491,7 @@ def load_scenario_dict(scenario: str) -> dict[str, Any]:
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise ConfigError(f"scenario file not found: {scenario}")
-        data = _read_yaml(path.read_text(), str(path))
+        data = _read_yaml(path.read_bytes(), str(path))
         data.setdefault("scenario", path.stem)
         return data
     family, _, name = scenario.partition("/")
@@ -441,7 +499,7 @@ def load_scenario_dict(scenario: str) -> dict[str, Any]:
     if not name or not res.is_file():
         known = ", ".join(scenario_names())
         raise ConfigError(f"unknown scenario {scenario!r}; known presets: {known}")
-    data = _read_yaml(res.read_text(), f"scenario {scenario}")
+    data = _read_yaml(res.read_bytes(), f"scenario {scenario}")
     data.setdefault("scenario", scenario)
     return data
 
@@ -456,7 +514,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if not sep or not key:
             raise ConfigError(f"override {item!r} must look like section.key=value")
         try:
-            value = yaml.safe_load(raw)
+            value = _load_yaml(raw, f"override {item!r}")
         except yaml.YAMLError:
             value = raw
         node = out

@@ -93,7 +93,7 @@ def load_grid(path_or_name: str | Path) -> GridConfig:
     """An experiment YAML file, or the name of one shipped in ``bdps_agents/experiments``."""
     path = Path(path_or_name)
     if path.is_file():
-        data, source = _read_yaml(path.read_text(), str(path)), str(path)
+        data, source = _read_yaml(path.read_bytes(), str(path)), str(path)
     else:
         res = resources.files("bdps_agents.experiments").joinpath(f"{path_or_name}.yaml")
         if not res.is_file():
