@@ -2,15 +2,18 @@
 
 A run is described by an :class:`ExperimentConfig`. Scenario presets are YAML files shipped in
 ``bdps_agents/scenarios`` (``load_scenario("lbf/8x8-2p-2f-coop")``); command-line overrides use
-dotted paths (``algorithm.lr=1e-3``). Every model forbids unknown keys, so a typo is an error that
-names the field instead of a silently ignored setting; values are not coerced (``true`` is no
-integer, ``"0.1"`` no float) and floats must be finite.
+dotted paths (``algorithm.lr=1e-3``) and merge into the preset key by key (:func:`merge_overrides`).
+Every model forbids unknown keys, so a typo is an error that names the field instead of a silently
+ignored setting; values are not coerced (``true`` is no integer, ``"0.1"`` no float) and floats
+must be finite.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import warnings
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -504,28 +507,108 @@ def load_scenario_dict(scenario: str) -> dict[str, Any]:
     return data
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``section.key=value`` overrides (value parsed as YAML) to a nested dict copy."""
-    import copy
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b  # True and 1 are different values here
 
-    out = copy.deepcopy(data)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r} must look like section.key=value")
-        try:
-            value = _load_yaml(raw, f"override {item!r}")
-        except yaml.YAMLError:
-            value = raw
-        node = out
-        parts = key.split(".")
-        for p in parts[:-1]:
-            child = node.setdefault(p, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: {p!r} is not a section")
-            node = child
-        node[parts[-1]] = value
+
+def nest_overrides(
+    entries: Iterable[tuple[str, Any, str]], context: str | None = "overrides"
+) -> dict[str, Any]:
+    """``(dotted key, value, origin)`` entries as one nested mapping of overrides.
+
+    ``"training.total_steps": 100`` and ``"training": {"seed": 3}`` combine into
+    ``{"training": {"total_steps": 100, "seed": 3}}``: a mapping value is taken key by key (its
+    own keys are not split at dots). The same leaf given twice with different values, or a key
+    given both as a value and as a section, raises :class:`ConfigError` naming both origins
+    (prefixed by ``context``, if any).
+    """
+    tree: dict[str, Any] = {}
+    origins: dict[tuple[Any, ...], str] = {}  # path -> origin of the value or section there
+
+    def conflict(path: tuple[Any, ...], old: Any, new: Any, origin: str) -> ConfigError:
+        def show(value: Any) -> str:
+            return "a section" if isinstance(value, Mapping) else repr(value)
+
+        prefix = f"{context}: " if context else ""
+        return ConfigError(
+            f"{prefix}{'.'.join(map(str, path))} is given twice: {show(old)} (from "
+            f"{origins[path]}) and {show(new)} (from {origin}); keep one"
+        )
+
+    def put(path: tuple[Any, ...], value: Any, origin: str) -> None:
+        node = tree
+        for depth in range(1, len(path)):  # the sections on the way
+            key, here = path[depth - 1], path[:depth]
+            if key not in node:
+                node[key], origins[here] = {}, origin
+            elif not isinstance(node[key], dict):
+                raise conflict(here, node[key], {}, origin)
+            node = node[key]
+        key = path[-1]
+        if isinstance(value, Mapping):
+            if key not in node:
+                node[key], origins[path] = {}, origin
+            elif not isinstance(node[key], dict):
+                raise conflict(path, node[key], value, origin)
+            for sub, sub_value in value.items():
+                put((*path, sub), sub_value, origin)
+        elif key not in node:
+            node[key], origins[path] = copy.deepcopy(value), origin
+        elif isinstance(node[key], dict) or not _same(node[key], value):
+            raise conflict(path, node[key], value, origin)
+
+    for dotted, value, origin in entries:
+        parts = tuple(dotted.split(".")) if isinstance(dotted, str) else (dotted,)
+        if "" in parts:
+            raise ConfigError(f"key {dotted!r} (from {origin}) has an empty part")
+        put(parts, value, origin)
+    return tree
+
+
+def merge_overrides(
+    data: Mapping[str, Any],
+    entries: Iterable[tuple[str, Any, str]],
+    context: str = "overrides",
+) -> dict[str, Any]:
+    """A deep copy of ``data`` with the overrides ``(dotted key, value, origin)`` merged in.
+
+    The entries are combined by :func:`nest_overrides` (conflicts raise :class:`ConfigError`),
+    then merged: a mapping merges into the existing section key by key, any other value
+    replaces what is there. ``bdps train --set`` and experiment grids both go through here.
+    """
+
+    def merge(base: dict[str, Any], update: Mapping[str, Any]) -> None:
+        for key, value in update.items():
+            if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+                merge(base[key], value)
+            else:
+                base[key] = copy.deepcopy(value)
+
+    out = copy.deepcopy(dict(data))
+    merge(out, nest_overrides(entries, context))
     return out
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"section.key=value"`` as ``(dotted key, value parsed as YAML)``; a value that is not
+    valid YAML stays a string."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key or "" in key.split("."):
+        raise ConfigError(f"override {item!r} must look like section.key=value")
+    try:
+        return key, _load_yaml(raw, f"override {item!r}")
+    except yaml.YAMLError:
+        return key, raw
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (value parsed as YAML) to a nested dict copy.
+
+    ``bdps={n_roles: 3}`` changes only ``bdps.n_roles`` (see :func:`merge_overrides`); giving
+    the same key twice with different values is a :class:`ConfigError` naming both.
+    """
+    entries = [(*parse_override(item), repr(item)) for item in overrides]
+    return merge_overrides(data, entries)
 
 
 def load_config(scenario: str, overrides: list[str] | None = None) -> ExperimentConfig:
