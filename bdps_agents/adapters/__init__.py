@@ -12,6 +12,10 @@ Sources of adapters, all resolved lazily so that importing this module imports n
 * third-party packages, through the entry-point group ``bdps_agents.adapters``
   (``name = "package.module:factory"``), read on the first lookup. Names registered explicitly
   win over entry points of the same name.
+
+:func:`check_adapter_kwargs` checks keyword arguments without building the env (a config's
+``env.kwargs`` when it is validated): against the factory's signature, then with the factory's
+own ``check_kwargs(**kwargs)`` if it defines one (as the LBF adapter does).
 """
 
 from __future__ import annotations
