@@ -2,13 +2,18 @@
 
 A run is described by an :class:`ExperimentConfig`. Scenario presets are YAML files shipped in
 ``bdps_agents/scenarios`` (``load_scenario("lbf/8x8-2p-2f-coop")``); command-line overrides use
-dotted paths (``algorithm.lr=1e-3``). Every model forbids unknown keys, so a typo is an error that
-names the field instead of a silently ignored setting.
+dotted paths (``algorithm.lr=1e-3``) and merge into the preset key by key (:func:`merge_overrides`).
+Every model forbids unknown keys, so a typo is an error that names the field instead of a silently
+ignored setting; values are not coerced (``true`` is no integer, ``"0.1"`` no float) and floats
+must be finite.
 """
 
 from __future__ import annotations
 
+import copy
+import re
 import warnings
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -33,7 +39,11 @@ class ResultsError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: no coercion, so `total_steps: true` or `seeds: [true]` are errors, not 1 (an int
+    # still passes as a float: `lr: 1`); allow_inf_nan: .inf/.nan pass `gt=0` bounds otherwise
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False
+    )
 
 
 def default_vector_env(adapter: Any) -> str:
@@ -68,6 +78,26 @@ class EnvConfig(_Strict):
         "is read) = smax_batched for the smax adapter (the same episodes, several times the "
         "steps/s: benchmarks/smax_vector.py), dummy otherwise",
     )
+
+    @field_validator("kwargs")
+    @classmethod
+    def _adapter_accepts_kwargs(
+        cls, kwargs: dict[str, Any], info: ValidationInfo
+    ) -> dict[str, Any]:
+        # checked here rather than when the env is built: the error then names env.kwargs and
+        # comes before any training starts (imports the adapter module, not its simulator)
+        from bdps_agents.adapters import AdapterLoadError, check_adapter_kwargs
+
+        adapter = info.data.get("adapter")
+        if adapter is None:  # invalid adapter: already reported
+            return kwargs
+        try:
+            check_adapter_kwargs(adapter, kwargs)
+        except AdapterLoadError:
+            pass  # building the env reports it, with the install hint
+        except (TypeError, ValueError) as err:
+            raise ValueError(str(err)) from None
+        return kwargs
 
     @model_validator(mode="before")
     @classmethod
@@ -228,9 +258,19 @@ class TrainingConfig(_Strict):
         "(bdps_agents.learner_process): ≈1.7x the end-to-end steps/s of QMIX on LBF with 2 cores; "
         "the policy that collects lags the learner by one gradient step",
     )
-    device: str = "cpu"
+    device: Literal["cpu"] = Field(
+        "cpu", description="only cpu: nothing moves the networks to a GPU yet"
+    )
     logdir: str = "runs"
     progress: bool = True
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _cpu_only(cls, device: Any) -> Any:
+        # the field is read nowhere yet: anything but cpu would silently train on the CPU
+        if device != "cpu":
+            raise ValueError("must be 'cpu': GPU training is not wired yet")
+        return device
 
     @model_validator(mode="before")
     @classmethod
@@ -355,11 +395,15 @@ def check_sharing_sizes(
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration ({source}):"]
+    """One line per mistake; a single mistake stays on the ``invalid configuration`` line."""
+    items = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "<root>"
-        lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
+        msg = e["msg"].removeprefix("Value error, ")  # pydantic's prefix for our own checks
+        items.append(f"{loc}: {msg} (got {e.get('input')!r})")
+    if len(items) == 1:
+        return f"invalid configuration ({source}): {items[0]}"
+    return "\n".join([f"invalid configuration ({source}):", *(f"  {item}" for item in items)])
 
 
 def build_config(data: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
@@ -384,13 +428,70 @@ def scenario_names() -> list[str]:
     return sorted(names)
 
 
-def _read_yaml(text: str, source: str) -> dict[str, Any]:
+class _DuplicateKeyError(Exception):
+    def __init__(self, key: Any, first_line: int, line: int) -> None:
+        super().__init__(key, first_line, line)
+        self.key, self.first_line, self.line = key, first_line, line
+
+
+class _YAMLLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses duplicate keys (PyYAML keeps the last one silently) and
+    reads ``1e-3`` as a float as YAML 1.2 does (PyYAML's YAML 1.1 needs ``1.0e-3``, and the
+    strict config would refuse the string)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may repeat base's keys
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKeyError(key, seen[key], line)
+                seen[key] = line
+            except TypeError:  # unhashable key: SafeLoader reports it
+                pass
+        return super().construct_mapping(node, deep=deep)
+
+
+_YAMLLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    """YAML text parsed by :class:`_YAMLLoader`; a duplicate key is a :class:`ConfigError`
+    naming ``source``, the key and its lines, other YAML errors propagate."""
     try:
-        data = yaml.safe_load(text)
+        return yaml.load(text, Loader=_YAMLLoader)  # a SafeLoader subclass: safe
+    except _DuplicateKeyError as dup:
+        raise ConfigError(
+            f"duplicate key {dup.key!r} in {source} (lines {dup.first_line} and {dup.line}): "
+            "give each key once"
+        ) from None
+
+
+def _read_yaml(text: str | bytes, source: str) -> dict[str, Any]:
+    """A scenario or experiment file's mapping. Refused with a :class:`ConfigError` naming
+    ``source``: non-UTF-8 bytes, invalid YAML, a duplicate key, an empty file, a non-mapping."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")  # -sig: a byte order mark is not content
+        except UnicodeDecodeError as err:
+            line = text[: err.start].count(b"\n") + 1
+            raise ConfigError(
+                f"{source} is not UTF-8 text (byte 0x{text[err.start]:02x} on line {line}): "
+                "save it as UTF-8"
+            ) from None
+    try:
+        data = _load_yaml(text, source)
     except yaml.YAMLError as err:
         raise ConfigError(f"invalid YAML in {source}: {err}") from None
-    if data is None:
-        data = {}
+    if data is None:  # an empty file, or only comments: almost certainly not what was meant
+        raise ConfigError(f"{source} is empty: expected a mapping of config sections")
     if not isinstance(data, dict):
         raise ConfigError(f"invalid configuration ({source}): top level must be a mapping")
     return data
@@ -402,7 +503,7 @@ def load_scenario_dict(scenario: str) -> dict[str, Any]:
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise ConfigError(f"scenario file not found: {scenario}")
-        data = _read_yaml(path.read_text(), str(path))
+        data = _read_yaml(path.read_bytes(), str(path))
         data.setdefault("scenario", path.stem)
         return data
     family, _, name = scenario.partition("/")
@@ -410,33 +511,113 @@ def load_scenario_dict(scenario: str) -> dict[str, Any]:
     if not name or not res.is_file():
         known = ", ".join(scenario_names())
         raise ConfigError(f"unknown scenario {scenario!r}; known presets: {known}")
-    data = _read_yaml(res.read_text(), f"scenario {scenario}")
+    data = _read_yaml(res.read_bytes(), f"scenario {scenario}")
     data.setdefault("scenario", scenario)
     return data
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``section.key=value`` overrides (value parsed as YAML) to a nested dict copy."""
-    import copy
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b  # True and 1 are different values here
 
-    out = copy.deepcopy(data)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r} must look like section.key=value")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        node = out
-        parts = key.split(".")
-        for p in parts[:-1]:
-            child = node.setdefault(p, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: {p!r} is not a section")
-            node = child
-        node[parts[-1]] = value
+
+def nest_overrides(
+    entries: Iterable[tuple[str, Any, str]], context: str | None = "overrides"
+) -> dict[str, Any]:
+    """``(dotted key, value, origin)`` entries as one nested mapping of overrides.
+
+    ``"training.total_steps": 100`` and ``"training": {"seed": 3}`` combine into
+    ``{"training": {"total_steps": 100, "seed": 3}}``: a mapping value is taken key by key (its
+    own keys are not split at dots). The same leaf given twice with different values, or a key
+    given both as a value and as a section, raises :class:`ConfigError` naming both origins
+    (prefixed by ``context``, if any).
+    """
+    tree: dict[str, Any] = {}
+    origins: dict[tuple[Any, ...], str] = {}  # path -> origin of the value or section there
+
+    def conflict(path: tuple[Any, ...], old: Any, new: Any, origin: str) -> ConfigError:
+        def show(value: Any) -> str:
+            return "a section" if isinstance(value, Mapping) else repr(value)
+
+        prefix = f"{context}: " if context else ""
+        return ConfigError(
+            f"{prefix}{'.'.join(map(str, path))} is given twice: {show(old)} (from "
+            f"{origins[path]}) and {show(new)} (from {origin}); keep one"
+        )
+
+    def put(path: tuple[Any, ...], value: Any, origin: str) -> None:
+        node = tree
+        for depth in range(1, len(path)):  # the sections on the way
+            key, here = path[depth - 1], path[:depth]
+            if key not in node:
+                node[key], origins[here] = {}, origin
+            elif not isinstance(node[key], dict):
+                raise conflict(here, node[key], {}, origin)
+            node = node[key]
+        key = path[-1]
+        if isinstance(value, Mapping):
+            if key not in node:
+                node[key], origins[path] = {}, origin
+            elif not isinstance(node[key], dict):
+                raise conflict(path, node[key], value, origin)
+            for sub, sub_value in value.items():
+                put((*path, sub), sub_value, origin)
+        elif key not in node:
+            node[key], origins[path] = copy.deepcopy(value), origin
+        elif isinstance(node[key], dict) or not _same(node[key], value):
+            raise conflict(path, node[key], value, origin)
+
+    for dotted, value, origin in entries:
+        parts = tuple(dotted.split(".")) if isinstance(dotted, str) else (dotted,)
+        if "" in parts:
+            raise ConfigError(f"key {dotted!r} (from {origin}) has an empty part")
+        put(parts, value, origin)
+    return tree
+
+
+def merge_overrides(
+    data: Mapping[str, Any],
+    entries: Iterable[tuple[str, Any, str]],
+    context: str = "overrides",
+) -> dict[str, Any]:
+    """A deep copy of ``data`` with the overrides ``(dotted key, value, origin)`` merged in.
+
+    The entries are combined by :func:`nest_overrides` (conflicts raise :class:`ConfigError`),
+    then merged: a mapping merges into the existing section key by key, any other value
+    replaces what is there. ``bdps train --set`` and experiment grids both go through here.
+    """
+
+    def merge(base: dict[str, Any], update: Mapping[str, Any]) -> None:
+        for key, value in update.items():
+            if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+                merge(base[key], value)
+            else:
+                base[key] = copy.deepcopy(value)
+
+    out = copy.deepcopy(dict(data))
+    merge(out, nest_overrides(entries, context))
     return out
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"section.key=value"`` as ``(dotted key, value parsed as YAML)``; a value that is not
+    valid YAML stays a string."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key or "" in key.split("."):
+        raise ConfigError(f"override {item!r} must look like section.key=value")
+    try:
+        return key, _load_yaml(raw, f"override {item!r}")
+    except yaml.YAMLError:
+        return key, raw
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (value parsed as YAML) to a nested dict copy.
+
+    ``bdps={n_roles: 3}`` changes only ``bdps.n_roles`` (see :func:`merge_overrides`); giving
+    the same key twice with different values is a :class:`ConfigError` naming both.
+    """
+    entries = [(*parse_override(item), repr(item)) for item in overrides]
+    return merge_overrides(data, entries)
 
 
 def load_config(scenario: str, overrides: list[str] | None = None) -> ExperimentConfig:

@@ -40,8 +40,9 @@ from bdps_agents.config import (
     _format_validation_error,
     _read_yaml,
     _Strict,
-    apply_overrides,
     load_scenario_dict,
+    merge_overrides,
+    nest_overrides,
 )
 
 RESULTS_HEADER = ["run_id", "scenario", "method", "seed", "env_step", "metric", "value"]
@@ -54,7 +55,9 @@ class GridConfig(_Strict):
     results_dir: str = Field("results/experiment", min_length=1)
     scenarios: list[str] = Field(min_length=1, description="presets or YAML paths")
     methods: dict[str, dict[str, Any]] = Field(
-        min_length=1, description='method name -> overrides, e.g. {"network.sharing": "full"}'
+        min_length=1,
+        description='method name -> overrides, e.g. {"network.sharing": "full"}; combined with '
+        "`overrides` (the same key with different values in both is an error)",
     )
     seeds: list[int] = Field(min_length=1)
     total_steps: int | None = Field(None, ge=1, description="overrides training.total_steps")
@@ -76,7 +79,35 @@ class GridConfig(_Strict):
         for name in methods:
             if not name or "--" in name or "/" in name:
                 raise ValueError(f"method name {name!r} must be non-empty without '--' or '/'")
-        return methods
+        return {
+            name: nest_overrides(_entries(o, f"method {name!r}, "), None)
+            for name, o in methods.items()
+        }
+
+    @field_validator("overrides")
+    @classmethod
+    def _nested_overrides(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        # nested once here: dotted and nested keys of one path combine, conflicts are found when
+        # the file is read, and `--set overrides.training.seed=...` replaces the leaf it names
+        return nest_overrides(_entries(overrides), None)
+
+
+def _entries(overrides: dict[str, Any], where: str = "") -> list[tuple[str, Any, str]]:
+    return [(key, value, f"{where}key {key!r}") for key, value in overrides.items()]
+
+
+def _run_overrides(grid: GridConfig, method: str, seed: int) -> list[tuple[str, Any, str]]:
+    """Everything one run changes in its scenario: the common overrides, the method's, and the
+    grid's own settings, as :func:`~bdps_agents.config.merge_overrides` entries (so that e.g.
+    ``training.seed`` in ``overrides`` is reported as clashing with ``seeds``, not dropped)."""
+    entries = [(k, v, "overrides") for k, v in grid.overrides.items()]
+    entries += [(k, v, f"methods.{method}") for k, v in grid.methods[method].items()]
+    entries.append(("training.seed", seed, "the grid's seeds"))
+    if grid.total_steps is not None:
+        entries.append(("training.total_steps", grid.total_steps, "the grid's total_steps"))
+    # many runs: one progress line each
+    entries.append(("training.progress", False, "the experiment (no progress bars)"))
+    return entries
 
 
 @dataclass(frozen=True)
@@ -95,7 +126,7 @@ def load_grid(path_or_name: str | Path) -> GridConfig:
     """An experiment YAML file, or the name of one shipped in ``bdps_agents/experiments``."""
     path = Path(path_or_name)
     if path.is_file():
-        data, source = _read_yaml(path.read_text(), str(path)), str(path)
+        data, source = _read_yaml(path.read_bytes(), str(path)), str(path)
     else:
         res = resources.files("bdps_agents.experiments").joinpath(f"{path_or_name}.yaml")
         if not res.is_file():
@@ -126,14 +157,9 @@ def expand(grid: GridConfig, results_dir: str | Path | None = None) -> list[RunS
     for seed in grid.seeds:
         for scenario in grid.scenarios:
             base = load_scenario_dict(scenario)
-            for method, method_overrides in grid.methods.items():
-                overrides = {**grid.overrides, **method_overrides, "training.seed": seed}
-                if grid.total_steps is not None:
-                    overrides["training.total_steps"] = grid.total_steps
-                overrides["training.progress"] = False  # many runs: one progress line each
-                items = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
-                data = apply_overrides(base, items)
+            for method in grid.methods:
                 source = f"{scenario} / method {method} / seed {seed}"
+                data = merge_overrides(base, _run_overrides(grid, method, seed), f"run {source}")
                 try:
                     cfg = ExperimentConfig.model_validate(data)
                 except ValidationError as err:

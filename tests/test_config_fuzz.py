@@ -20,7 +20,10 @@ TRIED: list[str] = []  # one entry per invalid input tried, counted below
 
 # field -> (strategy of valid values, strategy of invalid values)
 NON_NUMERIC = st.one_of(
-    st.text(alphabet="abcxyz", min_size=1, max_size=5), st.lists(st.integers(), max_size=2)
+    st.text(alphabet="abcxyz", min_size=1, max_size=5),
+    st.lists(st.integers(), max_size=2),
+    st.booleans(),  # bool is an int subclass: refused all the same (issue 19)
+    st.sampled_from(["1", "0.5"]),  # numbers as strings are not coerced
 )
 NOT_AN_INT = st.one_of(NON_NUMERIC, st.floats(0.1, 0.9).map(lambda x: x + 3))
 
@@ -33,7 +36,7 @@ def ints(low: int, high: int = 10_000):
 def floats(low: float, high: float, *, low_open: bool = False):
     valid = st.floats(low, high, exclude_min=low_open, allow_nan=False)
     below = st.floats(-100.0, low, exclude_max=not low_open, allow_nan=False)
-    invalid = st.one_of(below, NON_NUMERIC, st.just(float("nan")))
+    invalid = st.one_of(below, NON_NUMERIC, st.sampled_from([float("nan"), float("inf")]))
     if high < 1e9:
         invalid = st.one_of(invalid, st.floats(high, 1e6, exclude_min=True))
     return valid, invalid

@@ -12,29 +12,37 @@ Sources of adapters, all resolved lazily so that importing this module imports n
 * third-party packages, through the entry-point group ``bdps_agents.adapters``
   (``name = "package.module:factory"``), read on the first lookup. Names registered explicitly
   win over entry points of the same name.
+
+:func:`check_adapter_kwargs` checks keyword arguments without building the env (a config's
+``env.kwargs`` when it is validated): against the factory's signature, then with the factory's
+own ``check_kwargs(**kwargs)`` if it defines one (as the LBF adapter does).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pettingzoo import ParallelEnv
 
 from bdps_agents.adapters.base import MultiAgentEnvAdapter
+from bdps_agents.config import ConfigError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "adapter_factory",
     "check_parallel_env",
+    "AdapterArgumentError",
     "AdapterLoadError",
     "AdapterRegistry",
     "MultiAgentEnvAdapter",
     "UnknownAdapterError",
     "available_adapters",
+    "check_adapter_kwargs",
     "make_env",
     "register_adapter",
 ]
@@ -60,6 +68,12 @@ class UnknownAdapterError(KeyError, ValueError):
 
 class AdapterLoadError(ImportError):
     """An adapter's module, attribute or entry point could not be loaded."""
+
+
+class AdapterArgumentError(ConfigError, TypeError):
+    """Keyword arguments an adapter does not accept: unknown, missing or refused by its own
+    ``check_kwargs``. A :class:`~bdps_agents.config.ConfigError` (``bdps`` prints one line) and
+    a ``TypeError``, like calling the factory with a wrong keyword."""
 
 
 def _load_target(target: str) -> Factory:
@@ -151,7 +165,37 @@ class AdapterRegistry:
             f"unknown environment adapter {name!r}; known adapters: {', '.join(self.names())}"
         )
 
+    def check_kwargs(self, name: str, kwargs: Mapping[str, Any]) -> None:
+        """See :func:`check_adapter_kwargs`."""
+        factory = self.factory(name)
+        try:
+            params = list(inspect.signature(factory).parameters.values())
+        except (TypeError, ValueError):  # no signature (e.g. some builtins): nothing to check
+            params = []
+        named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if params and not any(p.kind is p.VAR_KEYWORD for p in params):
+            unknown = [key for key in kwargs if key not in {p.name for p in named}]
+            if unknown:
+                raise AdapterArgumentError(
+                    f"adapter {name!r} has no keyword argument {', '.join(map(repr, unknown))}; "
+                    f"it accepts {', '.join(p.name for p in named) or 'none'}"
+                )
+        missing = [p.name for p in named if p.default is p.empty and p.name not in kwargs]
+        if missing:
+            raise AdapterArgumentError(
+                f"adapter {name!r} needs the keyword argument(s) {', '.join(missing)}"
+            )
+        # only a class's own check: a subclass may take other arguments than its base checks
+        own = not isinstance(factory, type) or "check_kwargs" in vars(factory)
+        check = getattr(factory, "check_kwargs", None) if own else None
+        if callable(check):
+            try:
+                check(**kwargs)
+            except (TypeError, ValueError) as err:
+                raise AdapterArgumentError(f"adapter {name!r}: {err}") from None
+
     def make(self, name: str, **kwargs: Any) -> ParallelEnv:
+        self.check_kwargs(name, kwargs)
         return check_parallel_env(self.factory(name)(**kwargs), name)
 
 
@@ -187,6 +231,20 @@ def make_env(name: str, **kwargs: Any) -> ParallelEnv:
     names, or :class:`AdapterLoadError` if the adapter's code cannot be imported.
     """
     return _registry.make(name, **kwargs)
+
+
+def check_adapter_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
+    """Refuse ``kwargs`` that the adapter ``name`` would refuse, without building it.
+
+    Checks the keywords against the factory's signature (unknown ones, unless it takes
+    ``**kwargs``; required ones missing), then calls the factory's ``check_kwargs(**kwargs)``
+    if it has one (:meth:`LBFParallelEnv.check_kwargs
+    <bdps_agents.adapters.lbf.LBFParallelEnv.check_kwargs>` checks every value). Raises
+    :class:`AdapterArgumentError` naming the adapter and the keyword (and listing the accepted
+    ones), :class:`UnknownAdapterError` or :class:`AdapterLoadError`. :func:`make_env` runs it;
+    so does :class:`~bdps_agents.config.EnvConfig` when a config is validated.
+    """
+    _registry.check_kwargs(name, kwargs)
 
 
 def adapter_factory(name: str) -> Factory:

@@ -22,6 +22,7 @@ Conventions (see :mod:`bdps_agents.adapters.base`):
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -109,6 +110,224 @@ def _check_levels(name: str, value: Any, length: int) -> np.ndarray:
     return np.broadcast_to(values, (length,)).astype(np.int64)
 
 
+def _check_bool(name: str, value: Any) -> bool:
+    # strict: bool("no") is True, so a string or a number here is a mistake, not a flag
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
+
+
+# Cells that a food rules out for later foods: lbforaging's spawn_food refuses a cell with food
+# in its 3x3 neighbourhood or 2 cells away in its row or column, i.e. |dr| + |dc| <= 2.
+_FOOD_ZONE = [(dr, dc) for dr in range(-2, 3) for dc in range(-2, 3) if abs(dr) + abs(dc) <= 2]
+_PLACEMENT_SEARCH_NODES = 100_000
+
+
+@functools.lru_cache(maxsize=256)
+def _blocked_placement(
+    rows: int, cols: int, players: int, foods: int
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]] | None:
+    """Players and earlier foods that leave a later food no cell, or None if there are none.
+
+    lbforaging places the players first, each on a random free cell, then every food on a random
+    inner cell (off the border) that holds no player and lies more than 2 steps (|dr| + |dc|)
+    from every food placed before it, giving up after 1000 draws. Placement can fail exactly when
+    some legal choice of at most ``foods - 1`` foods, together with at most ``players`` player
+    cells, covers every inner cell. Returns ``(food cells, player cells)`` of such a choice,
+    found by a depth-first search over the first uncovered inner cell (a player stands on it, or
+    one of the <= 13 foods whose zone holds it is placed). None also when the search does not
+    settle within its budget (many foods on a large field: random placement is then far from
+    the worst case, and ``reset`` still warns if food falls short).
+    """
+    inner = [(r, c) for r in range(1, rows - 1) for c in range(1, cols - 1)]
+    if len(inner) > players + len(_FOOD_ZONE) * (foods - 1):
+        return None  # even a full zone per earlier food plus every player leaves a cell
+    index = {cell: i for i, cell in enumerate(inner)}
+    zone = [0] * len(inner)  # bit mask of the inner cells each food would rule out
+    near: list[list[int]] = [[] for _ in inner]  # food cells whose zone holds this cell
+    for i, (r, c) in enumerate(inner):
+        for dr, dc in _FOOD_ZONE:
+            j = index.get((r + dr, c + dc))
+            if j is not None:
+                zone[i] |= 1 << j
+                near[i].append(j)
+    every = (1 << len(inner)) - 1
+    failed: set[tuple[int, int, int]] = set()
+    nodes = 0
+
+    def search(taken: int, food_left: int, player_left: int) -> tuple[list[int], list[int]] | None:
+        nonlocal nodes
+        free = every & ~taken
+        if not free:
+            return [], []
+        key = (taken, food_left, player_left)
+        if key in failed or free.bit_count() > len(_FOOD_ZONE) * food_left + player_left:
+            return None
+        nodes += 1
+        if nodes > _PLACEMENT_SEARCH_NODES:
+            raise TimeoutError
+        cell = (free & -free).bit_length() - 1  # the first uncovered inner cell
+        if food_left:
+            for food in near[cell]:
+                if not (taken >> food) & 1:  # legal: off the players and earlier zones
+                    found = search(taken | zone[food], food_left - 1, player_left)
+                    if found is not None:
+                        return [food, *found[0]], found[1]
+        if player_left:
+            found = search(taken | 1 << cell, food_left, player_left - 1)
+            if found is not None:
+                return found[0], [cell, *found[1]]
+        failed.add(key)
+        return None
+
+    try:
+        found = search(0, foods - 1, players)
+    except TimeoutError:
+        return None
+    if found is None:
+        return None
+    return [inner[i] for i in found[0]], [inner[i] for i in found[1]]
+
+
+def _check_placement(rows: int, cols: int, players: int, foods: int) -> None:
+    """Refuse fields where lbforaging can fail to place all foods (see _blocked_placement)."""
+    blocked = _blocked_placement(rows, cols, players, foods)
+    if blocked is None:
+        return
+    food_cells, player_cells = blocked
+    example = " with ".join(
+        f"a {noun} on {cells[0]}" if len(cells) == 1 else f"{noun}s on {', '.join(map(str, cells))}"
+        for noun, cells in (("food", food_cells), ("player", player_cells))
+        if cells
+    )
+    raise ValueError(
+        f"players={players} and max_num_food={foods} on a {rows}x{cols} field cannot always be "
+        f"placed: lbforaging puts each food on a free inner cell (rows 1-{rows - 2}, cols "
+        f"1-{cols - 2}) more than 2 steps (|dr|+|dc|) from earlier foods, and {example} would "
+        f"leave food {len(food_cells) + 1} no such cell (lbforaging then spawns fewer foods; an "
+        "episode without food ends after one step). Criterion: every food must find a cell "
+        "whatever cells the players and earlier foods took; use a larger field, fewer players "
+        "or fewer foods"
+    )
+
+
+def _checked_args(
+    field_size: Any = 8,
+    players: Any = 2,
+    max_num_food: Any = 2,
+    coop: Any = False,
+    sight: Any = None,
+    max_episode_steps: Any = 50,
+    min_player_level: Any = 1,
+    max_player_level: Any = 2,
+    min_food_level: Any = 1,
+    max_food_level: Any = None,
+    normalize_reward: Any = True,
+    penalty: Any = 0.0,
+    render_mode: Any = None,
+    normalize_obs: Any = True,
+    *,
+    task: Any = None,
+) -> dict[str, Any]:
+    """:class:`LBFParallelEnv`'s arguments checked and resolved (``task`` applied), without
+    building lbforaging's env; raises ``ValueError`` naming the argument."""
+    # typed before the task is compared: coop="no" is a wrong value, not a different task
+    coop = _check_bool("coop", coop)
+    if (
+        isinstance(penalty, bool)
+        or not isinstance(penalty, int | float | np.integer | np.floating)
+        or not np.isfinite(penalty)
+        or penalty < 0
+    ):
+        raise ValueError(f"penalty must be a finite number >= 0, got {penalty!r}")
+    if task is not None:
+        if not isinstance(task, str):
+            raise ValueError(f"task must be a string such as '15x15-4p-5f', got {task!r}")
+        given = {
+            "field_size": field_size,
+            "players": players,
+            "max_num_food": max_num_food,
+            "coop": coop,
+            "sight": sight,
+            "penalty": penalty,
+        }
+        parsed = parse_task(task)
+        for key, value in given.items():
+            default = _TASK_DEFAULTS[key]
+            same = value == parsed[key] or (key == "field_size" and (value, value) == parsed[key])
+            if value != default and not same:
+                raise ValueError(
+                    f"{key}={value!r} conflicts with task {task!r} ({key}={parsed[key]!r})"
+                )
+        field_size, players, max_num_food = (
+            parsed["field_size"],
+            parsed["players"],
+            parsed["max_num_food"],
+        )
+        coop, sight, penalty = parsed["coop"], parsed["sight"], parsed["penalty"]
+
+    try:  # the sizes: from the task when there is one, so errors name it
+        if isinstance(field_size, int | np.integer) and not isinstance(field_size, bool):
+            field_size = (int(field_size), int(field_size))
+        if not (isinstance(field_size, Sequence) and len(field_size) == 2):
+            raise ValueError(f"field_size must be an int or (rows, cols), got {field_size!r}")
+        rows = _check_int("field_size rows", field_size[0], 3)
+        cols = _check_int("field_size cols", field_size[1], 3)
+        players = _check_int("players", players, 1)
+        max_num_food = _check_int("max_num_food", max_num_food, 1)
+        if max_num_food > (rows - 2) * (cols - 2):
+            raise ValueError(
+                f"max_num_food={max_num_food} foods do not fit in the {rows - 2}x{cols - 2} "
+                f"interior of a {rows}x{cols} field (foods are never placed on the border)"
+            )
+        if players + max_num_food > rows * cols:
+            raise ValueError(
+                f"{players} players and {max_num_food} foods do not fit in {rows * cols} cells"
+            )
+        _check_placement(rows, cols, players, max_num_food)
+        sight = max(rows, cols) if sight is None else _check_int("sight", sight, 1)
+    except ValueError as err:
+        if task is None:
+            raise
+        raise ValueError(f"LBF task {task!r}: {err}") from None
+    max_episode_steps = _check_int("max_episode_steps", max_episode_steps, 1)
+    min_pl = _check_levels("min_player_level", min_player_level, players)
+    max_pl = _check_levels("max_player_level", max_player_level, players)
+    if (min_pl > max_pl).any():
+        raise ValueError(
+            f"min_player_level {min_player_level!r} exceeds max_player_level {max_player_level!r}"
+        )
+    min_fl = _check_levels("min_food_level", min_food_level, max_num_food)
+    max_fl = None
+    if max_food_level is not None:
+        max_fl = _check_levels("max_food_level", max_food_level, max_num_food)
+        if (min_fl > max_fl).any():
+            raise ValueError(
+                f"min_food_level {min_food_level!r} exceeds max_food_level {max_food_level!r}"
+            )
+    if render_mode not in (None, *LBFParallelEnv.metadata["render_modes"]):
+        raise ValueError(
+            f"render_mode must be None or one of {LBFParallelEnv.metadata['render_modes']}, "
+            f"got {render_mode!r}"
+        )
+    return {
+        "field_size": (rows, cols),
+        "players": players,
+        "max_num_food": max_num_food,
+        "coop": coop,
+        "sight": sight,
+        "max_episode_steps": max_episode_steps,
+        "min_player_level": min_pl,
+        "max_player_level": max_pl,
+        "min_food_level": min_fl,
+        "max_food_level": max_fl,
+        "normalize_reward": _check_bool("normalize_reward", normalize_reward),
+        "penalty": float(penalty),
+        "render_mode": render_mode,
+        "normalize_obs": _check_bool("normalize_obs", normalize_obs),
+    }
+
+
 def _scaled_space(
     space: gymnasium.spaces.Box, normalize: bool
 ) -> tuple[gymnasium.spaces.Box, np.ndarray, np.ndarray]:
@@ -127,7 +346,10 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
     Args:
         field_size: side of a square field, or ``(rows, cols)``; each at least 3 (food is placed
             away from the border).
-        players, max_num_food: numbers of agents and of foods.
+        players, max_num_food: numbers of agents and of foods. Refused when lbforaging could
+            fail to place every food: some placement of the players and earlier foods leaves a
+            later food no inner cell far enough from the others (e.g. ``4x4-12p-1f``, whose 12
+            players can cover the 4 inner cells).
         coop: every food needs the combined level of (up to three of) the lowest agents
             (lbforaging's ``force_coop``).
         sight: observation radius in cells; ``None`` = the whole field.
@@ -146,6 +368,9 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
         task: a task name (see module docstring); its values replace ``field_size``, ``players``,
             ``max_num_food``, ``coop``, ``sight`` and ``penalty``. Giving one of those with a
             non-default value that differs from the task raises ``ValueError``.
+
+    The flags (``coop``, ``normalize_reward``, ``normalize_obs``) take only ``True``/``False``;
+    :meth:`check_kwargs` checks all arguments without building the env.
     """
 
     metadata: ClassVar[dict[str, Any]] = {
@@ -175,78 +400,34 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
         *,
         task: str | None = None,
     ) -> None:
-        if task is not None:
-            given = {
-                "field_size": field_size,
-                "players": players,
-                "max_num_food": max_num_food,
-                "coop": coop,
-                "sight": sight,
-                "penalty": penalty,
-            }
-            parsed = parse_task(task)
-            for key, value in given.items():
-                default = _TASK_DEFAULTS[key]
-                same = value == parsed[key] or (
-                    key == "field_size" and (value, value) == parsed[key]
-                )
-                if value != default and not same:
-                    raise ValueError(
-                        f"{key}={value!r} conflicts with task {task!r} ({key}={parsed[key]!r})"
-                    )
-            field_size, players, max_num_food = (
-                parsed["field_size"],
-                parsed["players"],
-                parsed["max_num_food"],
-            )
-            coop, sight, penalty = parsed["coop"], parsed["sight"], parsed["penalty"]
-
-        if isinstance(field_size, int | np.integer) and not isinstance(field_size, bool):
-            field_size = (int(field_size), int(field_size))
-        if not (isinstance(field_size, Sequence) and len(field_size) == 2):
-            raise ValueError(f"field_size must be an int or (rows, cols), got {field_size!r}")
-        rows = _check_int("field_size rows", field_size[0], 3)
-        cols = _check_int("field_size cols", field_size[1], 3)
-        players = _check_int("players", players, 1)
-        max_num_food = _check_int("max_num_food", max_num_food, 1)
-        if max_num_food > (rows - 2) * (cols - 2):
-            raise ValueError(
-                f"max_num_food={max_num_food} foods do not fit in the {rows - 2}x{cols - 2} "
-                f"interior of a {rows}x{cols} field (foods are never placed on the border)"
-            )
-        if players + max_num_food > rows * cols:
-            raise ValueError(
-                f"{players} players and {max_num_food} foods do not fit in {rows * cols} cells"
-            )
-        sight = max(rows, cols) if sight is None else _check_int("sight", sight, 1)
-        max_episode_steps = _check_int("max_episode_steps", max_episode_steps, 1)
-        min_pl = _check_levels("min_player_level", min_player_level, players)
-        max_pl = _check_levels("max_player_level", max_player_level, players)
-        if (min_pl > max_pl).any():
-            raise ValueError(
-                f"min_player_level {min_player_level!r} exceeds max_player_level "
-                f"{max_player_level!r}"
-            )
-        min_fl = _check_levels("min_food_level", min_food_level, max_num_food)
-        max_fl = None
-        if max_food_level is not None:
-            max_fl = _check_levels("max_food_level", max_food_level, max_num_food)
-            if (min_fl > max_fl).any():
-                raise ValueError(
-                    f"min_food_level {min_food_level!r} exceeds max_food_level {max_food_level!r}"
-                )
-        if not np.isfinite(penalty) or penalty < 0:
-            raise ValueError(f"penalty must be a finite number >= 0, got {penalty!r}")
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}, "
-                f"got {render_mode!r}"
-            )
+        args = _checked_args(
+            field_size=field_size,
+            players=players,
+            max_num_food=max_num_food,
+            coop=coop,
+            sight=sight,
+            max_episode_steps=max_episode_steps,
+            min_player_level=min_player_level,
+            max_player_level=max_player_level,
+            min_food_level=min_food_level,
+            max_food_level=max_food_level,
+            normalize_reward=normalize_reward,
+            penalty=penalty,
+            render_mode=render_mode,
+            normalize_obs=normalize_obs,
+            task=task,
+        )
+        rows, cols = args["field_size"]
+        players, max_num_food = args["players"], args["max_num_food"]
+        sight, max_episode_steps = args["sight"], args["max_episode_steps"]
+        min_pl, max_pl = args["min_player_level"], args["max_player_level"]
+        min_fl, max_fl = args["min_food_level"], args["max_food_level"]
+        coop, penalty = args["coop"], args["penalty"]
 
         self.field_size = (rows, cols)
         self.n_players = players
         self.max_num_food = max_num_food
-        self.coop = bool(coop)
+        self.coop = coop
         self.sight = sight
         self.max_episode_steps = max_episode_steps
         self.episode_limit = max_episode_steps
@@ -262,8 +443,8 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
             sight=sight,
             max_episode_steps=max_episode_steps,
             force_coop=self.coop,
-            normalize_reward=normalize_reward,
-            penalty=float(penalty),
+            normalize_reward=args["normalize_reward"],
+            penalty=penalty,
             # lbforaging renders from reset() in "human" mode only; rgb_array is on demand.
             render_mode="human" if render_mode == "human" else None,
         )
@@ -277,7 +458,7 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
         high[1::3] = cols - 1
         raw_obs_space = gymnasium.spaces.Box(box.low.copy(), high, dtype=np.float32)
         self._env.observation_space = gymnasium.spaces.Tuple((raw_obs_space,) * players)
-        self.normalize_obs = bool(normalize_obs)
+        self.normalize_obs = args["normalize_obs"]
         self._obs_space, self._obs_low, self._obs_scale = _scaled_space(
             raw_obs_space, self.normalize_obs
         )
@@ -309,6 +490,13 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
         self._warned_food = False
 
     # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def check_kwargs(cls, **kwargs: Any) -> None:
+        """Raise ``ValueError`` naming the argument if ``cls(**kwargs)`` would refuse it, without
+        building lbforaging's env (what :func:`bdps_agents.adapters.check_adapter_kwargs`
+        calls when a config is validated)."""
+        _checked_args(**kwargs)
+
     @classmethod
     def from_id(cls, env_id: str, **kwargs: Any) -> LBFParallelEnv:
         """Build from an lbforaging-style id, e.g. ``"Foraging-8x8-2p-2f-coop-v3"``.
