@@ -96,18 +96,22 @@ def _entries(overrides: dict[str, Any], where: str = "") -> list[tuple[str, Any,
     return [(key, value, f"{where}key {key!r}") for key, value in overrides.items()]
 
 
-def _run_overrides(grid: GridConfig, method: str, seed: int) -> list[tuple[str, Any, str]]:
-    """Everything one run changes in its scenario: the common overrides, the method's, and the
-    grid's own settings, as :func:`~bdps_agents.config.merge_overrides` entries (so that e.g.
-    ``training.seed`` in ``overrides`` is reported as clashing with ``seeds``, not dropped)."""
-    entries = [(k, v, "overrides") for k, v in grid.overrides.items()]
-    entries += [(k, v, f"methods.{method}") for k, v in grid.methods[method].items()]
-    entries.append(("training.seed", seed, "the grid's seeds"))
+def _run_overrides(
+    grid: GridConfig, method: str, seed: int
+) -> tuple[list[tuple[str, Any, str]], list[tuple[str, Any, str]]]:
+    """What one run changes in its scenario, as two layers of
+    :func:`~bdps_agents.config.merge_overrides` entries: the common overrides, then the
+    method's, which win over them (the specific over the general). Each layer also holds the
+    grid's own settings, so that e.g. ``training.seed`` in either is reported as clashing with
+    ``seeds``, not dropped."""
+    own = [("training.seed", seed, "the grid's seeds")]
     if grid.total_steps is not None:
-        entries.append(("training.total_steps", grid.total_steps, "the grid's total_steps"))
+        own.append(("training.total_steps", grid.total_steps, "the grid's total_steps"))
     # many runs: one progress line each
-    entries.append(("training.progress", False, "the experiment (no progress bars)"))
-    return entries
+    own.append(("training.progress", False, "the experiment (no progress bars)"))
+    common = [(k, v, "overrides") for k, v in grid.overrides.items()]
+    specific = [(k, v, f"methods.{method}") for k, v in grid.methods[method].items()]
+    return common + own, specific + own
 
 
 @dataclass(frozen=True)
@@ -159,7 +163,9 @@ def expand(grid: GridConfig, results_dir: str | Path | None = None) -> list[RunS
             base = load_scenario_dict(scenario)
             for method in grid.methods:
                 source = f"{scenario} / method {method} / seed {seed}"
-                data = merge_overrides(base, _run_overrides(grid, method, seed), f"run {source}")
+                common, specific = _run_overrides(grid, method, seed)
+                data = merge_overrides(base, common, f"run {source}")
+                data = merge_overrides(data, specific, f"run {source}")
                 try:
                     cfg = ExperimentConfig.model_validate(data)
                 except ValidationError as err:

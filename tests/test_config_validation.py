@@ -347,6 +347,16 @@ def test_grid_overrides_merge_dotted_and_nested_keys(tmp_path: Path) -> None:
     assert training.seed == 0 and training.progress is False
 
 
+def test_a_method_overrides_the_common_overrides(tmp_path: Path) -> None:
+    # the specific over the general: a method may change what the grid's overrides set
+    changes = {
+        "overrides": {"network.sharing": "none", "training.test_interval": 50},
+        "methods": {"qmix": {"network": {"sharing": "full"}}},
+    }
+    (spec,) = expand(load_grid(_grid(tmp_path, **changes)))
+    assert spec.config.network.sharing == "full" and spec.config.training.test_interval == 50
+
+
 @pytest.mark.parametrize(
     "changes, pattern",
     [
@@ -359,12 +369,8 @@ def test_grid_overrides_merge_dotted_and_nested_keys(tmp_path: Path) -> None:
             r"training\.total_steps is given twice: 100 \(from overrides\) and 500",
         ),
         (
-            {
-                "overrides": {"network.sharing": "none"},
-                "methods": {"qmix": {"network": {"sharing": "full"}}},
-            },
-            r"network\.sharing is given twice: 'none' \(from overrides\) and 'full' "
-            r"\(from methods\.qmix\)",
+            {"methods": {"qmix": {"training": {"seed": 5}}}},
+            r"training\.seed is given twice: 5 \(from methods\.qmix\) and 0 \(from the grid's",
         ),
         (
             {"overrides": {"training.progress": True}},

@@ -45,8 +45,11 @@ TINY = {
 
 
 def tiny(steps: int = 100, *more: str):
-    items = [f"{k}={json.dumps(v)}" for k, v in TINY.items()]
-    return load_config("lbf/8x8-2p-2f", [*items, f"training.total_steps={steps}", *more])
+    """TINY with ``more`` ("key=value") replacing its entries (a key given twice is an error)."""
+    settings = {**TINY, "training.total_steps": steps}
+    settings.update(item.split("=", 1) for item in more)
+    items = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in settings.items()]
+    return load_config("lbf/8x8-2p-2f", items)
 
 
 def csv_lines(path: Path) -> int:
