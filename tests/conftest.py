@@ -26,6 +26,21 @@ SMALL_LBF: dict[str, Any] = {
 }
 
 
+# The same tiny run as dotted overrides, for experiment grids and `--set` lists.
+TINY_RUN: dict[str, Any] = {
+    "env.num_train_envs": 2,
+    "env.num_test_envs": 2,
+    "replay.capacity_episodes": 40,
+    "replay.batch_episodes": 4,
+    "replay.warmup_episodes": 2,
+    "network.hidden_dim": 16,
+    "training.test_interval": 100,
+    "training.test_episodes": 2,
+    "training.steps_per_update": 20,
+    "training.log_interval": 20,
+}
+
+
 def config_with(base: dict[str, Any], **sections: dict[str, Any]) -> ExperimentConfig:
     """``base`` with some sections updated key by key, validated."""
     data = copy.deepcopy(base)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_LBF, config_with
+from conftest import SMALL_LBF, TINY_RUN, config_with
 
 from bdps_agents import training
 from bdps_agents.cli import main as cli_main
@@ -371,17 +371,7 @@ def test_experiment_still_skips_finished_runs(tmp_path, capsys):
             "methods": {"qmix": {"network.sharing": "full"}},
             "seeds": [0],
             "total_steps": 100,
-            "overrides": {
-                "env.num_train_envs": 2,
-                "env.num_test_envs": 2,
-                "replay.capacity_episodes": 40,
-                "replay.batch_episodes": 4,
-                "replay.warmup_episodes": 2,
-                "network.hidden_dim": 16,
-                "training.test_interval": 100,
-                "training.test_episodes": 2,
-                "training.steps_per_update": 20,
-            },
+            "overrides": TINY_RUN,
         }
     )
     root = run_experiment(grid, local=True)

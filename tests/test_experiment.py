@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import require_optional
+from conftest import TINY_RUN, require_optional
 
 from bdps_agents.config import ConfigError
 from bdps_agents.experiment import (
@@ -20,18 +20,7 @@ from bdps_agents.experiment import (
 )
 from bdps_agents.plotting import plot_results
 
-TINY = {
-    "env.num_train_envs": 2,
-    "env.num_test_envs": 2,
-    "replay.capacity_episodes": 40,
-    "replay.batch_episodes": 4,
-    "replay.warmup_episodes": 2,
-    "network.hidden_dim": 16,
-    "training.test_interval": 100,
-    "training.test_episodes": 2,
-    "training.steps_per_update": 20,
-    "training.log_interval": 20,
-}
+TINY = TINY_RUN
 
 
 def _grid(tmp_path: Path, **changes) -> GridConfig:

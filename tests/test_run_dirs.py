@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import TINY_RUN
 from faulty_env import CrashingLBF
 
 from bdps_agents import adapters, cli, training
@@ -29,19 +30,7 @@ from bdps_agents.experiment import (
 )
 from bdps_agents.training import EpochPlan, RunDirError, default_logdir, run_dir_lock, train
 
-TINY = {
-    "env.num_train_envs": 2,
-    "env.num_test_envs": 2,
-    "replay.capacity_episodes": 40,
-    "replay.batch_episodes": 4,
-    "replay.warmup_episodes": 2,
-    "network.hidden_dim": 16,
-    "training.test_interval": 100,
-    "training.test_episodes": 2,
-    "training.steps_per_update": 20,
-    "training.log_interval": 20,
-    "training.progress": False,
-}
+TINY = {**TINY_RUN, "training.progress": False}
 
 
 def tiny(steps: int = 100, *more: str):
