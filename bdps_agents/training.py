@@ -110,7 +110,13 @@ def make_joint(env_cfg: EnvConfig, factory: Callable[..., Any] | None = None) ->
     from bdps_agents.adapters import adapter_factory, check_parallel_env
 
     factory = factory or adapter_factory(env_cfg.adapter)
-    env = check_parallel_env(factory(**env_cfg.kwargs), env_cfg.adapter)
+    try:
+        made = factory(**env_cfg.kwargs)
+    except TypeError as err:  # e.g. a keyword that a pass-through factory hands to a simulator
+        raise ConfigError(
+            f"env.kwargs {env_cfg.kwargs} do not fit adapter {env_cfg.adapter!r}: {err}"
+        ) from err
+    env = check_parallel_env(made, env_cfg.adapter)
     return JointEnv(env, env_cfg.reward_aggregation)
 
 
@@ -886,7 +892,9 @@ def run_dir_lock(logdir: Path) -> Iterator[None]:
 
     ``flock`` on ``<logdir>/.lock``: the kernel drops it when the process dies (kill -9
     included), so a crashed run never leaves a stale lock behind. The file keeps the holder's
-    pid for the message."""
+    pid for the message. A directory made here that holds nothing else at the end (the run
+    failed before writing) is removed again."""
+    created = not logdir.exists()
     try:
         logdir.mkdir(parents=True, exist_ok=True)
         fd = os.open(logdir / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
@@ -907,6 +915,9 @@ def run_dir_lock(logdir: Path) -> Iterator[None]:
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
+        if created and [p.name for p in logdir.iterdir()] == [".lock"]:
+            (logdir / ".lock").unlink()
+            logdir.rmdir()
         os.close(fd)  # releases the lock
 
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY_RUN
+from conftest import TINY_RUN, require_optional
 from faulty_env import CrashingLBF
 
 from bdps_agents import adapters, cli, training
@@ -292,3 +292,14 @@ def test_a_broken_experiment_record_is_one_line(tmp_path, capsys):
     assert cli.main(["plot", str(root)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "experiment.json is not a readable experiment record" in err
+
+
+def test_a_keyword_the_simulator_refuses_is_one_line(tmp_path, capsys):
+    # SMAC/SMAX factories pass StarCraft2Env keywords through: checked when the env is built
+    require_optional("jaxmarl", "smax")
+    logdir = tmp_path / "run"
+    argv = ["train", "--scenario", "smax/3m", "--set", "env.kwargs.map_nme=3m", "--steps", "10"]
+    assert cli.main([*argv, "--logdir", str(logdir)]) == 2
+    assert not logdir.exists()  # made for the lock, removed again: the run never started
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "do not fit adapter 'smax'" in err and "map_nme" in err
