@@ -428,7 +428,8 @@ class SMAXVectorEnv(BaseVectorEnv):
                 self._master_keys[i] = self._key_of(s)
                 self._ready[i] = False  # a prepared next episode came from the old key
         self._start(self._all_ids)
-        return [[s] for s in seeds]  # type: ignore[misc]
+        # an unseeded env reports [None]; Tianshou annotates the result as list[int] per env
+        return [[s] for s in seeds]  # type: ignore[list-item]
 
     def reset(
         self, env_id: int | list[int] | np.ndarray | None = None, **kwargs: Any
