@@ -23,7 +23,7 @@ as an RL task over T_V-step rewards with its own mixer and target networks, Eq. 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -231,6 +231,7 @@ class BDPSPolicy(MultiAgentQPolicy):
         state.adv = np.zeros((R, n, self.role_interval, A), dtype=np.float32)
         state.role = np.zeros((R, n), dtype=np.int64)
         if self.bilevel:
+            assert self.group_agent is not None and self.group_selector is not None  # bilevel
             state.h_group = np.zeros((R, n, self.group_agent.hidden_dim), dtype=np.float32)
             state.h_selector = np.zeros((R, n, self.group_selector.hidden_dim), dtype=np.float32)
             state.group = np.zeros((R, n), dtype=np.int64)
@@ -248,6 +249,8 @@ class BDPSPolicy(MultiAgentQPolicy):
         q_u, h = self.agent.step(x, h, role)
         if not self.bilevel:
             return q_u, h, None
+        if self.group_agent is None or h_group is None:
+            raise ValueError("bilevel_q in bilevel mode needs the group level's h_group")
         q_v, h_group = self.group_agent.step(torch.cat([x, h], -1), h_group, group)
         return q_u + q_v, h, h_group
 
@@ -276,6 +279,7 @@ class BDPSPolicy(MultiAgentQPolicy):
                 group = torch.as_tensor(state.group)
                 h_group = torch.as_tensor(state.h_group)
                 h_selector = torch.as_tensor(state.h_selector)
+                assert self.group_selector is not None and self.group_interval is not None
                 groups_due = torch.as_tensor(t % self.group_interval == 0)
                 if groups_due.any():  # Eq. 4-5, ε-greedy over group Q-values
                     alive = torch.as_tensor(np.asarray(obs.alive)).bool()
@@ -303,6 +307,7 @@ class BDPSPolicy(MultiAgentQPolicy):
         )
         replay = Batch(role=role.numpy().astype(np.int8), episode_step=t)
         if self.bilevel:
+            assert h_group is not None and h_selector is not None and group is not None
             new_state.h_group = h_group.numpy()
             new_state.h_selector = h_selector.numpy()
             new_state.group = group.numpy()
@@ -396,6 +401,8 @@ class BDPS(QMIX):
     :param role_loss_weight, group_loss_weight: weights of L_U and L_V in the total loss.
     """
 
+    policy: BDPSPolicy
+
     def __init__(
         self,
         *,
@@ -417,6 +424,10 @@ class BDPS(QMIX):
         self.kl_weight = kl_weight
         self.role_loss_weight, self.group_loss_weight = role_loss_weight, group_loss_weight
         if policy.bilevel:
+            # bilevel: the policy checked that its group level is complete, and group_mixer
+            # was required above
+            assert policy.group_agent is not None and policy.group_selector is not None
+            assert group_mixer is not None
             self.target_group_agent = self._add_lagged_network(policy.group_agent)
             self.target_group_selector = self._add_lagged_network(policy.group_selector)
             self.target_group_mixer = self._add_lagged_network(group_mixer)
@@ -461,6 +472,7 @@ class BDPS(QMIX):
             q = q_u
             q_v = torch.zeros_like(q_u)
         else:
+            assert policy.group_agent is not None  # bilevel
             group_agent = self.target_group_agent if target else policy.group_agent
             q_v = group_agent(torch.cat([ep["inputs"], h_u], -1), index=ep["group"])
             q = q_u + q_v
@@ -512,6 +524,9 @@ class BDPS(QMIX):
         τ = 0), or the agent's id."""
         policy = self.policy
         T_V = policy.group_interval
+        group_selector, group_mixer = policy.group_selector, self.group_mixer
+        if T_V is None or group_selector is None or group_mixer is None:
+            raise ValueError("group_loss needs bilevel sharing (a group level)")
         B, T = ep["act"].shape[:2]
         L = ep["lengths"]
         J = -(-T // T_V)
@@ -529,12 +544,12 @@ class BDPS(QMIX):
         h_u = self._online_levels[2].detach()  # (B, T+1, n, H): h^U after step t
         h_enter = torch.cat([torch.zeros_like(h_u[:, :1]), h_u[:, :-1]], 1)
         features = policy.group_features(at(h_enter))
-        q_sel, _ = policy.group_selector.unroll(roles, alive, features=features)  # (B, J+1, n, m)
+        q_sel, _ = group_selector.unroll(roles, alive, features=features)  # (B, J+1, n, m)
         chosen = q_sel[:, :J].gather(-1, at(ep["group"])[:, :J, :, None]).squeeze(-1)
-        q_tot = self.group_mixer(chosen, state[:, :J])  # (B, J)
+        q_tot = group_mixer(chosen, state[:, :J])  # (B, J)
         with torch.no_grad():
             # the lagged wrapper exposes only forward; its .module is the eval-mode copy
-            target_selector = self.target_group_selector.module
+            target_selector = cast(GroupSelector, self.target_group_selector.module)
             q_sel_target, _ = target_selector.unroll(roles, alive, features=features)
             chooser = q_sel if self.double_q else q_sel_target  # as the TD loss chooses
             best = chooser[:, 1:].argmax(-1, keepdim=True)
@@ -550,9 +565,7 @@ class BDPS(QMIX):
         w = valid.float()
         loss = ((q_tot - y) ** 2 * w).sum() / w.sum()
         counts = valid[:, :, None] & alive[:, :J]
-        stats = assignment_stats(
-            "group", at(ep["group"])[:, :J], counts, policy.group_selector.n_groups
-        )
+        stats = assignment_stats("group", at(ep["group"])[:, :J], counts, group_selector.n_groups)
         return loss, stats
 
     # -- the update ---------------------------------------------------------------------------
@@ -593,6 +606,7 @@ class BDPS(QMIX):
             td_loss=td.item(),
             grad_norm=grad_norm,
             assignments=assignments,
-            **stats,
+            q_taken_mean=stats["q_taken_mean"],
+            target_mean=stats["target_mean"],
             **extra,
         )

@@ -478,12 +478,13 @@ def _read_yaml(text: str | bytes, source: str) -> dict[str, Any]:
     """A scenario or experiment file's mapping. Refused with a :class:`ConfigError` naming
     ``source``: non-UTF-8 bytes, invalid YAML, a duplicate key, an empty file, a non-mapping."""
     if isinstance(text, bytes):
+        raw = text
         try:
-            text = text.decode("utf-8-sig")  # -sig: a byte order mark is not content
+            text = raw.decode("utf-8-sig")  # -sig: a byte order mark is not content
         except UnicodeDecodeError as err:
-            line = text[: err.start].count(b"\n") + 1
+            line = raw[: err.start].count(b"\n") + 1
             raise ConfigError(
-                f"{source} is not UTF-8 text (byte 0x{text[err.start]:02x} on line {line}): "
+                f"{source} is not UTF-8 text (byte 0x{raw[err.start]:02x} on line {line}): "
                 "save it as UTF-8"
             ) from None
     try:

@@ -148,7 +148,7 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
             state_space = None
         self._use_env_state = state_space is not None
         self.state_dim = (
-            spaces.flatdim(state_space) if self._use_env_state else self.n_agents * self.obs_dim
+            spaces.flatdim(state_space) if state_space is not None else self.n_agents * self.obs_dim
         )
 
         self.episode_limit = _episode_limit(env) if episode_limit is None else episode_limit
@@ -245,6 +245,7 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
 
         The actions are checked against ``JointEnv``'s mask here, as on the dict path: the
         adapter would replace an unavailable action instead of refusing it."""
+        assert self._step_arrays is not None  # step() comes here only for step_arrays adapters
         self._validate(action)
         out: ArrayStep = self._step_arrays(action)
         n, d, A = self.n_agents, self.obs_dim, self.n_actions
@@ -271,7 +272,7 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         if not visible.all():
             joint = np.where(visible[:, None], joint, np.float32(0))
             available &= visible[:, None]
-        info = {"n_alive": int(live.sum())}
+        info: dict[str, Any] = {"n_alive": int(live.sum())}
         for key in self.metric_keys:
             info[key] = float(out.metrics[key])
         return self._observation(joint, available, visible), reward, terminated, truncated, info

@@ -208,8 +208,9 @@ class LearnerProcess:
         """Stop the child (waiting for nothing in flight); safe to call twice."""
         if not self.started:
             return
+        conn = self._connection()
         try:
-            self._conn.send(("close", None))
+            conn.send(("close", None))
         except (BrokenPipeError, OSError):
             pass
         if self._process.pid is not None:  # it did start
@@ -217,11 +218,16 @@ class LearnerProcess:
             if self._process.is_alive():
                 self._process.kill()
                 self._process.join()
-        self._conn.close()
+        conn.close()
         self._process = self._conn = None
         self._in_flight = False
 
     # -- the protocol ------------------------------------------------------------------------
+    def _connection(self) -> multiprocessing.connection.Connection:
+        if self._conn is None:
+            raise LearnerProcessError("the learner process is not running")
+        return self._conn
+
     def _died(self, exc: BaseException) -> LearnerProcessError:
         self._in_flight = False
         self._process.join(timeout=1)
@@ -233,19 +239,19 @@ class LearnerProcess:
 
     def _send(self, kind: str, payload: Any) -> None:
         try:
-            self._conn.send((kind, payload))
+            self._connection().send((kind, payload))
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise self._died(exc) from exc
 
     def _receive(self, expected: str) -> Any:
         try:
-            kind, payload = self._conn.recv()
+            kind, payload = self._connection().recv()
         except (EOFError, ConnectionResetError) as exc:
             raise self._died(exc) from exc
         if kind == "error":
-            exc, trace = payload
+            error, trace = payload
             self._in_flight = False
-            raise exc from LearnerProcessError(f"raised in the learner process:\n{trace}")
+            raise error from LearnerProcessError(f"raised in the learner process:\n{trace}")
         if kind != expected:
             raise LearnerProcessError(f"learner process replied {kind!r}, expected {expected!r}")
         return payload

@@ -38,6 +38,8 @@ def random_available(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class AgentInputs(torch.nn.Module):
     """Builds each agent's network input: own observation, one-hot last action, one-hot agent id."""
 
+    eye: torch.Tensor  # a (non-persistent) buffer
+
     def __init__(
         self, n_agents: int, obs_dim: int, n_actions: int, last_action: bool, agent_id: bool
     ):
@@ -183,7 +185,7 @@ class MultiAgentQPolicy(Policy):
         # episode_step lets EpisodeReplayBuffer see episodes cut by a Collector reset
         return Batch(act=act, state=new_state, policy=Batch(episode_step=t))
 
-    def add_exploration_noise(self, act, batch):  # type: ignore[no-untyped-def]
+    def add_exploration_noise(self, act, batch):
         # exploration already happened in forward (see module docstring)
         return act
 

@@ -16,9 +16,9 @@ One update, top to bottom (``_update_with_batch``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from tianshou.algorithm.algorithm_base import (
 )
 from tianshou.algorithm.optim import AdamOptimizerFactory, OptimizerFactory
 from tianshou.data import Batch, ReplayBuffer
+from tianshou.data.types import RolloutBatchProtocol
 from torch import nn
 
 from bdps_agents.learner_process import LearnerProcess
@@ -165,7 +166,7 @@ class QMIX(OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorit
         self.num_updates = int(state["num_updates"])
         self.policy.set_generator_states(state["policy_generators"])
 
-    def _load_from_state_dict(  # type: ignore[no-untyped-def]
+    def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
     ) -> None:
         super()._load_from_state_dict(
@@ -180,7 +181,9 @@ class QMIX(OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorit
         if self.learner_process is None:
             return super().update(buffer, sample_size)
         # sampling and batch assembly stay here (the buffer lives here); the step runs there
-        return self._update(sample_size, buffer, self.learner_process.submit)
+        # (the batches are the plain Batch objects of _preprocess_batch)
+        submit = cast(Callable[[RolloutBatchProtocol], TrainingStats], self.learner_process.submit)
+        return self._update(sample_size, buffer, submit)
 
     def _create_grad_norm_optimizer(
         self, module: nn.Module, factory: OptimizerFactory, max_grad_norm: float | None
@@ -194,15 +197,18 @@ class QMIX(OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorit
         return wrapped
 
     # -- batch assembly ---------------------------------------------------------------------------
-    def _preprocess_batch(self, batch: Batch, buffer: ReplayBuffer, indices: np.ndarray) -> Batch:
+    def _preprocess_batch(
+        self, batch: RolloutBatchProtocol, buffer: ReplayBuffer, indices: np.ndarray
+    ) -> RolloutBatchProtocol:
         if not isinstance(buffer, EpisodeReplayBuffer):
             raise TypeError(
                 f"{type(self).__name__} trains on whole episodes and needs an EpisodeReplayBuffer, "
                 f"got {type(buffer).__name__}"
             )
+        # Tianshou types the batch as a protocol; the episode batch is a plain Batch
         if len(indices) == 0:  # no complete episode yet: skip this update
-            return Batch()
-        return buffer.episode_batch(indices)
+            return cast(RolloutBatchProtocol, Batch())
+        return cast(RolloutBatchProtocol, buffer.episode_batch(indices))
 
     def episode_tensors(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Torch views of an episode batch, with agent inputs for steps 0..T."""
@@ -262,7 +268,11 @@ class QMIX(OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorit
         self.check_finite({"Q-values (agent network)": stats["q_taken_mean"], "TD loss": loss})
         grad_norm = self.step(loss)
         return QMIXTrainingStats(
-            loss=loss.item(), td_loss=loss.item(), grad_norm=grad_norm, **stats
+            loss=loss.item(),
+            td_loss=loss.item(),
+            grad_norm=grad_norm,
+            q_taken_mean=stats["q_taken_mean"],
+            target_mean=stats["target_mean"],
         )
 
     def check_finite(self, values: dict[str, torch.Tensor | float]) -> None:

@@ -124,13 +124,23 @@ def _draw_pitch(ax: Any) -> None:
     """Pitch, halfway line, centre circle, penalty areas and goals (approximate markings)."""
     grass = Rectangle((-PITCH_X - 0.1, -PITCH_Y - 0.05), 2 * PITCH_X + 0.2, 2 * PITCH_Y + 0.1)
     ax.add_patch(grass).set(facecolor="#3f8f3f", edgecolor="none")
-    line = {"fill": False, "edgecolor": "w", "linewidth": 1.2}
-    ax.add_patch(Rectangle((-PITCH_X, -PITCH_Y), 2 * PITCH_X, 2 * PITCH_Y, **line))
+    # the markings: white lines, no fill
+    ax.add_patch(
+        Rectangle(
+            (-PITCH_X, -PITCH_Y), 2 * PITCH_X, 2 * PITCH_Y, fill=False, edgecolor="w", linewidth=1.2
+        )
+    )
     ax.plot([0, 0], [-PITCH_Y, PITCH_Y], color="w", linewidth=1.2)
-    ax.add_patch(Circle((0, 0), 0.09, **line))
+    ax.add_patch(Circle((0, 0), 0.09, fill=False, edgecolor="w", linewidth=1.2))
     for box_x, goal_x in ((-PITCH_X, -PITCH_X - 0.04), (PITCH_X - 0.3, PITCH_X)):
-        ax.add_patch(Rectangle((box_x, -0.24), 0.3, 0.48, **line))  # penalty area
-        ax.add_patch(Rectangle((goal_x, -GOAL_Y), 0.04, 2 * GOAL_Y, **line))  # goal
+        penalty_area = Rectangle(
+            (box_x, -0.24), 0.3, 0.48, fill=False, edgecolor="w", linewidth=1.2
+        )
+        ax.add_patch(penalty_area)
+        goal = Rectangle(
+            (goal_x, -GOAL_Y), 0.04, 2 * GOAL_Y, fill=False, edgecolor="w", linewidth=1.2
+        )
+        ax.add_patch(goal)
     ax.set_xlim(-PITCH_X - 0.1, PITCH_X + 0.1)  # room for the keepers' labels
     ax.set_ylim(PITCH_Y + 0.05, -PITCH_Y - 0.05)  # gfootball's y grows downwards on screen
     ax.set_aspect("equal")
@@ -339,7 +349,7 @@ def render_episode(
     playing) and ``NotImplementedError`` for adapters other than lbf, grf and smax.
     """
     import torch
-    from tianshou.data import Collector, ReplayBuffer
+    from tianshou.data import Collector, CollectStats, ReplayBuffer
     from tianshou.env import DummyVectorEnv
 
     from bdps_agents import training
@@ -372,7 +382,7 @@ def render_episode(
         recorder = _EpisodeRecorder(env, writer, fig.add_subplot(), label, limit)
         # a plain buffer for the single env: VectorReplayBuffer compiles numba code (seconds)
         buffer = ReplayBuffer(limit + 1)
-        collector = Collector(policy, venv, buffer, on_step_hook=recorder)
+        collector: Collector[CollectStats] = Collector(policy, venv, buffer, on_step_hook=recorder)
         collector.reset(gym_reset_kwargs={"seed": seed})
         recorder.frame()  # the reset frame
         if max_steps is None:

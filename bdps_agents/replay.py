@@ -46,10 +46,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from typing import Any, cast
 
 import numpy as np
 from tianshou.data import Batch, ReplayBuffer, VectorReplayBuffer
 from tianshou.data.batch import create_value
+from tianshou.data.types import RolloutBatchProtocol
 
 
 def _has_nan(batch: Batch) -> bool:
@@ -85,7 +87,7 @@ class _IndexRange:
     def __len__(self) -> int:
         return self.size
 
-    def __getitem__(self, key: object) -> np.ndarray:
+    def __getitem__(self, key: Any) -> np.ndarray:
         return np.arange(self.size)[key]
 
 
@@ -232,7 +234,7 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
         Tianshou would allocate ``rew`` as float64. (A key that appears later is allocated by
         Tianshou from the already compact batch.)"""
         template = Batch({**{k: kept[k] for k in kept.get_keys()}, "done": kept.terminated})
-        self._meta = create_value(template, self.maxsize, stack=False)
+        self._meta = cast(RolloutBatchProtocol, create_value(template, self.maxsize, stack=False))
         self._set_batch_for_children()
 
     def add(self, batch: Batch, buffer_ids: np.ndarray | list[int] | None = None):  # type: ignore[override]
@@ -274,13 +276,14 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
             old = self._final_pool
             size = 0 if old is None else len(old)
             grown = max(4, size + size // 2)
-            pool = create_value(obs, grown, stack=True)
+            pool = cast(Batch, create_value(obs, grown, stack=True))  # a Batch, as obs is
             if old is not None:
                 pool[:size] = old
             self._final_pool = pool
             self._free_rows.extend(range(grown - 1, size - 1, -1))
         row = self._free_rows.pop()
-        self._final_pool[row] = obs  # type: ignore[index]
+        assert self._final_pool is not None  # free rows exist only in an allocated pool
+        self._final_pool[row] = obs
         self._final_row[start] = row
 
     def reset(self, keep_statistics: bool = False) -> None:
@@ -326,7 +329,7 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
     def raw_bytes_per_step(self) -> int:
         """One joint observation as the env produces it: float32 obs + float32 state + int8
         mask (the reference for :meth:`bytes_per_step`); needs a first ``add``."""
-        return raw_step_bytes(self._meta.obs)
+        return raw_step_bytes(cast(Batch, self._meta.obs))
 
     # -- reading ---------------------------------------------------------------------------------
     @property
@@ -366,8 +369,9 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
         idx, valid, lengths = self.episode_indices(starts)
         B, T = idx.shape
         rows = np.arange(B)
-        obs = self._meta.obs[idx]
-        final = self._final_pool[[self._final_row[int(s)] for s in starts]]  # type: ignore[index]
+        obs = cast(Batch, self._meta.obs)[idx]
+        assert self._final_pool is not None  # a complete episode has its final observation
+        final = self._final_pool[[self._final_row[int(s)] for s in starts]]
 
         def with_final(seq: np.ndarray, last: np.ndarray) -> np.ndarray:
             out = np.zeros((B, T + 1, *seq.shape[2:]), dtype=seq.dtype)
@@ -382,7 +386,7 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
         return Batch(
             policy=replayed,
             obs=seq_obs,
-            act=self._meta.act[idx].astype(self._act_out_dtype),
+            act=cast(np.ndarray, self._meta.act)[idx].astype(self._act_out_dtype),
             rew=np.where(valid, self._meta.rew[idx], np.float32(0)),
             terminated=np.where(valid, self._meta.terminated[idx], False),
             truncated=np.where(valid, self._meta.truncated[idx], False),

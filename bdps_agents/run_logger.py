@@ -261,7 +261,7 @@ class RunLogger(TensorboardLogger):
     def _restore(self, note: dict[str, Any]) -> None:
         self._restored = (note["epoch"], note["env_step"], note["update_step"])
         self.step_offset = note["step_offset"]
-        self.test_history = [tuple(t) for t in note["test_history"]]  # type: ignore[misc]
+        self.test_history = [tuple(t) for t in note["test_history"]]
         self._episodes = note["episodes"]
         self._env_steps = note["env_step"]
         self._last_checkpoint_step = note["env_step"]

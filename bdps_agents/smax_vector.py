@@ -83,7 +83,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 from tianshou.data import Batch
@@ -405,7 +405,11 @@ class SMAXVectorEnv(BaseVectorEnv):
 
     def cache_sizes(self) -> dict[str, int]:
         """How many compilations the jitted batched reset and step hold (1 each once used)."""
-        return {"reset": self._reset_jit._cache_size(), "step": self._step_jit._cache_size()}
+        # _cache_size is a private method of jax's jitted functions, absent from their stub
+        return {
+            "reset": self._reset_jit._cache_size(),  # type: ignore[attr-defined]
+            "step": self._step_jit._cache_size(),  # type: ignore[attr-defined]
+        }
 
     # -- vector-env API ---------------------------------------------------------------------------
 
@@ -428,7 +432,8 @@ class SMAXVectorEnv(BaseVectorEnv):
                 self._master_keys[i] = self._key_of(s)
                 self._ready[i] = False  # a prepared next episode came from the old key
         self._start(self._all_ids)
-        return [[s] for s in seeds]  # type: ignore[misc]
+        # an unseeded env reports [None]; Tianshou annotates the result as list[int] per env
+        return [[s] for s in seeds]  # type: ignore[list-item]
 
     def reset(
         self, env_id: int | list[int] | np.ndarray | None = None, **kwargs: Any
@@ -604,11 +609,16 @@ class SMAXVectorEnv(BaseVectorEnv):
         return arr.astype(np.int64)
 
     def _after_step(
-        self, host: SMAXStepOutput, ids: np.ndarray, was_live: np.ndarray, env_ids: Sequence
+        self,
+        host: SMAXStepOutput,
+        ids: np.ndarray,
+        was_live: np.ndarray,
+        env_ids: Sequence[Any] | np.ndarray,
     ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``SMACParallelEnv.step`` then ``JointEnv.step``'s bookkeeping, for the envs ``ids``."""
         n = self.n_agents
-        avail = host.avail[ids]
+        # host is jax.device_get's copy of the step outputs: its leaves are numpy arrays
+        avail = cast(np.ndarray, host.avail)[ids]
         unit_alive = host.unit_alive[ids]
         battle_won = host.battle_won[ids].astype(bool)
         dead_allies = n - np.count_nonzero(unit_alive[:, :n], axis=1)
@@ -633,7 +643,7 @@ class SMAXVectorEnv(BaseVectorEnv):
         terminated = ended & all_terminated
         truncated = ended & ~all_terminated
         visible = live | (was_live & truncs & ~terms)  # truncated agents keep their last view
-        reward = host.reward[ids].astype(np.float64)
+        reward = cast(np.ndarray, host.reward)[ids].astype(np.float64)
         if self.reward_aggregation == "sum":
             reward = reward * was_live.sum(axis=1)  # one team reward per agent that acted
 
@@ -643,7 +653,7 @@ class SMAXVectorEnv(BaseVectorEnv):
         self._mask[ids] = mask
         obs = self._format_obs(
             np.where(visible[..., None], host.obs[ids], np.float32(0.0)),
-            host.world_state[ids],
+            cast(np.ndarray, host.world_state)[ids],
             mask,
             visible.astype(np.int8),
         )

@@ -138,7 +138,7 @@ def make_vector_env(
     # were registered at run time in this one
     factory = adapter_factory(env_cfg.adapter)
     fns = [lambda c=env_cfg, f=factory: _worker_env(c, f) for _ in range(num)]
-    kind = env_cfg.vector_env
+    kind: str = env_cfg.vector_env
     if kind == "auto":  # only if set to auto after validation: resolved as validation would
         kind = default_vector_env(env_cfg.adapter)
     if kind == "subproc":
@@ -223,25 +223,25 @@ def build_policy(cfg: ExperimentConfig, spec: EnvSpec) -> MultiAgentQPolicy:
         b.vae_hidden_dim,
         standardize=b.standardize_advantages,
     )
-    bilevel = {}
+    group_agent: RecurrentAgent | None = None
+    group_selector: GroupSelector | None = None
+    group_interval: int | None = None
     if net.sharing == "bilevel":
-        bilevel = {
-            # group networks also read the role network's hidden state h^U (Sec. 3.2)
-            "group_agent": RecurrentAgent(
-                inputs.dim + net.hidden_dim, spec.n_actions, net.hidden_dim, groups=b.n_groups
+        # group networks also read the role network's hidden state h^U (Sec. 3.2)
+        group_agent = RecurrentAgent(
+            inputs.dim + net.hidden_dim, spec.n_actions, net.hidden_dim, groups=b.n_groups
+        )
+        group_selector = GroupSelector(
+            b.n_roles,
+            b.n_groups,
+            b.group_embed_dim,
+            b.gat_dim,
+            b.group_gru_dim,
+            agent_feature_dim=group_feature_dim(
+                b.group_selector_input, spec.n_agents, net.hidden_dim
             ),
-            "group_selector": GroupSelector(
-                b.n_roles,
-                b.n_groups,
-                b.group_embed_dim,
-                b.gat_dim,
-                b.group_gru_dim,
-                agent_feature_dim=group_feature_dim(
-                    b.group_selector_input, spec.n_agents, net.hidden_dim
-                ),
-            ),
-            "group_interval": b.group_interval,
-        }
+        )
+        group_interval = b.group_interval
     return BDPSPolicy(
         **common,
         role_selector=role_selector,
@@ -249,7 +249,9 @@ def build_policy(cfg: ExperimentConfig, spec: EnvSpec) -> MultiAgentQPolicy:
         sample_roles_at_test=b.sample_roles_at_test,
         group_input=b.group_selector_input,
         episode_limit=spec.episode_limit,
-        **bilevel,
+        group_agent=group_agent,
+        group_selector=group_selector,
+        group_interval=group_interval,
     )
 
 
@@ -299,9 +301,9 @@ class EpisodeMetrics:
         self.keys = keys
         self.values: dict[str, list[float]] = {key: [] for key in keys}
 
-    def __call__(self, episode: Any) -> None:
+    def __call__(self, episode_batch: Any) -> None:  # named as in EpisodeRolloutHookProtocol
         for key in self.keys:
-            self.values[key].append(float(episode.info[key][-1]))
+            self.values[key].append(float(episode_batch.info[key][-1]))
         return None  # nothing added to the buffer
 
     def pop_means(self) -> dict[str, float]:
@@ -548,7 +550,10 @@ def write_checkpoint(path: str | Path, data: dict[str, Any]) -> None:
 def _rng_states(run: Run) -> dict[str, Any]:
     # the policy's own generators travel in the algorithm's state_dict (QMIX.get_extra_state);
     # all plain data (numpy's key array as a list), so that torch.load(weights_only=True) reads it
-    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    state = np.random.get_state()  # legacy=True: a tuple for the legacy MT19937 generator
+    if not isinstance(state, tuple):
+        raise TypeError("numpy's global generator is not the legacy MT19937; cannot save it")
+    kind, key, pos, has_gauss, gauss = state
     return {
         "python": random.getstate(),
         "numpy": (kind, key.tolist(), pos, has_gauss, gauss),
@@ -1116,7 +1121,9 @@ def _legacy_safe_globals() -> list[Any]:
     reconstruct = np.array(0).__reduce__()[0]  # numpy.(_)core.multiarray._reconstruct
     # the key array's dtype is built as numpy.dtype("u4"), whose class is UInt32DType
     allowed: list[Any] = [np.ndarray, np.dtype, type(np.dtype(np.uint32)), reconstruct]
-    if torch.__version__ >= (2, 6):  # (object, name) pairs: files written under numpy 1 and 2
+    # (object, name) pairs: files written under numpy 1 and 2. (TorchVersion compares with
+    # tuples; its comparisons are set at run time, so its stub has only str's.)
+    if torch.__version__ >= (2, 6):  # type: ignore[operator]
         for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
             allowed.append((reconstruct, f"{module}._reconstruct"))
     return allowed

@@ -116,7 +116,7 @@ class AdapterRegistry:
         self._entry_points.pop(name, None)
 
     def _discover(self) -> None:
-        if self._discovered:
+        if self._discovered or self._group is None:  # no group: nothing to discover
             return
         self._discovered = True
         # Looked up through the module attribute so that tests can substitute it.

@@ -184,6 +184,8 @@ class MultiAgentEnvAdapter(ParallelEnv[str, np.ndarray, int]):
     noop_action: int = 0
     episode_limit: int | None = None
     metric_keys: tuple[str, ...] = ()
+    possible_agents: list[str]
+    agents: list[str]
     state_space: gymnasium.spaces.Box
     # agent -> space, filled by subclasses; the getters below return these same objects
     observation_spaces: dict[str, gymnasium.spaces.Space]
@@ -225,7 +227,7 @@ class MultiAgentEnvAdapter(ParallelEnv[str, np.ndarray, int]):
         if missing:
             raise ValueError(f"no action given for live agent(s) {missing}")
         return {
-            agent: to_action_index(agent, actions[agent], self.action_space(agent).n)
+            agent: to_action_index(agent, actions[agent], int(self.action_space(agent).n))
             for agent in self.agents
         }
 

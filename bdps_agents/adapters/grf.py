@@ -312,6 +312,7 @@ class GRFParallelEnv(MultiAgentEnvAdapter):
         # gfootball's i-th action / reward / observation is the i-th controlled player's; with
         # the whole team controlled that is player i (checked in _update via 'active').
         raw_list, reward, done, _ = self._env.step([joint[a] for a in self.possible_agents])
+        assert self._raw is not None  # set by reset(); _validate_actions refuses a step before
         prev_score = tuple(self._raw["score"])
         self._update(raw_list)
         score = self._raw["score"]
@@ -375,6 +376,8 @@ class GRFParallelEnv(MultiAgentEnvAdapter):
         }
 
     def _observations(self) -> dict[str, np.ndarray]:
+        if self._raw is None:
+            raise RuntimeError("no observation before reset()")
         obs = encode_observations(self._raw, self._headings, self.view, self._visible)
         return {a: obs[i] for i, a in enumerate(self.possible_agents) if a in self.agents}
 

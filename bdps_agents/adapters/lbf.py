@@ -542,6 +542,7 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
         agents = list(self.agents)
         out = self._advance([joint[a] for a in self.possible_agents])
         terminated, truncated = bool(out.terminated[0]), bool(out.truncated[0])
+        assert out.replaced is not None  # _advance always reports the replaced actions
         obs, infos = self._per_agent(
             out.obs, out.masks, out.metrics["food_collected"], out.replaced.tolist()
         )

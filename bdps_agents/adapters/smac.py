@@ -135,7 +135,7 @@ class SMACParallelEnv(MultiAgentEnvAdapter):
         self.agents = []
         self._index = {agent: i for i, agent in enumerate(self.possible_agents)}
         obs_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.obs_dim,), dtype=np.float32)
-        act_space = gymnasium.spaces.Discrete(self.n_actions)
+        act_space: gymnasium.spaces.Discrete = gymnasium.spaces.Discrete(self.n_actions)
         self.observation_spaces = dict.fromkeys(self.possible_agents, obs_space)
         self.action_spaces = dict.fromkeys(self.possible_agents, act_space)
         self.state_space = gymnasium.spaces.Box(

@@ -115,13 +115,14 @@ def _import_smax() -> Any:
     """
     saved = sys.stdout, sys.stderr, sys.__stdout__
     sink = io.StringIO()
-    sys.stdout = sys.__stdout__ = sink
+    # typeshed declares sys.__stdout__ a Final TextIOWrapper; jaxmarl reassigns it: swapped too
+    sys.stdout = sys.__stdout__ = sink  # type: ignore[misc,assignment]
     try:
         from jaxmarl.environments import smax
     except ImportError as exc:
         raise ImportError(_INSTALL_HINT) from exc
     finally:
-        sys.stdout, sys.stderr, sys.__stdout__ = saved
+        sys.stdout, sys.stderr, sys.__stdout__ = saved  # type: ignore[misc]
     return smax
 
 
@@ -150,7 +151,8 @@ def enable_compilation_cache(cache_dir: str | None = _AUTO) -> str | None:
     import jax
 
     try:
-        configured = jax.config.jax_compilation_cache_dir
+        # jax's Config defines its options as attributes at run time; its stub lacks them
+        configured = jax.config.jax_compilation_cache_dir  # type: ignore[attr-defined]
         if configured:  # the user's own choice wins
             _cache_dir_in_use = str(configured)
             return _cache_dir_in_use
@@ -458,10 +460,11 @@ class SMAXStarCraft2Env:
         arr = np.asarray(actions)
         if arr.shape != (self.n_agents,) or not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(f"expected {self.n_agents} integer actions, got {actions!r}")
+        _, _, avail = self._require_episode()
         in_range = (arr >= 0) & (arr < self.n_actions)
         legal = in_range.copy()
         rows = np.flatnonzero(in_range)
-        legal[rows] = self._avail[rows, arr[rows]] == 1
+        legal[rows] = avail[rows, arr[rows]] == 1
         if not legal.all():
             agent = int(np.flatnonzero(~legal)[0])
             action = int(arr[agent])
@@ -472,7 +475,7 @@ class SMAXStarCraft2Env:
             )
             raise ValueError(
                 f"agent {agent}: action {action} {problem}; available actions: "
-                f"{np.flatnonzero(self._avail[agent]).tolist()}"
+                f"{np.flatnonzero(avail[agent]).tolist()}"
             )
         return arr.astype(np.int32)
 
@@ -483,43 +486,45 @@ class SMAXStarCraft2Env:
         self._avail = np.array(host.avail, dtype=np.int8)
         return host
 
-    def _require_episode(self) -> None:
-        if self._obs is None:
+    def _require_episode(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The current (observations, world state, masks); ``RuntimeError`` before a reset."""
+        if self._obs is None or self._world_state is None or self._avail is None:
             raise RuntimeError("call reset() first")
+        return self._obs, self._world_state, self._avail
 
     # -- observations, state and action masks (cached host copies) ---------------------------------
 
     def get_obs(self) -> list[np.ndarray]:
         """One float32 vector per agent (zeros for dead agents)."""
-        self._require_episode()
-        return list(self._obs)
+        obs, _, _ = self._require_episode()
+        return list(obs)
 
     def get_obs_agent(self, agent_id: int) -> np.ndarray:
-        self._require_episode()
-        return self._obs[agent_id]
+        obs, _, _ = self._require_episode()
+        return obs[agent_id]
 
     def get_obs_array(self) -> np.ndarray:
         """All observations as one ``(n_agents, obs_size)`` float32 array."""
-        self._require_episode()
-        return self._obs
+        obs, _, _ = self._require_episode()
+        return obs
 
     def get_state(self) -> np.ndarray:
         """SMAX's world state, float32."""
-        self._require_episode()
-        return self._world_state
+        _, world_state, _ = self._require_episode()
+        return world_state
 
     def get_avail_actions(self) -> list[list[int]]:
-        self._require_episode()
-        return self._avail.tolist()
+        _, _, avail = self._require_episode()
+        return avail.tolist()
 
     def get_avail_agent_actions(self, agent_id: int) -> list[int]:
-        self._require_episode()
-        return self._avail[agent_id].tolist()
+        _, _, avail = self._require_episode()
+        return avail[agent_id].tolist()
 
     def get_avail_actions_array(self) -> np.ndarray:
         """All masks as one ``(n_agents, n_actions)`` int8 array (1 = available)."""
-        self._require_episode()
-        return self._avail
+        _, _, avail = self._require_episode()
+        return avail
 
     # -- sizes and bookkeeping ---------------------------------------------------------------------
 

@@ -68,6 +68,11 @@ class RoleSelector(nn.Module):
     SCALE_RATE = 0.01
     MIN_STD = 1e-6
 
+    # buffers (register_buffer in __init__)
+    adv_mean: torch.Tensor
+    adv_var: torch.Tensor
+    scale_updates: torch.Tensor
+
     def __init__(
         self,
         n_actions: int,
@@ -99,7 +104,7 @@ class RoleSelector(nn.Module):
             nn.Linear(vae_hidden_dim, window * n_actions),
         )
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # checkpoints from before the running scale existed: keep the identity scale (mean 0,
         # variance 1), under which scaled() returns the raw windows as those models saw them
         identity = {"adv_mean": 0.0, "adv_var": 1.0, "scale_updates": 0}

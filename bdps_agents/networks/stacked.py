@@ -236,7 +236,7 @@ class _GRUSequence(torch.autograd.Function):
     ``w_ih, b_ih`` is given, the cell inputs ``(T, ..., in)``, projected step by step."""
 
     @staticmethod
-    def forward(ctx, gi, h0, weight, bias, onehot, hh, w_ih, b_ih):  # type: ignore[no-untyped-def]
+    def forward(ctx, gi, h0, weight, bias, onehot, hh, w_ih, b_ih):
         H = h0.shape[-1]
         T = gi.shape[0]
         hs = gi.new_empty((T, *h0.shape))
@@ -273,7 +273,7 @@ class _GRUSequence(torch.autograd.Function):
         return hs
 
     @staticmethod
-    def backward(ctx, d_hs):  # type: ignore[no-untyped-def]
+    def backward(ctx, d_hs):
         h0, hs, rz_all, n_all, hn_all, onehot, x, w_ih = ctx.saved_tensors
         hh = ctx.hh
         H = h0.shape[-1]
