@@ -20,7 +20,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from bdps_agents.config import ConfigError, ResultsError, load_config, scenario_names
+from bdps_agents.config import (
+    ALGORITHMS,
+    ConfigError,
+    ResultsError,
+    load_config,
+    scenario_names,
+)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -28,7 +34,7 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides = list(args.set or [])
     # --algo is a shortcut for the sharing mode: QMIX = full sharing, BDPS = bi-level
-    sharing = args.sharing or {"qmix": "full", "bdps": "bilevel", None: None}[args.algo]
+    sharing = args.sharing or (ALGORITHMS[args.algo][0] if args.algo else None)
     if sharing is not None:
         overrides.append(f"network.sharing={sharing}")
     if args.steps is not None:
@@ -221,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--scenario", required=True, help="preset (see `bdps scenarios`) or YAML path")
     t.add_argument(
         "--algo",
-        choices=["qmix", "bdps"],
+        choices=sorted(ALGORITHMS),
         default=None,
         help="qmix = --sharing full, bdps = --sharing bilevel",
     )

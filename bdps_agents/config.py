@@ -34,6 +34,13 @@ class ConfigError(ValueError):
     """A configuration or scenario file is invalid; the message names the offending field."""
 
 
+# --algo names and the network.sharing modes each one covers, its default first
+ALGORITHMS: dict[str, tuple[str, ...]] = {
+    "qmix": ("full", "none"),
+    "bdps": ("bilevel", "individual"),
+}
+
+
 class ResultsError(ValueError):
     """A results table (``bdps plot``) that cannot be read: malformed, or empty."""
 

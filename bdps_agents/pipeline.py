@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import torch
 
-from bdps_agents.config import ConfigError, ExperimentConfig, build_config
+from bdps_agents.config import ALGORITHMS, ConfigError, ExperimentConfig, build_config
 from bdps_agents.exploration import LinearSchedule, warmup
 from bdps_agents.joint_env import JointEnv
 from bdps_agents.policy import MultiAgentQPolicy
@@ -32,14 +32,6 @@ from bdps_agents.training import EnvSpec, EpisodeMetrics, build_algorithm, make_
 
 __all__ = ["EpisodeMetrics", "Learner", "build_learner", "warmup"]
 
-# --algo names and the sharing each one means by default (network.sharing)
-ALGORITHMS = {"qmix": ("full", "none"), "bdps": ("bilevel", "individual")}
-ALGORITHM_OF_SHARING: dict[str, Literal["qmix", "bdps"]] = {
-    "full": "qmix",
-    "none": "qmix",
-    "bilevel": "bdps",
-    "individual": "bdps",
-}
 SECTIONS = ("network", "bdps", "exploration", "replay", "algorithm", "training")
 
 
@@ -76,7 +68,7 @@ class Learner:
         config = build_config(state["config"], source="Learner.from_state_dict")
         learner = build_learner(
             env,
-            ALGORITHM_OF_SHARING[config.network.sharing],
+            "bdps" if config.uses_selectors else "qmix",
             num_envs=num_envs or config.env.num_train_envs,
             config=config,
         )
