@@ -1,7 +1,7 @@
 """``bdps`` command line: train, eval, experiment, plot, render, reproduce, scenarios.
 
 bdps train --scenario lbf/8x8-2p-2f-coop --algo qmix --steps 200000 --seed 0 --logdir runs/x
-bdps train --scenario my.yaml --set algorithm.lr=1e-3 --set network.sharing=none
+bdps train --scenario smax/5m_vs_6m --algo bdps --set bdps.levels=1 --set algorithm.lr=1e-3
 bdps train ... --logdir runs/x --resume          # continue a killed run from its checkpoint
 bdps eval --checkpoint runs/x/checkpoint.pt --episodes 100
 bdps experiment grid.yaml [--local | --address auto]   # scenarios x methods x seeds on Ray
@@ -20,23 +20,36 @@ import shlex
 import sys
 from pathlib import Path
 
-from bdps_agents.config import (
-    ALGORITHMS,
-    ConfigError,
-    ResultsError,
-    load_config,
-    scenario_names,
-)
+from bdps_agents.algorithms import algorithm_spec, available_algorithms
+from bdps_agents.config import ConfigError, ResultsError
+from bdps_agents.presets import load_config, scenario_names
+
+# --sharing values that named BDPS before algorithms were registered units: their overrides now
+LEGACY_SHARING_FLAGS = {
+    "bilevel": ("--algo bdps", ["algorithm.name=bdps", "bdps.levels=2"]),
+    "individual": ("--algo bdps --set bdps.levels=1", ["algorithm.name=bdps", "bdps.levels=1"]),
+}
+
+
+def _algorithm_overrides(algo: str | None, sharing: str | None) -> list[str]:
+    """``--algo`` and ``--sharing`` as config overrides; the old BDPS spellings of ``--sharing``
+    still work, with a note giving the new one."""
+    out = [f"algorithm.name={algo}"] if algo else []
+    if sharing in LEGACY_SHARING_FLAGS:
+        new, overrides = LEGACY_SHARING_FLAGS[sharing]
+        if algo not in (None, "bdps"):
+            raise ConfigError(f"--sharing {sharing} means BDPS, not --algo {algo}: drop one")
+        print(f"note: --sharing {sharing} is now spelled {new}", file=sys.stderr)
+        return overrides
+    if sharing is not None:
+        out.append(f"network.sharing={sharing}")
+    return out
 
 
 def _train(args: argparse.Namespace) -> int:
     from bdps_agents.training import CheckpointError, default_logdir, train
 
-    overrides = list(args.set or [])
-    # --algo is a shortcut for the sharing mode: QMIX = full sharing, BDPS = bi-level
-    sharing = args.sharing or (ALGORITHMS[args.algo][0] if args.algo else None)
-    if sharing is not None:
-        overrides.append(f"network.sharing={sharing}")
+    overrides = list(args.set or []) + _algorithm_overrides(args.algo, args.sharing)
     if args.steps is not None:
         overrides.append(f"training.total_steps={args.steps}")
     if args.seed is not None:
@@ -44,9 +57,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.no_progress:
         overrides.append("training.progress=false")
     cfg = load_config(args.scenario, overrides)
-    algo = "BDPS" if cfg.uses_selectors else "QMIX"
+    label = algorithm_spec(cfg.algorithm.name).label(cfg)
     print(
-        f"{'resuming' if args.resume else 'training'} {algo} ({cfg.network.sharing} sharing) "
+        f"{'resuming' if args.resume else 'training'} {label} ({cfg.network.sharing} sharing) "
         f"on {cfg.scenario}, {cfg.training.total_steps} env steps, seed {cfg.training.seed}",
         flush=True,
     )
@@ -139,8 +152,8 @@ def _grid_options(args: argparse.Namespace) -> dict:
 
 def _with_grid_overrides(grid, items: list[str] | None):
     """``--set total_steps=N`` style changes to the experiment file's top-level fields."""
-    from bdps_agents.config import apply_overrides
     from bdps_agents.experiment import GridConfig
+    from bdps_agents.presets import apply_overrides
 
     if not items:
         return grid
@@ -227,15 +240,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--scenario", required=True, help="preset (see `bdps scenarios`) or YAML path")
     t.add_argument(
         "--algo",
-        choices=sorted(ALGORITHMS),
+        choices=available_algorithms(),
         default=None,
-        help="qmix = --sharing full, bdps = --sharing bilevel",
+        help="a registered algorithm (algorithm.name): "
+        + "; ".join(f"{name}: {algorithm_spec(name).summary}" for name in available_algorithms()),
     )
-    t.add_argument("--sharing", choices=["full", "none", "individual", "bilevel"], default=None)
+    t.add_argument(
+        "--sharing",
+        choices=["full", "none", "roles", *LEGACY_SHARING_FLAGS],
+        default=None,
+        help="network.sharing (the algorithm's default if not given); bilevel and individual "
+        "are the old spellings of --algo bdps [--set bdps.levels=1]",
+    )
     t.add_argument("--steps", type=int, default=None, help="env steps (training.total_steps)")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument(
-        "--logdir", default=None, help="default: <training.logdir>/<scenario>-<sharing>-seed<S>"
+        "--logdir", default=None, help="default: <training.logdir>/<scenario>-<algorithm>-seed<S>"
     )
     t.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="config override, repeatable"

@@ -6,8 +6,8 @@ An experiment file (YAML)::
     results_dir: results/lbf-ablation
     scenarios: [lbf/15x15-4p-5f]
     methods:                       # name -> config overrides ("section.key": value)
-      bdps: {network.sharing: bilevel}
-      qmix: {network.sharing: full}
+      bdps: {algorithm.name: bdps}
+      qmix: {algorithm.name: qmix}
     seeds: [0, 1, 2]
     total_steps: 200000
     overrides: {training.test_interval: 10000}   # for every run
@@ -37,18 +37,15 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from bdps_agents.config import (
     ConfigError,
     ExperimentConfig,
+    StrictModel,
     _format_validation_error,
-    _read_yaml,
-    _Strict,
-    load_scenario_dict,
-    merge_overrides,
-    nest_overrides,
 )
+from bdps_agents.presets import nest_overrides, read_yaml, scenario_dict
 
 RESULTS_HEADER = ["run_id", "scenario", "method", "seed", "env_step", "metric", "value"]
 
 
-class GridConfig(_Strict):
+class GridConfig(StrictModel):
     """An experiment: the grid of runs and where their results go."""
 
     name: str = Field("experiment", min_length=1)
@@ -56,7 +53,7 @@ class GridConfig(_Strict):
     scenarios: list[str] = Field(min_length=1, description="presets or YAML paths")
     methods: dict[str, dict[str, Any]] = Field(
         min_length=1,
-        description='method name -> overrides, e.g. {"network.sharing": "full"}; combined with '
+        description='method name -> overrides, e.g. {"algorithm.name": "bdps"}; combined with '
         "`overrides` (the same key with different values in both is an error)",
     )
     seeds: list[int] = Field(min_length=1)
@@ -100,7 +97,7 @@ def _run_overrides(
     grid: GridConfig, method: str, seed: int
 ) -> tuple[list[tuple[str, Any, str]], list[tuple[str, Any, str]]]:
     """What one run changes in its scenario, as two layers of
-    :func:`~bdps_agents.config.merge_overrides` entries: the common overrides, then the
+    :func:`~bdps_agents.presets.merge_overrides` entries: the common overrides, then the
     method's, which win over them (the specific over the general). Each layer also holds the
     grid's own settings, so that e.g. ``training.seed`` in either is reported as clashing with
     ``seeds``, not dropped."""
@@ -130,7 +127,7 @@ def load_grid(path_or_name: str | Path) -> GridConfig:
     """An experiment YAML file, or the name of one shipped in ``bdps_agents/experiments``."""
     path = Path(path_or_name)
     if path.is_file():
-        data, source = _read_yaml(path.read_bytes(), str(path)), str(path)
+        data, source = read_yaml(path.read_bytes(), str(path)), str(path)
     else:
         res = resources.files("bdps_agents.experiments").joinpath(f"{path_or_name}.yaml")
         if not res.is_file():
@@ -139,7 +136,7 @@ def load_grid(path_or_name: str | Path) -> GridConfig:
                 f"experiment {str(path_or_name)!r} is neither a file nor a shipped experiment "
                 f"({known})"
             )
-        data, source = _read_yaml(res.read_text(), f"experiment {path_or_name}"), str(res)
+        data, source = read_yaml(res.read_text(), f"experiment {path_or_name}"), str(res)
     try:
         return GridConfig.model_validate(data)
     except ValidationError as err:
@@ -160,12 +157,10 @@ def expand(grid: GridConfig, results_dir: str | Path | None = None) -> list[RunS
     # method on the first seeds
     for seed in grid.seeds:
         for scenario in grid.scenarios:
-            base = load_scenario_dict(scenario)
             for method in grid.methods:
                 source = f"{scenario} / method {method} / seed {seed}"
                 common, specific = _run_overrides(grid, method, seed)
-                data = merge_overrides(base, common, f"run {source}")
-                data = merge_overrides(data, specific, f"run {source}")
+                data = scenario_dict(scenario, common, specific, context=f"run {source}")
                 try:
                     cfg = ExperimentConfig.model_validate(data)
                 except ValidationError as err:

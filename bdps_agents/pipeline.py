@@ -1,5 +1,5 @@
-"""QMIX and BDPS for a plain Tianshou 2.0.1 script: a builder, a masked warm-up and episode
-metrics, the same parts ``bdps train`` uses.
+"""Any registered algorithm (BDPS, QMIX, ...) for a plain Tianshou 2.0.1 script: a builder,
+a masked warm-up and episode metrics, the same parts ``bdps train`` uses.
 
 .. code-block:: python
 
@@ -18,21 +18,20 @@ README.md, "BDPS in your own Tianshou script", runs it end to end.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-from bdps_agents.config import ALGORITHMS, ConfigError, ExperimentConfig, build_config
+from bdps_agents.algorithms import algorithm_spec, available_algorithms, build_algorithm
+from bdps_agents.algorithms.value_decomposition import ValueDecomposition
+from bdps_agents.config import CORE_SECTIONS, ExperimentConfig, build_config
 from bdps_agents.exploration import LinearSchedule, warmup
 from bdps_agents.joint_env import JointEnv
 from bdps_agents.policy import MultiAgentQPolicy
-from bdps_agents.qmix import QMIX
 from bdps_agents.replay import EpisodeReplayBuffer
-from bdps_agents.training import EnvSpec, EpisodeMetrics, build_algorithm, make_replay_buffer
+from bdps_agents.training import EnvSpec, EpisodeMetrics, make_replay_buffer
 
 __all__ = ["EpisodeMetrics", "Learner", "build_learner", "warmup"]
-
-SECTIONS = ("network", "bdps", "exploration", "replay", "algorithm", "training")
 
 
 @dataclass
@@ -42,7 +41,7 @@ class Learner:
     is the config's ε schedule; ``config`` the whole validated configuration."""
 
     policy: MultiAgentQPolicy
-    algorithm: QMIX
+    algorithm: ValueDecomposition
     buffer: EpisodeReplayBuffer
     config: ExperimentConfig
     eps_schedule: LinearSchedule
@@ -68,7 +67,7 @@ class Learner:
         config = build_config(state["config"], source="Learner.from_state_dict")
         learner = build_learner(
             env,
-            "bdps" if config.uses_selectors else "qmix",
+            config.algorithm.name,
             num_envs=num_envs or config.env.num_train_envs,
             config=config,
         )
@@ -79,7 +78,7 @@ class Learner:
 
 def build_learner(
     env: JointEnv,
-    algo: Literal["qmix", "bdps"] = "bdps",
+    algo: str = "bdps",
     *,
     num_envs: int = 1,
     seed: int | None = None,
@@ -88,46 +87,49 @@ def build_learner(
 ) -> Learner:
     """A consistent policy + algorithm + replay buffer for ``env`` (any :class:`JointEnv`).
 
-    :param algo: ``qmix`` (``network.sharing`` full, or none) or ``bdps`` (bilevel, or
-        individual = single level).
+    :param algo: a registered algorithm (``bdps``, ``qmix``, ...:
+        :func:`bdps_agents.algorithms.available_algorithms`); its default network sharing unless
+        ``network={"sharing": ...}`` says otherwise.
     :param num_envs: training envs the Collector will step (one replay sub-buffer each).
     :param seed: seeds the network initialisation (without touching torch's global
         generator), the exploration and role generators and the replay sampler (default:
         ``training.seed``, 0).
     :param config: a whole configuration to start from (default: the library's defaults).
-    :param sections: config sections as dicts, applied over ``config``: ``network``, ``bdps``,
-        ``exploration``, ``replay``, ``algorithm``, ``training`` (e.g. ``bdps={"n_roles": 3}``).
+    :param sections: config sections as dicts, applied over ``config``: ``network``,
+        ``exploration``, ``replay``, ``algorithm``, ``training``, or an algorithm's own
+        (e.g. ``bdps={"n_roles": 3}``).
     """
     if not isinstance(env, JointEnv):
         raise TypeError(
             f"build_learner needs a JointEnv, got {type(env).__name__}: wrap a PettingZoo "
             "parallel env as JointEnv(env)"
         )
-    if algo not in ALGORITHMS:
-        raise ValueError(f"algo must be one of {sorted(ALGORITHMS)}, got {algo!r}")
-    unknown = sorted(set(sections) - set(SECTIONS))
+    known = available_algorithms()
+    if algo not in known:
+        raise ValueError(f"algo must be one of {known}, got {algo!r}")
+    allowed = [name for name in CORE_SECTIONS if name != "env"] + known
+    unknown = sorted(set(sections) - set(allowed))
     if unknown:
-        raise TypeError(f"unknown config section(s) {unknown}; sections are {list(SECTIONS)}")
+        raise TypeError(f"unknown config section(s) {unknown}; sections are {allowed}")
     if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
         raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
     data = (config or ExperimentConfig()).model_dump(mode="json")
+    given = sections.get("algorithm", {}).get("name", algo)
+    if given != algo:
+        raise ValueError(f"algorithm={{'name': {given!r}}} contradicts algo={algo!r}: give one")
+    if data["algorithm"]["name"] != algo and data["network"]["sharing"] not in (
+        algorithm_spec(algo).sharing
+    ):
+        data["network"]["sharing"] = None  # the new algorithm's default
+    data["algorithm"]["name"] = algo
     for name, values in sections.items():
         if not isinstance(values, dict):
             raise TypeError(f"config section {name} must be a dict, got {type(values).__name__}")
-        data[name] = {**data[name], **values}
-    if "sharing" not in sections.get("network", {}) and (
-        data["network"]["sharing"] not in ALGORITHMS[algo]
-    ):
-        data["network"]["sharing"] = ALGORITHMS[algo][0]
+        data[name] = {**data.get(name, {}), **values}
     if seed is not None:
         data["training"]["seed"] = seed
     data["env"]["num_train_envs"] = num_envs
     cfg = build_config(data, source="build_learner")
-    if cfg.network.sharing not in ALGORITHMS[algo]:
-        raise ConfigError(
-            f"network.sharing={cfg.network.sharing!r} is not {algo} (which shares "
-            f"{' or '.join(ALGORITHMS[algo])})"
-        )
     spec = EnvSpec.of(env)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.training.seed)

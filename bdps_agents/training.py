@@ -81,12 +81,12 @@ from typing import Any
 import numpy as np
 import torch
 from tianshou.algorithm.algorithm_base import policy_within_training_step
-from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import Collector
 from tianshou.env import BaseVectorEnv
 from tianshou.trainer import OffPolicyTrainerParams
 
-from bdps_agents.bdps import BDPS, BDPSPolicy, group_feature_dim
+from bdps_agents.algorithms import algorithm_spec, build_algorithm
+from bdps_agents.algorithms.value_decomposition import NonFiniteError, ValueDecomposition
 from bdps_agents.config import (
     ConfigError,
     EnvConfig,
@@ -97,9 +97,7 @@ from bdps_agents.config import (
 from bdps_agents.exploration import LinearSchedule, warmup
 from bdps_agents.joint_env import JointEnv
 from bdps_agents.learner_process import LearnerProcess
-from bdps_agents.networks import GroupSelector, RecurrentAgent, RoleSelector, make_mixer
-from bdps_agents.policy import AgentInputs, MultiAgentQPolicy
-from bdps_agents.qmix import QMIX, NonFiniteError
+from bdps_agents.policy import MultiAgentQPolicy
 from bdps_agents.replay import EpisodeReplayBuffer
 from bdps_agents.run_logger import RunLogger, fsync_dir, plot_learning_curve
 from bdps_agents.vector_envs import StackedDummyVectorEnv, StackedSubprocVectorEnv
@@ -197,98 +195,6 @@ class EnvSpec:
         )
 
 
-def build_policy(cfg: ExperimentConfig, spec: EnvSpec) -> MultiAgentQPolicy:
-    """QMIX policy for ``full``/``none`` sharing, BDPS policy for ``individual``/``bilevel``."""
-    net, b = cfg.network, cfg.bdps
-    inputs = AgentInputs(
-        spec.n_agents, spec.obs_dim, spec.n_actions, net.last_action_input, net.agent_id_input
-    )
-    groups = {"full": 1, "none": spec.n_agents}.get(net.sharing, b.n_roles)
-    common = {
-        "agent": RecurrentAgent(inputs.dim, spec.n_actions, net.hidden_dim, groups=groups),
-        "inputs": inputs,
-        "action_space": spec.action_space,
-        "observation_space": spec.observation_space,
-        "eps_training": cfg.exploration.eps_start,
-        "eps_inference": cfg.exploration.eps_test,
-        "seed": cfg.training.seed,
-    }
-    if not cfg.uses_selectors:
-        return MultiAgentQPolicy(**common)
-    role_selector = RoleSelector(
-        spec.n_actions,
-        b.n_roles,
-        b.role_interval,
-        b.role_gru_dim,
-        b.vae_hidden_dim,
-        standardize=b.standardize_advantages,
-    )
-    group_agent: RecurrentAgent | None = None
-    group_selector: GroupSelector | None = None
-    group_interval: int | None = None
-    if net.sharing == "bilevel":
-        # group networks also read the role network's hidden state h^U (Sec. 3.2)
-        group_agent = RecurrentAgent(
-            inputs.dim + net.hidden_dim, spec.n_actions, net.hidden_dim, groups=b.n_groups
-        )
-        group_selector = GroupSelector(
-            b.n_roles,
-            b.n_groups,
-            b.group_embed_dim,
-            b.gat_dim,
-            b.group_gru_dim,
-            agent_feature_dim=group_feature_dim(
-                b.group_selector_input, spec.n_agents, net.hidden_dim
-            ),
-        )
-        group_interval = b.group_interval
-    return BDPSPolicy(
-        **common,
-        role_selector=role_selector,
-        role_interval=b.role_interval,
-        sample_roles_at_test=b.sample_roles_at_test,
-        group_input=b.group_selector_input,
-        episode_limit=spec.episode_limit,
-        group_agent=group_agent,
-        group_selector=group_selector,
-        group_interval=group_interval,
-    )
-
-
-def build_algorithm(cfg: ExperimentConfig, spec: EnvSpec) -> QMIX:
-    """QMIX (``full``/``none``) or BDPS (``individual``/``bilevel``) with its policy."""
-    cfg.check_env(spec.n_agents, spec.episode_limit)
-    net, alg = cfg.network, cfg.algorithm
-    policy = build_policy(cfg, spec)
-
-    def mixer():
-        return make_mixer(
-            net.mixer, spec.n_agents, spec.state_dim, net.mixing_embed_dim, net.hypernet_hidden_dim
-        )
-
-    common = {
-        "policy": policy,
-        "mixer": mixer(),
-        "optim": AdamOptimizerFactory(lr=alg.lr),
-        "gamma": alg.gamma,
-        "td_lambda": alg.td_lambda,
-        "double_q": alg.double_q,
-        "target_update_interval": alg.target_update_interval,
-        "max_grad_norm": alg.max_grad_norm,
-        "reward_scale": alg.reward_scale,
-    }
-    if not cfg.uses_selectors:
-        return QMIX(**common)
-    b = cfg.bdps
-    return BDPS(
-        **common,
-        group_mixer=mixer() if net.sharing == "bilevel" else None,
-        kl_weight=b.kl_weight,
-        role_loss_weight=b.role_loss_weight,
-        group_loss_weight=b.group_loss_weight,
-    )
-
-
 # Episode metrics logged under another name: the mean of SMAC's final battle_won is the win rate.
 EPISODE_METRIC_NAMES = {"battle_won": "win_rate"}
 
@@ -322,7 +228,7 @@ class EpisodeMetrics:
 class Run:
     cfg: ExperimentConfig
     spec: EnvSpec
-    algorithm: QMIX
+    algorithm: ValueDecomposition
     buffer: EpisodeReplayBuffer
     train_envs: BaseVectorEnv
     test_envs: BaseVectorEnv
@@ -548,7 +454,7 @@ def write_checkpoint(path: str | Path, data: dict[str, Any]) -> None:
 
 
 def _rng_states(run: Run) -> dict[str, Any]:
-    # the policy's own generators travel in the algorithm's state_dict (QMIX.get_extra_state);
+    # the policy's own generators travel in the algorithm's state_dict (get_extra_state);
     # all plain data (numpy's key array as a list), so that torch.load(weights_only=True) reads it
     state = np.random.get_state()  # legacy=True: a tuple for the legacy MT19937 generator
     if not isinstance(state, tuple):
@@ -643,9 +549,10 @@ def greedy_return(run: Run, episodes: int) -> tuple[float, float]:
 
 
 def default_logdir(cfg: ExperimentConfig) -> Path:
-    """``<training.logdir>/<scenario>-<sharing>-seed<S>``: methods and seeds of one scenario
+    """``<training.logdir>/<scenario>-<algorithm label>-seed<S>``: methods and seeds of one scenario
     never share a directory."""
-    name = f"{cfg.scenario.replace('/', '_')}-{cfg.network.sharing}-seed{cfg.training.seed}"
+    label = algorithm_spec(cfg.algorithm.name).label(cfg)
+    name = f"{cfg.scenario.replace('/', '_')}-{label}-seed{cfg.training.seed}"
     return Path(cfg.training.logdir) / name
 
 
@@ -787,7 +694,7 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
 ) -> TrainResult:
-    """Train ``cfg`` into ``logdir`` (default ``<training.logdir>/<scenario>-<sharing>-seed<S>``).
+    """Train ``cfg`` into ``logdir`` (default ``<training.logdir>/<scenario>-<algorithm>-seed<S>``).
 
     ``resume=True`` continues the run from ``<logdir>/checkpoint.pt`` (see the module docstring:
     what is restored, the replay-buffer refill, how metrics.csv is continued). It raises
@@ -1018,7 +925,7 @@ def _train(
         # the learner as it was at the last epoch end (nothing learns after it): resuming from
         # this checkpoint with more total_steps cuts metrics.csv back to that epoch end
         save_checkpoint(checkpoint, run, env_steps, logger.epoch_end())
-        title = f"{cfg.scenario} ({cfg.network.sharing} sharing, seed {tc.seed})"
+        title = f"{cfg.scenario} ({algorithm_spec(cfg.algorithm.name).label(cfg)}, seed {tc.seed})"
         plot_learning_curve(
             logger.test_history, logdir / "learning_curve.png", title, tc.test_episodes
         )
@@ -1246,12 +1153,12 @@ def _tensor_shape(value: Any) -> str:
     return f"{list(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
 
 
-def _state_mismatches(algorithm: QMIX, state: dict[str, Any]) -> list[str]:
+def _state_mismatches(algorithm: ValueDecomposition, state: dict[str, Any]) -> list[str]:
     """How ``state`` (a checkpoint's algorithm state dict) differs from what ``algorithm``
     expects: missing and unexpected entries, tensor shapes, the optimiser states."""
     expected = algorithm.state_dict()
     optimizers = expected.pop(algorithm._STATE_DICT_KEY_OPTIMIZERS)
-    # older checkpoints lack the extra state (QMIX._load_from_state_dict allows that)
+    # older checkpoints lack the extra state (ValueDecomposition._load_from_state_dict allows that)
     missing = [k for k in expected if k not in state and not k.endswith("_extra_state")]
     problems = [f"missing {k}" for k in missing]
     for key, value in expected.items():
@@ -1301,7 +1208,9 @@ def _optimizer_mismatches(optim: torch.optim.Optimizer, saved: Any) -> list[str]
     return problems
 
 
-def load_algorithm_state(algorithm: QMIX, state: dict[str, Any], path: str | Path) -> None:
+def load_algorithm_state(
+    algorithm: ValueDecomposition, state: dict[str, Any], path: str | Path
+) -> None:
     """Load a checkpoint's algorithm state dict into ``algorithm`` (built from the checkpoint's
     config), or raise :class:`CheckpointError` naming the file and what does not match."""
     problems = _state_mismatches(algorithm, state)

@@ -30,7 +30,7 @@ import torch
 from tianshou.algorithm.algorithm_base import policy_within_training_step
 from tianshou.data import Collector, VectorReplayBuffer
 
-from bdps_agents.config import load_config
+from bdps_agents.presets import load_config
 from bdps_agents.replay import batch_nbytes, raw_step_bytes, stored_bytes
 from bdps_agents.training import build_run
 

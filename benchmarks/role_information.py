@@ -32,11 +32,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from bdps_agents.bdps import BDPSPolicy, assignment_stats, masked_advantage
 from tianshou.data import Batch
 
-from bdps_agents.bdps import BDPSPolicy, assignment_stats, masked_advantage
-from bdps_agents.config import ExperimentConfig, apply_overrides
+from bdps_agents.config import ExperimentConfig
 from bdps_agents.networks.role_selector import RoleSelector, gaussian_kl
+from bdps_agents.presets import apply_overrides
 from bdps_agents.training import EnvSpec, build_algorithm, load_checkpoint, make_joint
 
 

@@ -10,9 +10,11 @@ import torch
 from conftest import config_with
 from tianshou.algorithm.algorithm_base import policy_within_training_step
 
-from bdps_agents.bdps import BDPS, BDPSPolicy, masked_advantage
+from bdps_agents.algorithms.bdps.diagnostics import masked_advantage
+from bdps_agents.algorithms.bdps.learner import BDPS
+from bdps_agents.algorithms.bdps.policy import BDPSPolicy
+from bdps_agents.algorithms.qmix.algorithm import QMIX
 from bdps_agents.config import ConfigError
-from bdps_agents.qmix import QMIX
 from bdps_agents.training import build_run
 
 T_U, E = 3, 2  # T_V = 6

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bdps_agents.config import (
-    ConfigError,
-    ExperimentConfig,
-    apply_overrides,
-    build_config,
-    load_config,
-    scenario_names,
-)
+from bdps_agents.config import ConfigError, ExperimentConfig, build_config
+from bdps_agents.presets import apply_overrides, load_config, scenario_names
 
 
 def test_defaults_construct():
@@ -43,8 +37,13 @@ def test_smax_presets_match_the_smac_ones(map_name):
     smac, smax = load_config(f"smac/{map_name}"), load_config(f"smax/{map_name}")
     assert (smac.env.adapter, smax.env.adapter) == ("smac", "smax")
     assert smax.env.kwargs == smac.env.kwargs == {"map_name": map_name}
-    for section in ("network", "bdps", "exploration", "algorithm"):
+    for section in ("network", "exploration", "algorithm"):
         assert getattr(smax, section) == getattr(smac, section), section
+    # and BDPS's per-map settings (its presets, applied when BDPS is chosen)
+    smac_bdps, smax_bdps = (
+        load_config(f"{family}/{map_name}", ["algorithm.name=bdps"]) for family in ("smac", "smax")
+    )
+    assert smax_bdps.options == smac_bdps.options != ExperimentConfig().section("bdps")
     # Appendix G: eps anneals over 500k steps on 6h_vs_8z, 70k elsewhere
     assert smax.exploration.anneal_steps == (500_000 if map_name == "6h_vs_8z" else 70_000)
 

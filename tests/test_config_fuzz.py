@@ -13,7 +13,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bdps_agents.config import ConfigError, ExperimentConfig, build_config, load_config
+from bdps_agents.config import ConfigError, ExperimentConfig, build_config
+from bdps_agents.presets import load_config
 
 BASE: dict[str, Any] = ExperimentConfig().model_dump(mode="json")
 TRIED: list[str] = []  # one entry per invalid input tried, counted below

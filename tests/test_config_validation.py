@@ -20,16 +20,11 @@ from conftest import SMALL_LBF
 
 from bdps_agents.adapters import AdapterArgumentError, check_adapter_kwargs, make_env
 from bdps_agents.adapters.lbf import _FOOD_ZONE, LBFParallelEnv, _blocked_placement
+from bdps_agents.algorithms import algorithm_spec, available_algorithms
 from bdps_agents.cli import main as cli_main
-from bdps_agents.config import (
-    ConfigError,
-    ExperimentConfig,
-    apply_overrides,
-    build_config,
-    load_config,
-    merge_overrides,
-)
+from bdps_agents.config import ConfigError, ExperimentConfig, build_config
 from bdps_agents.experiment import GridConfig, expand, load_grid
+from bdps_agents.presets import apply_overrides, load_config, merge_overrides
 
 # ------------------------------------------------------------------ fields, by type
 
@@ -37,8 +32,9 @@ from bdps_agents.experiment import GridConfig, expand, load_grid
 def _fields(kind: type) -> list[str]:
     """Every ``section.key`` of the config whose type is ``kind`` (or ``kind | None``)."""
     out = []
-    for section, info in ExperimentConfig.model_fields.items():
-        model = info.annotation
+    sections = {section: info.annotation for section, info in ExperimentConfig.model_fields.items()}
+    sections.update({name: algorithm_spec(name).options for name in available_algorithms()})
+    for section, model in sections.items():
         if not (isinstance(model, type) and hasattr(model, "model_fields")):
             continue
         hints = typing.get_type_hints(model)
@@ -283,7 +279,7 @@ def test_placement_criterion_is_exact_on_small_fields() -> None:
 
 
 def test_a_mapping_override_merges_into_its_section() -> None:
-    cfg = load_config("lbf/15x15-4p-5f", ["bdps={n_roles: 3}"])
+    cfg = load_config("lbf/15x15-4p-5f", ["algorithm.name=bdps", "bdps={n_roles: 3}"])
     assert cfg.bdps.n_roles == 3 and cfg.bdps.group_interval_multiple == 2  # the preset's
     cfg = load_config("lbf/15x15-4p-5f", ["env.kwargs={max_episode_steps: 30}"])
     assert cfg.env.kwargs == {"task": "15x15-4p-5f", "max_episode_steps": 30}

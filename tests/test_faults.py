@@ -56,8 +56,9 @@ def test_non_finite_loss_stops_training_naming_step_and_component(
 ) -> None:
     import torch
 
-    from bdps_agents.bdps import BDPS
-    from bdps_agents.qmix import QMIX, NonFiniteError
+    from bdps_agents.algorithms.bdps.learner import BDPS
+    from bdps_agents.algorithms.qmix.algorithm import QMIX
+    from bdps_agents.algorithms.value_decomposition import NonFiniteError
     from bdps_agents.training import load_checkpoint
 
     owner = QMIX if poisoned == "td_loss" else BDPS

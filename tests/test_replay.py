@@ -11,7 +11,7 @@ import torch
 from tianshou.algorithm.algorithm_base import policy_within_training_step
 from tianshou.data import Batch, Collector
 
-from bdps_agents.config import load_config
+from bdps_agents.presets import load_config
 from bdps_agents.replay import EpisodeReplayBuffer
 from bdps_agents.training import build_run
 

@@ -19,7 +19,7 @@ from faulty_env import CrashingLBF
 
 from bdps_agents import adapters, cli, training
 from bdps_agents.adapters import BUILTIN_ADAPTERS, AdapterRegistry, register_adapter
-from bdps_agents.config import ConfigError, load_config
+from bdps_agents.config import ConfigError
 from bdps_agents.experiment import (
     FAILURES_NAME,
     GridConfig,
@@ -28,6 +28,7 @@ from bdps_agents.experiment import (
     is_finished,
     run_experiment,
 )
+from bdps_agents.presets import load_config
 from bdps_agents.training import EpochPlan, RunDirError, default_logdir, run_dir_lock, train
 
 TINY = {**TINY_RUN, "training.progress": False}

@@ -17,8 +17,9 @@ require_optional("jaxmarl", "smax")
 from bdps_agents.adapters import make_env  # noqa: E402
 from bdps_agents.adapters.base import check_adapter_conventions  # noqa: E402
 from bdps_agents.adapters.smac import SMACParallelEnv  # noqa: E402
-from bdps_agents.config import ConfigError, load_config  # noqa: E402
+from bdps_agents.config import ConfigError  # noqa: E402
 from bdps_agents.joint_env import JointEnv  # noqa: E402
+from bdps_agents.presets import load_config  # noqa: E402
 from bdps_agents.training import train  # noqa: E402
 
 MAP = "3m"

@@ -2,7 +2,7 @@
 
 from bdps_agents.networks.agent import RecurrentAgent
 from bdps_agents.networks.group_selector import GraphAttention, GroupSelector
-from bdps_agents.networks.mixer import QMixer, VDNMixer, make_mixer
+from bdps_agents.networks.mixer import QMixer, VDNMixer
 from bdps_agents.networks.role_selector import RoleSelector
 from bdps_agents.networks.stacked import StackedGRUCell, StackedLinear
 
@@ -15,5 +15,4 @@ __all__ = [
     "StackedGRUCell",
     "StackedLinear",
     "VDNMixer",
-    "make_mixer",
 ]

@@ -43,13 +43,3 @@ class VDNMixer(nn.Module):
 
     def forward(self, agent_qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         return agent_qs.sum(-1)
-
-
-def make_mixer(
-    kind: str, n_agents: int, state_dim: int, embed_dim: int, hypernet_dim: int
-) -> nn.Module:
-    if kind == "qmix":
-        return QMixer(n_agents, state_dim, embed_dim, hypernet_dim)
-    if kind == "vdn":
-        return VDNMixer()
-    raise ValueError(f"unknown mixer {kind!r}; expected 'qmix' or 'vdn'")

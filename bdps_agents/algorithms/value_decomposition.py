@@ -1,24 +1,31 @@
-"""Recurrent QMIX as a Tianshou 2.0.1 ``OffPolicyAlgorithm``.
+"""The value-decomposition learner every registered algorithm shares (Tianshou 2.0.1
+``OffPolicyAlgorithm``), with hooks where methods differ.
 
 One update, top to bottom (``_update_with_batch``):
 
-1. sample B whole episodes (``EpisodeReplayBuffer``), padded to T steps with a ``valid`` mask;
+1. sample B whole episodes (``EpisodeReplayBuffer``), padded to T steps with a ``valid`` mask
+   (``episode_tensors``; a method adds what it replays, e.g. BDPS's roles and groups);
 2. agent inputs for steps 0..T (step T+1 of an episode is the observation after its last action);
-3. unroll the online and the target agent networks over the sequences from zero hidden states;
-4. Q_tot(s_t, a_t) = mixer(Q_i(τ_i, a_i), s_t);
+3. **hook** ``agent_q_values``: unroll the online and the target agent networks over the
+   sequences from zero hidden states -> per-agent Q ``(B, T+1, n, A)`` plus whatever the method
+   needs later (``AgentQ.extras``: BDPS's Q^U, Q^V, h^U);
+4. Q_tot(s_t, a_t) = mixer(Q_i(τ_i, a_i), s_t) (QMIX's monotonic mixer, VDN's sum, ...);
 5. target: double-Q action a' = argmax_online Q(τ', ·) among available actions, evaluated by the
    target networks: Q_tot'(s_{t+1}) = target_mixer(Q̄_i(τ', a'), s_{t+1});
 6. y_t = r_t + γ(1 − terminated_t)·Q_tot'(s_{t+1}), or its TD(λ) mixture (``td_lambda_targets``);
    truncated episodes still bootstrap;
-7. loss = masked mean of (Q_tot − y)²; one Adam step with gradient clipping; copy the target
-   networks every ``target_update_interval`` updates.
+7. L_TD = masked mean of (Q_tot − y)²;
+8. **hook** ``auxiliary_losses``: weighted extra losses (BDPS: L_U, Eq. 7, and L_V, Eq. 8);
+   **hook** ``diagnostics``: numbers to log (BDPS: ΔH, Eq. 10);
+9. every loss is checked to be finite, then one Adam step on L_TD + Σ w·L with gradient
+   clipping; the target networks are copied every ``target_update_interval`` updates.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -43,12 +50,60 @@ class NonFiniteError(FloatingPointError):
 
 
 @dataclass(kw_only=True)
-class QMIXTrainingStats(TrainingStats):
-    loss: float | None = None  # the total loss (BDPS: L_TD + L_U + L_V)
+class ValueDecompositionStats(TrainingStats):
+    """One update's statistics. A method's own values (auxiliary losses, diagnostics) are
+    fields of its subclass (``stats_class``) where it declares them, else entries of the dict
+    field named by ``overflow``; Tianshou's loggers write both (a dict as ``<field>/<key>``)."""
+
+    overflow: ClassVar[str] = "extras"
+
+    loss: float | None = None  # the total loss: L_TD + Σ w·(auxiliary loss)
     td_loss: float | None = None
     q_taken_mean: float | None = None
     target_mean: float | None = None
     grad_norm: float | None = None
+    extras: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, values: dict[str, float], **core: Any) -> ValueDecompositionStats:
+        """``core`` fields plus ``values``, each in its field or, undeclared, in ``overflow``."""
+        declared = {f.name for f in fields(cls)} - {cls.overflow}
+        own = {key: value for key, value in values.items() if key in declared}
+        rest = {key: value for key, value in values.items() if key not in declared}
+        kwargs: dict[str, Any] = {**core, **own, cls.overflow: rest}
+        return cls(**kwargs)
+
+    def _get_self_dict(self) -> dict[str, Any]:
+        dicts = [name for name, value in self.__dict__.items() if isinstance(value, dict)]
+        own = {k: v for k, v in self.__dict__.items() if k not in dicts}
+        for name in dicts:
+            own.update(self.__dict__[name])
+        return own
+
+
+@dataclass
+class AgentQ:
+    """What ``agent_q_values`` returns: per-agent Q-values ``(B, T+1, n, A)`` and any tensors
+    of the same unroll that a method's auxiliary losses or diagnostics read."""
+
+    q: torch.Tensor
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class AuxiliaryLoss:
+    """An extra loss of a method, added to L_TD as ``weight * value``.
+
+    :param name: its key in the update statistics (``role_loss``).
+    :param label: how a non-finite value is reported (``VAE loss (role selector, Eq. 7)``).
+    :param stats: further statistics of its computation, logged with the update's.
+    """
+
+    name: str
+    label: str
+    value: torch.Tensor
+    weight: float = 1.0
+    stats: dict[str, float] = field(default_factory=dict)
 
 
 class GradNormOptimizer(Algorithm.Optimizer):
@@ -105,13 +160,21 @@ def check_mixer(mixer: nn.Module, policy: MultiAgentQPolicy, name: str) -> None:
         )
 
 
-class QMIX(OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorithmMixin):
-    """Recurrent QMIX (or VDN with a ``VDNMixer``) trained on whole episodes.
+class ValueDecomposition(
+    OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorithmMixin
+):
+    """Recurrent value decomposition trained on whole episodes: Q_tot = mixer(Q_1..Q_n, s).
 
     Use it with an :class:`~bdps_agents.replay.EpisodeReplayBuffer`; ``batch_size`` in the
     trainer counts episodes. ``extra_trainable``: further modules the optimiser updates
-    (subclasses' own mixers).
+    (subclasses' own mixers). Subclasses override the hooks ``episode_tensors``,
+    ``agent_q_values``, ``auxiliary_losses`` and ``diagnostics``, not the update.
     """
+
+    # how non-finite agent Q-values are reported (a method names its networks)
+    q_values_label = "Q-values (agent network)"
+    # the statistics of an update: a subclass declares its own values as fields
+    stats_class: type[ValueDecompositionStats] = ValueDecompositionStats
 
     def __init__(
         self,
@@ -230,18 +293,34 @@ class QMIX(OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorit
             "valid": torch.as_tensor(batch.valid),
         }
 
-    # -- the update -----------------------------------------------------------------------------
-    def agent_q_values(self, ep: dict[str, torch.Tensor], target: bool = False) -> torch.Tensor:
-        """Per-agent Q-values ``(B, T+1, n, A)`` over the episode batch (online or target nets).
-
-        The one place a sharing scheme enters the update: BDPS overrides it."""
+    # -- hooks ----------------------------------------------------------------------------------
+    def agent_q_values(self, ep: dict[str, torch.Tensor], target: bool = False) -> AgentQ:
+        """Per-agent Q-values ``(B, T+1, n, A)`` over the episode batch (online or target
+        networks): the one place a sharing scheme enters the update."""
         agent = self.target_agent if target else self.policy.agent
-        return agent(ep["inputs"])
+        return AgentQ(agent(ep["inputs"]))
 
-    def td_loss(self, ep: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        q = self.agent_q_values(ep)  # (B, T+1, n, A)
-        with torch.no_grad():
-            q_target = self.agent_q_values(ep, target=True)
+    def auxiliary_losses(self, ep: dict[str, torch.Tensor], online: AgentQ) -> list[AuxiliaryLoss]:
+        """A method's extra losses, computed after L_TD from the same online unroll."""
+        return []
+
+    def diagnostics(self, ep: dict[str, torch.Tensor], online: AgentQ) -> dict[str, float]:
+        """Numbers to log with the update, computed before the optimiser step (no gradient)."""
+        return {}
+
+    # -- the update -----------------------------------------------------------------------------
+    def td_loss(
+        self,
+        ep: dict[str, torch.Tensor],
+        online: AgentQ | None = None,
+        target: AgentQ | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """L_TD of the mixed Q-values (steps 4-7); unrolls the networks if not given."""
+        q = (online or self.agent_q_values(ep)).q  # (B, T+1, n, A)
+        if target is None:
+            with torch.no_grad():
+                target = self.agent_q_values(ep, target=True)
+        q_target = target.q
         q_taken = q[:, :-1].gather(-1, ep["act"].unsqueeze(-1)).squeeze(-1)  # (B, T, n)
         q_tot = self.mixer(q_taken, ep["state"][:, :-1])  # (B, T)
         with torch.no_grad():
@@ -261,15 +340,34 @@ class QMIX(OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorit
         }
         return loss, stats
 
-    def _update_with_batch(self, batch: Batch) -> QMIXTrainingStats:  # type: ignore[override]
+    def _update_with_batch(self, batch: Batch) -> ValueDecompositionStats:  # type: ignore[override]
         if len(batch.get_keys()) == 0:
-            return QMIXTrainingStats()
-        loss, stats = self.td_loss(self.episode_tensors(batch))
-        self.check_finite({"Q-values (agent network)": stats["q_taken_mean"], "TD loss": loss})
+            return self.stats_class()
+        ep = self.episode_tensors(batch)
+        online = self.agent_q_values(ep)
+        with torch.no_grad():
+            target = self.agent_q_values(ep, target=True)
+        td, stats = self.td_loss(ep, online, target)
+        auxiliary = self.auxiliary_losses(ep, online)
+        loss = td
+        extras: dict[str, float] = {}
+        for aux in auxiliary:
+            loss = loss + aux.weight * aux.value
+            extras[aux.name] = aux.value.item()
+            extras.update(aux.stats)
+        extras.update(self.diagnostics(ep, online))
+        self.check_finite(
+            {
+                self.q_values_label: stats["q_taken_mean"],
+                "TD loss": td,
+                **{aux.label: aux.value for aux in auxiliary},
+            }
+        )
         grad_norm = self.step(loss)
-        return QMIXTrainingStats(
+        return self.stats_class.of(
+            extras,
             loss=loss.item(),
-            td_loss=loss.item(),
+            td_loss=td.item(),
             grad_norm=grad_norm,
             q_taken_mean=stats["q_taken_mean"],
             target_mean=stats["target_mean"],

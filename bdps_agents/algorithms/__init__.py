@@ -1,0 +1,179 @@
+"""Registry of algorithms: ``bdps train --algo NAME`` and ``algorithm.name`` in a config.
+
+An algorithm is one folder, ``bdps_agents/algorithms/<name>/``, whose ``__init__`` defines an
+:class:`AlgorithmSpec` (``SPEC``) and imports no torch: its options (the config section named
+after it, an :class:`AlgorithmOptions` subclass), the network sharing modes it accepts, and
+``"module:function"`` strings for what needs torch (the builder, optional figures). Its policy,
+learner (a :class:`~bdps_agents.algorithms.value_decomposition.ValueDecomposition` subclass that
+adds losses through hooks), diagnostics, plots and per-scenario presets live beside it.
+
+Sources, all resolved lazily (:class:`bdps_agents.registry.Registry`): the built-ins below, one
+line each; :func:`register_algorithm` at run time; and third-party packages through the
+entry-point group ``bdps_agents.algorithms`` (``name = "package.module:SPEC"``).
+CONTRIBUTING.md has the checklist for adding one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from bdps_agents.config import ConfigError, StrictModel
+from bdps_agents.registry import Registry, RegistryLoadError, UnknownNameError, load_target
+
+if TYPE_CHECKING:
+    from bdps_agents.config import ExperimentConfig
+
+ENTRY_POINT_GROUP = "bdps_agents.algorithms"
+
+# one line per built-in algorithm: name -> its spec
+BUILTIN_ALGORITHMS: dict[str, str] = {
+    "bdps": "bdps_agents.algorithms.bdps:SPEC",
+    "qmix": "bdps_agents.algorithms.qmix:SPEC",
+}
+
+# what network.sharing says: one network for all agents, one per agent, one per (dynamic) role
+SHARING_MODES = ("full", "none", "roles")
+
+
+class AlgorithmOptions(StrictModel):
+    """An algorithm's own config section (``<name>: {...}``); empty for plain QMIX."""
+
+    def check_env(self, n_agents: int, episode_limit: int | None) -> None:
+        """Constraints that need the environment's sizes; raise ``ValueError`` naming the key."""
+
+    def label_suffix(self) -> str | None:
+        """A variant's tag in run names (``bdps-individual``), None for the default."""
+        return None
+
+
+class UnknownAlgorithmError(UnknownNameError, ConfigError):
+    """No algorithm of that name is registered."""
+
+
+class AlgorithmLoadError(RegistryLoadError):
+    """An algorithm's spec, builder or entry point could not be loaded."""
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """What the registry knows of an algorithm.
+
+    :param name: ``--algo`` / ``algorithm.name``; also the name of its config section.
+    :param summary: one line for ``bdps train --help`` and the docs.
+    :param options: its config section's model.
+    :param build: ``"module:function"`` (or the function): ``(ExperimentConfig, EnvSpec) ->``
+        a Tianshou algorithm (a ``ValueDecomposition``) holding its policy.
+    :param sharing: the ``network.sharing`` modes it accepts, its default first.
+    :param plots: optional ``"module:function"``: ``(rows, outdir) -> list[Path]``, extra
+        figures ``bdps plot`` draws from its diagnostics in ``metrics.csv`` rows.
+    :param presets: optional package whose ``<family>/<scenario>.yaml`` files hold this
+        section's settings per scenario preset (the paper's per-map values).
+    """
+
+    name: str
+    summary: str
+    options: type[AlgorithmOptions]
+    build: str | Callable[..., Any]
+    sharing: tuple[str, ...] = ("full", "none")
+    plots: str | Callable[..., Any] | None = None
+    presets: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [mode for mode in self.sharing if mode not in SHARING_MODES]
+        if not self.sharing or unknown:
+            raise ValueError(
+                f"algorithm {self.name!r}: sharing must list some of {SHARING_MODES}, got "
+                f"{self.sharing}"
+            )
+
+    def builder(self) -> Callable[..., Any]:
+        return self._resolve(self.build, "build")
+
+    def plotter(self) -> Callable[..., Any] | None:
+        return None if self.plots is None else self._resolve(self.plots, "plots")
+
+    def _resolve(self, target: str | Callable[..., Any], what: str) -> Callable[..., Any]:
+        if not isinstance(target, str):
+            return target
+        try:
+            return load_target(target)
+        except (ImportError, AttributeError) as exc:
+            raise AlgorithmLoadError(
+                f"algorithm {self.name!r}: its {what} {target!r} could not be loaded: {exc}"
+            ) from exc
+
+    def preset(self, scenario: str) -> dict[str, Any] | None:
+        """This section's settings for a scenario preset (``smax/5m_vs_6m``), if it has some."""
+        if self.presets is None or "/" not in scenario:
+            return None
+        family, _, name = scenario.partition("/")
+        res = resources.files(self.presets).joinpath(family, f"{name}.yaml")
+        if not res.is_file():
+            return None
+        from bdps_agents.presets import read_yaml
+
+        return read_yaml(res.read_bytes(), f"{self.name} preset {scenario}")
+
+    def label(self, cfg: ExperimentConfig) -> str:
+        """The run's name for logdirs and figures: ``qmix``, ``qmix-none``, ``bdps-individual``."""
+        parts = [self.name]
+        if cfg.network.sharing != self.sharing[0]:
+            parts.append(str(cfg.network.sharing))
+        suffix = cfg.options.label_suffix()
+        if suffix:
+            parts.append(suffix)
+        return "-".join(parts)
+
+
+def _check_spec(name: str, obj: Any) -> AlgorithmSpec:
+    if not isinstance(obj, AlgorithmSpec):
+        raise TypeError(f"expected an AlgorithmSpec, got {type(obj).__name__}")
+    if obj.name != name:
+        raise TypeError(f"its spec is named {obj.name!r}")
+    return obj
+
+
+_REGISTRY: Registry[AlgorithmSpec] = Registry(
+    "algorithm",
+    dict(BUILTIN_ALGORITHMS),
+    entry_point_group=ENTRY_POINT_GROUP,
+    check=_check_spec,
+    load_error=AlgorithmLoadError,
+    unknown_error=UnknownAlgorithmError,
+)
+
+
+def available_algorithms() -> list[str]:
+    """Registered algorithm names (built-in, registered, entry points), without loading any."""
+    return _REGISTRY.names()
+
+
+def algorithm_spec(name: str) -> AlgorithmSpec:
+    """The spec of ``name``; :class:`UnknownAlgorithmError` lists the known names."""
+    return _REGISTRY.get(name)
+
+
+def register_algorithm(
+    spec: AlgorithmSpec | str, *, name: str | None = None, overwrite: bool = False
+) -> None:
+    """Add an algorithm at run time: a spec, or ``"module:attr"`` of one (then give ``name``)."""
+    if isinstance(spec, AlgorithmSpec):
+        _REGISTRY.register(name or spec.name, spec, overwrite=overwrite)
+    elif name is None:
+        raise ValueError("register_algorithm('module:attr') needs name=")
+    else:
+        _REGISTRY.register(name, spec, overwrite=overwrite)
+
+
+def unregister_algorithm(name: str) -> None:
+    _REGISTRY.unregister(name)
+
+
+def build_algorithm(cfg: ExperimentConfig, spec: Any) -> Any:
+    """The Tianshou algorithm (with its policy) that ``cfg.algorithm.name`` builds for an env
+    of sizes ``spec`` (a :class:`~bdps_agents.training.EnvSpec`), after the env checks."""
+    cfg.check_env(spec.n_agents, spec.episode_limit)
+    return algorithm_spec(cfg.algorithm.name).builder()(cfg, spec)
