@@ -166,7 +166,8 @@ def _with_grid_overrides(grid, items: list[str] | None):
 
 def _plot(args: argparse.Namespace) -> int:
     from bdps_agents.experiment import refresh_results
-    from bdps_agents.plotting import load_results, plot_results, summary_table
+    from bdps_agents.plotting import plot_results, summary_table
+    from bdps_agents.results import load_results
 
     refresh_results(args.results_dir)  # also plots an experiment that is still running
 
@@ -192,7 +193,8 @@ def _render(args: argparse.Namespace) -> int:
 
 def _reproduce(args: argparse.Namespace) -> int:
     from bdps_agents.experiment import GridRunError, load_grid, run_experiment
-    from bdps_agents.plotting import load_results, plot_results, summary_table
+    from bdps_agents.plotting import plot_results, summary_table
+    from bdps_agents.results import load_results
 
     grid = _with_grid_overrides(load_grid(args.name), args.set)
     failure = None

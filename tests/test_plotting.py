@@ -8,16 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from bdps_agents.plotting import (
-    RESULTS_COLUMNS,
-    curves,
-    load_results,
-    mean_ci,
-    plot_results,
-    summary_table,
-    t_cdf,
-    t_quantile,
-)
+from bdps_agents.plotting import plot_results, summary_table
+from bdps_agents.results import RESULTS_COLUMNS, curves, load_results, mean_ci, t_cdf, t_quantile
 
 SCENARIOS = ["lbf/15x15-4p-5f", "grf/academy_3_vs_1_with_keeper"]
 METHODS = {"bdps": 2e-4, "qmix": 1e-4}  # slope of the test return per env step

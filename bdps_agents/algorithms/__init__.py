@@ -67,8 +67,10 @@ class AlgorithmSpec:
     :param build: ``"module:function"`` (or the function): ``(ExperimentConfig, EnvSpec) ->``
         a Tianshou algorithm (a ``ValueDecomposition``) holding its policy.
     :param sharing: the ``network.sharing`` modes it accepts, its default first.
-    :param plots: optional ``"module:function"``: ``(rows, outdir) -> list[Path]``, extra
-        figures ``bdps plot`` draws from its diagnostics in ``metrics.csv`` rows.
+    :param plots: optional ``"module:function"``: ``(Results) -> [(file name, Figure or
+        None)]``, the figures ``bdps plot`` draws of its diagnostics.
+    :param summary_metrics: its update diagnostics that ``bdps plot``'s summary table shows
+        (mean over the last 10% of training).
     :param presets: optional package whose ``<family>/<scenario>.yaml`` files hold this
         section's settings per scenario preset (the paper's per-map values).
     """
@@ -79,6 +81,7 @@ class AlgorithmSpec:
     build: str | Callable[..., Any]
     sharing: tuple[str, ...] = ("full", "none")
     plots: str | Callable[..., Any] | None = None
+    summary_metrics: tuple[str, ...] = ()
     presets: str | None = None
 
     def __post_init__(self) -> None:

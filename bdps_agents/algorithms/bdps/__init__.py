@@ -19,5 +19,6 @@ SPEC = AlgorithmSpec(
     build="bdps_agents.algorithms.bdps.build:build_bdps",
     sharing=("roles",),
     plots="bdps_agents.algorithms.bdps.plots:plot_bdps_diagnostics",
+    summary_metrics=("role_recon_ratio", "roles_per_env", "groups_per_env"),
     presets="bdps_agents.algorithms.bdps.presets",
 )
