@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bdps_agents.algorithms import algorithm_spec, available_algorithms
 from bdps_agents.config import ExperimentConfig, build_config
+from bdps_agents.presets import merge_overrides
 
 # A tiny LBF run (6x6, 2 agents, 1 food; 2 envs, small replay) for pipeline-level tests.
 SMALL_LBF: dict[str, Any] = {
@@ -99,3 +101,40 @@ def optional_marks(module: str, extra: str) -> list[pytest.MarkDecorator]:
     if message is None or _required(extra):
         return []
     return [pytest.mark.skip(reason=message)]
+
+
+# ------------------------------------------------------------------ registered algorithms
+def algorithm_variants() -> list[tuple[str, dict[str, Any]]]:
+    """``(id, dotted overrides)`` of every registered algorithm in each of its sharing modes and
+    named variants (``AlgorithmSpec.variants``): ``qmix``, ``qmix-none``, ``bdps-individual``."""
+    out = []
+    for name in available_algorithms():
+        spec = algorithm_spec(name)
+        for sharing in spec.sharing:
+            label = name if sharing == spec.sharing[0] else f"{name}-{sharing}"
+            out.append((label, {"algorithm.name": name, "network.sharing": sharing}))
+        for variant, overrides in spec.variants.items():
+            out.append((f"{name}-{variant}", {"algorithm.name": name, **overrides}))
+    return out
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # a test taking `algorithm_variant` runs once per registered algorithm variant
+    if "algorithm_variant" in metafunc.fixturenames:
+        variants = algorithm_variants()
+        metafunc.parametrize(
+            "algorithm_variant", [v for _, v in variants], ids=[i for i, _ in variants]
+        )
+
+
+@pytest.fixture
+def small_lbf_config():
+    """``small_lbf_config(overrides)``: :data:`SMALL_LBF` with dotted overrides, validated (T_U =
+    3, T_V = 6 for BDPS: several decisions per episode)."""
+
+    def make(overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+        entries = [("bdps", {"role_interval": 3, "group_interval_multiple": 2}, "test")]
+        entries += [(key, value, "test") for key, value in (overrides or {}).items()]
+        return build_config(merge_overrides(SMALL_LBF, entries))
+
+    return make

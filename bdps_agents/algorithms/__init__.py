@@ -15,8 +15,8 @@ CONTRIBUTING.md has the checklist for adding one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +71,8 @@ class AlgorithmSpec:
         None)]``, the figures ``bdps plot`` draws of its diagnostics.
     :param summary_metrics: its update diagnostics that ``bdps plot``'s summary table shows
         (mean over the last 10% of training).
+    :param variants: its named variants besides the sharing modes, as dotted overrides (BDPS:
+        ``individual`` = ``{"bdps.levels": 1}``); the algorithm-contract tests run each.
     :param presets: optional package whose ``<family>/<scenario>.yaml`` files hold this
         section's settings per scenario preset (the paper's per-map values).
     """
@@ -82,6 +84,7 @@ class AlgorithmSpec:
     sharing: tuple[str, ...] = ("full", "none")
     plots: str | Callable[..., Any] | None = None
     summary_metrics: tuple[str, ...] = ()
+    variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     presets: str | None = None
 
     def __post_init__(self) -> None:

@@ -20,5 +20,6 @@ SPEC = AlgorithmSpec(
     sharing=("roles",),
     plots="bdps_agents.algorithms.bdps.plots:plot_bdps_diagnostics",
     summary_metrics=("role_recon_ratio", "roles_per_env", "groups_per_env"),
+    variants={"individual": {"bdps.levels": 1}},  # the paper's single-level ablation
     presets="bdps_agents.algorithms.bdps.presets",
 )
