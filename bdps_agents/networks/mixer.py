@@ -39,7 +39,12 @@ class QMixer(nn.Module):
 
 
 class VDNMixer(nn.Module):
-    """VDN: Q_tot = sum_i Q_i (the state is ignored)."""
+    """VDN: Q_tot = sum_i Q_i (the state is ignored). ``n_agents``, if given, is checked
+    against the policy by the learner (``check_mixer``)."""
+
+    def __init__(self, n_agents: int | None = None) -> None:
+        super().__init__()
+        self.n_agents = n_agents
 
     def forward(self, agent_qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         return agent_qs.sum(-1)
