@@ -17,12 +17,8 @@ from typing import Any
 
 import yaml
 
-from bdps_agents.config import (
-    ConfigError,
-    ExperimentConfig,
-    build_config,
-    upgrade_legacy_config,
-)
+from bdps_agents.config import ConfigError, ExperimentConfig, build_config
+from bdps_agents.legacy import upgrade_legacy_config
 
 SCENARIO_PACKAGE = "bdps_agents.scenarios"
 

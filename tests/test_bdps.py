@@ -26,7 +26,8 @@ BASE = {
         "num_train_envs": 2,
         "num_test_envs": 1,
     },
-    "network": {"sharing": "bilevel", "hidden_dim": 16},
+    "algorithm": {"name": "bdps"},
+    "network": {"hidden_dim": 16},
     "bdps": {"n_roles": 3, "n_groups": 2, "role_interval": T_U, "group_interval_multiple": E},
     "replay": {"capacity_episodes": 40, "batch_episodes": 4, "warmup_episodes": 4},
     "training": {"progress": False, "seed": 3},
@@ -135,8 +136,8 @@ def test_individual_mode_with_one_role_in_use_equals_qmix():
     """With every agent in role 0 and role network 0 = the QMIX agent, the single-level BDPS TD
     loss and its Q-values equal QMIX's on the same batch."""
     torch.manual_seed(0)
-    bdps_run = build_run(_cfg(network={"sharing": "individual"}))
-    qmix_run = build_run(_cfg(network={"sharing": "full"}))
+    bdps_run = build_run(_cfg(bdps={"levels": 1}))
+    qmix_run = build_run(_cfg(algorithm={"name": "qmix"}))
     bdps, qmix = bdps_run.algorithm, qmix_run.algorithm
     assert isinstance(qmix, QMIX) and not isinstance(qmix, BDPS)
     batch = _collect(bdps_run, episodes=4)
@@ -161,11 +162,11 @@ def test_individual_mode_with_one_role_in_use_equals_qmix():
 
 
 def test_full_mode_is_the_core_qmix_and_trains_identically():
-    """sharing=full builds the core QMIX learner; two runs from the same seed give the same
+    """algorithm.name=qmix builds the core QMIX learner; two runs from the same seed give the same
     losses, so BDPS options do not perturb the baseline."""
     losses = []
     for extra in ({}, {"bdps": {"n_roles": 2, "role_interval": 4}}):
-        cfg = _cfg(network={"sharing": "full"}, **extra)
+        cfg = _cfg(algorithm={"name": "qmix"}, **extra)
         run = build_run(cfg)
         assert type(run.algorithm) is QMIX
         _collect(run, episodes=6)

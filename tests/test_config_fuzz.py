@@ -16,7 +16,11 @@ from hypothesis import strategies as st
 from bdps_agents.config import ConfigError, ExperimentConfig, build_config
 from bdps_agents.presets import load_config
 
-BASE: dict[str, Any] = ExperimentConfig().model_dump(mode="json")
+# the defaults, with BDPS's section too (an algorithm's section is allowed whichever runs)
+BASE: dict[str, Any] = {
+    **ExperimentConfig().model_dump(mode="json"),
+    "bdps": ExperimentConfig().section("bdps").model_dump(mode="json"),
+}
 TRIED: list[str] = []  # one entry per invalid input tried, counted below
 
 # field -> (strategy of valid values, strategy of invalid values)
@@ -55,8 +59,8 @@ FIELDS: dict[str, tuple[st.SearchStrategy, st.SearchStrategy]] = {
     "env.num_test_envs": ints(1, 16),
     "env.vector_env": choice(["auto", "dummy", "subproc", "ray"]),
     "network.hidden_dim": ints(1, 256),
-    "network.sharing": choice(["full", "none", "individual", "bilevel"]),
-    "network.mixer": choice(["qmix", "vdn"]),
+    "network.sharing": choice(["full", "none"]),  # the sharing modes of QMIX and VDN
+    "algorithm.name": choice(["qmix", "vdn"]),
     "network.mixing_embed_dim": ints(1, 128),
     "network.hypernet_hidden_dim": ints(1, 128),
     "bdps.role_interval": ints(1, 50),
@@ -169,7 +173,8 @@ def test_invalid_config_is_refused_naming_the_field(case, via_file: bool) -> Non
 def test_env_dependent_constraints_name_the_field(n_agents, limit, k, t_u, e) -> None:
     """n >= k and T_U, T_V below the episode limit need the env's sizes (checked at build)."""
     data = copy.deepcopy(BASE)
-    data["network"]["sharing"] = "bilevel"
+    data["algorithm"]["name"] = "bdps"
+    data["network"]["sharing"] = None  # BDPS's own (by roles)
     data["bdps"].update(n_roles=k, n_groups=2, role_interval=t_u, group_interval_multiple=e)
     cfg = build_config(data)
     if n_agents < k:

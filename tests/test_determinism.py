@@ -20,11 +20,11 @@ def _losses(logdir: Path) -> list[tuple[int, str, float]]:
         ]
 
 
-@pytest.mark.parametrize("sharing", ["full", "bilevel"])
-def test_same_seed_same_losses_and_returns(tmp_path: Path, sharing: str) -> None:
+@pytest.mark.parametrize("algo", ["qmix", "bdps"])
+def test_same_seed_same_losses_and_returns(tmp_path: Path, algo: str) -> None:
     cfg = config_with(
         SMALL_LBF,
-        network={"sharing": sharing},
+        algorithm={"name": algo},
         bdps={"role_interval": 3, "group_interval_multiple": 2},
         # one update per 10 env steps, every update logged: 200+ updates in 2,100 steps
         training={
@@ -43,7 +43,7 @@ def test_same_seed_same_losses_and_returns(tmp_path: Path, sharing: str) -> None
     assert first.test_history == second.test_history
     assert first.final_greedy_return == second.final_greedy_return
 
-    if sharing == "full":  # the seed matters (checked once: each run takes ~10 s)
+    if algo == "qmix":  # the seed matters (checked once: each run takes ~10 s)
         reseeded = cfg.model_copy(deep=True)
         reseeded.training.seed = 6
         assert _losses(train(reseeded, tmp_path / "c").logdir) != losses_a

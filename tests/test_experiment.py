@@ -9,6 +9,7 @@ import pytest
 import yaml
 from conftest import TINY_RUN, require_optional
 
+from bdps_agents.algorithms import algorithm_spec
 from bdps_agents.config import ConfigError
 from bdps_agents.experiment import (
     RESULTS_HEADER,
@@ -28,7 +29,7 @@ def _grid(tmp_path: Path, **changes) -> GridConfig:
         "name": "tiny",
         "results_dir": str(tmp_path / "results"),
         "scenarios": ["lbf/8x8-2p-2f"],
-        "methods": {"qmix": {"network.sharing": "full"}, "bdps": {"network.sharing": "bilevel"}},
+        "methods": {"qmix": {"algorithm.name": "qmix"}, "bdps": {"algorithm.name": "bdps"}},
         "seeds": [0, 1],
         "total_steps": 200,
         "overrides": TINY,
@@ -124,7 +125,8 @@ def test_shipped_experiments_expand() -> None:
     grid = load_grid("lbf-ablation")
     specs = expand(grid)
     assert len(specs) == 12
-    assert {s.config.network.sharing for s in specs} == {"bilevel", "individual", "full", "none"}
+    labels = {algorithm_spec(s.config.algorithm.name).label(s.config) for s in specs}
+    assert labels == {"bdps", "bdps-individual", "qmix", "qmix-none"}
     assert {s.config.env.kwargs["task"] for s in specs} == {"15x15-4p-5f"}
     with pytest.raises(ConfigError, match="neither a file nor a shipped experiment"):
         load_grid("no-such-experiment")

@@ -44,15 +44,15 @@ def test_env_raising_in_a_worker_stops_training_with_a_clear_error(
 
 
 @pytest.mark.parametrize(
-    "sharing, poisoned, component",
+    "algo, poisoned, component",
     [
-        ("full", "td_loss", "TD loss"),
-        ("bilevel", "role_loss", "VAE loss"),
-        ("bilevel", "group_loss", "group selector loss"),
+        ("qmix", "td_loss", "TD loss"),
+        ("bdps", "role_loss", "VAE loss"),
+        ("bdps", "group_loss", "group selector loss"),
     ],
 )
 def test_non_finite_loss_stops_training_naming_step_and_component(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sharing: str, poisoned: str, component: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, algo: str, poisoned: str, component: str
 ) -> None:
     import torch
 
@@ -75,7 +75,7 @@ def test_non_finite_loss_stops_training_naming_step_and_component(
     monkeypatch.setattr(owner, poisoned, poison)
     cfg = config_with(
         SMALL_LBF,
-        network={"sharing": sharing},
+        algorithm={"name": algo},
         bdps={"role_interval": 3, "group_interval_multiple": 2},
         training={"total_steps": 2000, "test_interval": 200, "steps_per_update": 10},
     )

@@ -35,7 +35,8 @@ TINY = {
         "num_test_envs": 2,
     },
     "replay": {"capacity_episodes": 50, "batch_episodes": 4, "warmup_episodes": 4},
-    "network": {"hidden_dim": 16, "sharing": "bilevel"},  # BDPS: frames label roles/groups
+    "algorithm": {"name": "bdps"},  # BDPS: frames label roles/groups
+    "network": {"hidden_dim": 16},
     "bdps": {"role_interval": 3, "group_interval_multiple": 2},
     "training": {
         "progress": False,

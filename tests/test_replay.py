@@ -256,13 +256,13 @@ class _RecordingBuffer(EpisodeReplayBuffer):
         return result
 
 
-@pytest.fixture(scope="module", params=["full", "bilevel"])
+@pytest.fixture(scope="module", params=["qmix", "bdps"])
 def lbf_collected(request):
     """(algorithm, buffer filled twice over by a Collector on LBF 15x15-4p-5f)."""
     cfg = load_config(
         "lbf/15x15-4p-5f",
         [
-            f"network.sharing={request.param}",
+            f"algorithm.name={request.param}",
             "env.num_train_envs=2",
             "env.num_test_envs=1",
             "replay.capacity_episodes=8",

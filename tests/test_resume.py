@@ -169,9 +169,9 @@ def test_sigkilled_run_resumes_from_its_checkpoint(tmp_path):
 
 
 # ------------------------------------------------------------------ exact round trip
-@pytest.mark.parametrize("sharing", ["full", "bilevel"])
-def test_checkpoint_restores_learner_optimiser_and_counters(tmp_path, sharing):
-    cfg = _cfg(network={"sharing": sharing}, bdps={"role_interval": 3})
+@pytest.mark.parametrize("algo", ["qmix", "bdps"])
+def test_checkpoint_restores_learner_optimiser_and_counters(tmp_path, algo):
+    cfg = _cfg(algorithm={"name": algo}, bdps={"role_interval": 3})
     run = build_run(cfg)
     try:
         with policy_within_training_step(run.policy):

@@ -72,7 +72,7 @@ def test_a_config_that_cannot_be_built_leaves_the_run_as_it_was(tmp_path):
     train(tiny(), tmp_path)
     config = (tmp_path / "config.json").read_bytes()
     # 3 roles for 2 agents: refused when the env's size is known, after the overwrite check
-    bad = tiny(100, "network.sharing=bilevel", "bdps.n_roles=3")
+    bad = tiny(100, "algorithm.name=bdps", "bdps.n_roles=3")
     with pytest.raises(ConfigError, match="exceeds the number of agents"):
         train(bad, tmp_path, overwrite=True)
     assert (tmp_path / "config.json").read_bytes() == config
@@ -83,9 +83,12 @@ def test_a_config_that_cannot_be_built_leaves_the_run_as_it_was(tmp_path):
 
 
 def test_the_default_log_directory_names_the_method():
-    full, bilevel = tiny(), tiny(100, "network.sharing=bilevel")
-    assert default_logdir(full) != default_logdir(bilevel)
-    assert default_logdir(bilevel).name == "lbf_8x8-2p-2f-bilevel-seed0"
+    qmix, bdps = tiny(), tiny(100, "algorithm.name=bdps")
+    assert default_logdir(qmix).name == "lbf_8x8-2p-2f-qmix-seed0"
+    assert default_logdir(bdps).name == "lbf_8x8-2p-2f-bdps-seed0"
+    single = tiny(100, "algorithm.name=bdps", "bdps.levels=1")
+    assert default_logdir(single).name == "lbf_8x8-2p-2f-bdps-individual-seed0"
+    assert default_logdir(tiny(100, "network.sharing=none")).name == "lbf_8x8-2p-2f-qmix-none-seed0"
 
 
 def test_resume_and_overwrite_exclude_each_other(tmp_path):

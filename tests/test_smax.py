@@ -143,12 +143,12 @@ def test_joint_env_over_smax(env: SMACParallelEnv) -> None:
     assert info["n_alive"] == 3 - info["dead_allies"]
 
 
-@pytest.mark.parametrize("sharing", ["full", "bilevel"])
-def test_trains_on_smax_and_logs_win_rate(tmp_path: Path, sharing: str) -> None:
+@pytest.mark.parametrize("algo", ["qmix", "bdps"])
+def test_trains_on_smax_and_logs_win_rate(tmp_path: Path, algo: str) -> None:
     cfg = load_config(
         "smax/3m",
         [
-            f"network.sharing={sharing}",
+            f"algorithm.name={algo}",
             "network.hidden_dim=16",
             "env.num_train_envs=2",
             "env.num_test_envs=2",
@@ -194,7 +194,8 @@ def test_trains_with_batched_smax_vector_env(tmp_path: Path) -> None:
         {"env": {"adapter": "smax", "kwargs": {"map_name": MAP}, "reward_aggregation": "mean"}},
         env={"num_train_envs": 4, "num_test_envs": 2, "vector_env": "smax_batched"},
         replay={"capacity_episodes": 20, "batch_episodes": 4, "warmup_episodes": 4},
-        network={"hidden_dim": 16, "sharing": "bilevel"},
+        algorithm={"name": "bdps"},
+        network={"hidden_dim": 16},
         bdps={"role_interval": 5, "group_interval_multiple": 2},
         training={
             "total_steps": 240,
