@@ -536,3 +536,37 @@ def test_cli_bad_experiment_file_prints_one_line(
         ["experiment", str(path), "--local", "--results-dir", str(results)], capsys, pattern
     )
     assert not results.exists()
+
+
+# ------------------------------------------------------------------ old spellings
+def test_old_spellings_still_load_with_a_warning_giving_the_new_one() -> None:
+    with pytest.warns(FutureWarning, match=r"network.sharing=bilevel is now algorithm.name=bdps"):
+        cfg = load_config("lbf/8x8-2p-2f", ["network.sharing=bilevel"])
+    assert (cfg.algorithm.name, cfg.options.levels, cfg.network.sharing) == ("bdps", 2, "roles")
+    assert cfg.options.group_interval_multiple == 2  # BDPS's preset for the scenario applies
+    with pytest.warns(FutureWarning, match=r"individual is now .* bdps.levels=1"):
+        assert build_config({"network": {"sharing": "individual"}}).options.levels == 1
+    with pytest.warns(FutureWarning, match=r"network.mixer=vdn is now algorithm.name=vdn"):
+        assert build_config({"network": {"mixer": "vdn"}}).algorithm.name == "vdn"
+    with pytest.raises(ConfigError, match=r"bilevel \(BDPS\) contradicts algorithm.name=qmix"):
+        build_config({"network": {"sharing": "bilevel"}, "algorithm": {"name": "qmix"}})
+
+
+def test_the_old_sharing_flag_becomes_the_algorithm_with_a_note(capsys) -> None:
+    from bdps_agents.cli import _algorithm_overrides
+
+    assert _algorithm_overrides(None, "bilevel") == ["algorithm.name=bdps", "bdps.levels=2"]
+    assert "--sharing bilevel is now spelled --algo bdps" in capsys.readouterr().err
+    assert _algorithm_overrides("bdps", "individual")[-1] == "bdps.levels=1"
+    assert _algorithm_overrides("qmix", "none") == ["algorithm.name=qmix", "network.sharing=none"]
+    with pytest.raises(ConfigError, match="means BDPS, not --algo qmix"):
+        _algorithm_overrides("qmix", "bilevel")
+
+
+def test_an_unknown_algorithm_or_section_names_what_exists() -> None:
+    with pytest.raises(ConfigError, match=r"unknown algorithm 'qmixx'; known algorithms: bdps"):
+        build_config({"algorithm": {"name": "qmixx"}})
+    with pytest.raises(ConfigError, match=r"unknown section 'bpds'.*\(bdps, qmix, vdn\)"):
+        build_config({"bpds": {"n_roles": 3}})
+    with pytest.raises(ConfigError, match=r"bdps.n_rolez: Extra inputs"):
+        build_config({"bdps": {"n_rolez": 3}})
