@@ -161,7 +161,7 @@ def _unpickle_refusal(err: Exception) -> str | None:
     return (match.group(1) or match.group(2)) if match else None
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
     """``Type: message`` of ``err`` on one line; for torch's weights-only errors, whose first
     lines are boilerplate, the unpickler's own reason."""
     text = str(err).split("WeightsUnpickler error:", 1)[-1]
@@ -240,15 +240,15 @@ def load_checkpoint(path: str | Path) -> tuple[ExperimentConfig, dict[str, Any]]
         raise
     except Exception as err:
         if payload is not None:  # checksum verified: not damage, but e.g. a foreign payload
-            raise CheckpointError(f"checkpoint {path} cannot be read: {_first_line(err)}") from None
+            raise CheckpointError(f"checkpoint {path} cannot be read: {first_line(err)}") from None
         with path.open("rb") as f:
             magic = f.read(4)
         if magic == b"PK\x03\x04":  # a torch zip file, damaged
             raise CheckpointError(
-                f"checkpoint {path} is truncated or corrupt: {_first_line(err)}"
+                f"checkpoint {path} is truncated or corrupt: {first_line(err)}"
             ) from None
         raise CheckpointError(
-            f"{path} is not a bdps-agents checkpoint (unreadable: {_first_line(err)})"
+            f"{path} is not a bdps-agents checkpoint (unreadable: {first_line(err)})"
         ) from None
     if not isinstance(data, dict) or "config" not in data or "algorithm" not in data:
         raise CheckpointError(

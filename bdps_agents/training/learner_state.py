@@ -14,10 +14,12 @@ import torch
 
 from bdps_agents.qmix import QMIX
 from bdps_agents.training.build import Run
-from bdps_agents.training.checkpoint import CheckpointError, _first_line, write_checkpoint
+from bdps_agents.training.checkpoint import CheckpointError, first_line, write_checkpoint
 
 
-def _rng_states(run: Run) -> dict[str, Any]:
+def rng_states(run: Run) -> dict[str, Any]:
+    """The global random generators (Python, numpy, torch) and the replay sampler's, for a
+    checkpoint."""
     # the policy's own generators travel in the algorithm's state_dict (QMIX.get_extra_state);
     # all plain data (numpy's key array as a list), so that torch.load(weights_only=True) reads it
     state = np.random.get_state()  # legacy=True: a tuple for the legacy MT19937 generator
@@ -32,7 +34,8 @@ def _rng_states(run: Run) -> dict[str, Any]:
     }
 
 
-def _set_rng_states(run: Run, states: dict[str, Any]) -> None:
+def set_rng_states(run: Run, states: dict[str, Any]) -> None:
+    """Put back what :func:`rng_states` saved (and the policy's generators of older files)."""
     random.setstate(states["python"])
     kind, key, pos, has_gauss, gauss = states["numpy"]
     np.random.set_state((kind, np.asarray(key, dtype=np.uint32), pos, has_gauss, gauss))
@@ -62,7 +65,7 @@ def save_checkpoint(
         "env_step": env_step,  # total, warm-up included
         "num_updates": algorithm.num_updates,  # for reading; restored from "algorithm"
         "eps_training": run.policy.eps_training,
-        "rng": _rng_states(run),
+        "rng": rng_states(run),
         "saved_at": time.time(),
     }
     if progress is not None:
@@ -139,7 +142,7 @@ def load_algorithm_state(algorithm: QMIX, state: dict[str, Any], path: str | Pat
             algorithm.load_state_dict(dict(state))
             return
         except (AttributeError, KeyError, IndexError, RuntimeError, TypeError, ValueError) as err:
-            problems = [_first_line(err)]
+            problems = [first_line(err)]
     more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
     raise CheckpointError(
         f"checkpoint {path} does not fit the networks its config builds (edited, or written "

@@ -25,7 +25,7 @@ from bdps_agents.training.checkpoint import (
 from bdps_agents.training.evaluation import greedy_return
 from bdps_agents.training.learner_state import save_checkpoint
 from bdps_agents.training.plan import EpochPlan, collect_step
-from bdps_agents.training.resume import _resume, check_resumable, check_resume_progress
+from bdps_agents.training.resume import check_resumable, check_resume_progress, resume_run
 from bdps_agents.training.run_dir import RunDirError, default_logdir, run_dir_lock, run_files
 from bdps_agents.training.run_logger import RunLogger, plot_learning_curve
 
@@ -178,7 +178,7 @@ def _train(
             warm = warmup(run.train_collector, n_episode=cfg.replay.warmup_episodes)
             logger.step_offset = warm.n_collected_steps
         else:
-            _resume(cfg, run, logger, saved, refill=plan.epochs_left > 0)
+            resume_run(cfg, run, logger, saved, refill=plan.epochs_left > 0)
 
         def training_fn(epoch: int, env_step: int) -> None:
             policy.set_eps_training(run.schedule(env_step))

@@ -31,8 +31,8 @@ from tianshou.algorithm.algorithm_base import policy_within_training_step
 
 from bdps_agents.config import ConfigError, ExperimentConfig
 from bdps_agents.training.build import Run
-from bdps_agents.training.checkpoint import CHECKPOINT_NAME, CheckpointError, _first_line
-from bdps_agents.training.learner_state import _set_rng_states, load_algorithm_state
+from bdps_agents.training.checkpoint import CHECKPOINT_NAME, CheckpointError, first_line
+from bdps_agents.training.learner_state import load_algorithm_state, set_rng_states
 from bdps_agents.training.plan import EpochPlan, collect_step
 from bdps_agents.training.run_logger import RunLogger
 
@@ -164,11 +164,11 @@ def restore_run(run: Run, data: dict[str, Any], path: str | Path = "(in memory)"
         if "eps_training" in data:
             run.policy.set_eps_training(float(data["eps_training"]))
         if "rng" in data:
-            _set_rng_states(run, data["rng"])
+            set_rng_states(run, data["rng"])
     except (KeyError, IndexError, OverflowError, TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(
             f"checkpoint {path} holds an unusable learner state (schedulers, ε or random "
-            f"generators): {_first_line(err)}"
+            f"generators): {first_line(err)}"
         ) from None
 
 
@@ -181,7 +181,7 @@ def _reseed_envs(run: Run, seed: int, env_step: int) -> None:
     run.test_envs.seed(test_seed)
 
 
-def _resume(
+def resume_run(
     cfg: ExperimentConfig, run: Run, logger: RunLogger, saved: dict[str, Any], refill: bool
 ) -> None:
     """Restore the learner from ``saved``, then refill the (unsaved) replay buffer with
