@@ -29,8 +29,9 @@ import torch
 from tianshou.algorithm.algorithm_base import TrainingStats, torch_train_mode
 from tianshou.data import Batch
 
-# the child imports this module by name (spawn), so nothing here may import the training stack
-# at module level
+# the child imports this module by name (spawn): nothing here may import the training stack
+# (bdps_agents.memory is a low-level module that imports none of it)
+from bdps_agents.memory import reuse_freed_memory
 
 
 class LearnerProcessError(RuntimeError):
@@ -53,18 +54,15 @@ def _learner_main(
     """The child: build the algorithm, load the parent's state, then serve requests."""
     torch.set_num_threads(torch_threads)
     if reuse_memory:
-        from bdps_agents.training import reuse_freed_memory
-
         reuse_freed_memory()
     try:
         algorithm = factory()
         _load_full_state(algorithm, state)
         del state
-        torch_rng = getattr(algorithm.policy, "torch_rng", None)  # BDPS: the VAE's sampling
-        if torch_rng is not None:
-            # a stream of its own, not a copy of the acting policy's (which would correlate the
-            # VAE's noise with the role sampling of the parent)
-            torch_rng.manual_seed(seed)
+        # BDPS: the VAE's sampling. A stream of its own, not a copy of the acting policy's
+        # (which would correlate the VAE's noise with the role sampling of the parent)
+        for generator in algorithm.policy.torch_generators().values():
+            generator.manual_seed(seed)
         own = _policy_tensors(algorithm)
         conn.send(("ready", None))
     except BaseException as exc:  # report, do not hang the parent
@@ -199,8 +197,9 @@ class LearnerProcess:
         """Seed of the child's own generators, drawn from this policy's (deterministic, and
         a resumed run draws it again from the restored generator)."""
         policy = self.algorithm.policy
-        generator = getattr(policy, "torch_rng", None)
-        if generator is not None:
+        generators = policy.torch_generators()
+        if generators:  # the first one (BDPS: its only one, the role sampling's)
+            generator = next(iter(generators.values()))
             return int(torch.randint(0, 2**62, (1,), generator=generator))
         return int(policy.rng.integers(2**62))
 

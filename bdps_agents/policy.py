@@ -192,6 +192,12 @@ class MultiAgentQPolicy(Policy):
     def seed(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
 
+    def torch_generators(self) -> dict[str, torch.Generator]:
+        """The torch generators this policy samples with, by name (the names of
+        :meth:`generator_states`); none here: exploration uses the numpy generator ``rng``.
+        The learner process reseeds them in its child (:mod:`bdps_agents.learner_process`)."""
+        return {}
+
     def generator_states(self) -> dict[str, Any]:
         """States of the policy's own random generators (exploration; BDPS adds role
         sampling), as plain data: saved by the algorithm's ``state_dict``."""

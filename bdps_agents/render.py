@@ -353,6 +353,7 @@ def render_episode(
     from tianshou.env import DummyVectorEnv
 
     from bdps_agents import training
+    from bdps_agents.algorithms import algorithm_spec, build_algorithm
 
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
@@ -365,7 +366,7 @@ def render_episode(
     venv = DummyVectorEnv([lambda: env])  # in-process: the recorder reads this very env
     try:
         frame_kind(env)  # refuse unsupported adapters before building anything else
-        algorithm = training.build_algorithm(cfg, training.EnvSpec.of(env))
+        algorithm = build_algorithm(cfg, training.EnvSpec.of(env))
         training.load_algorithm_state(algorithm, data["algorithm"], checkpoint)
         policy = algorithm.policy
         policy.eval()
@@ -378,7 +379,7 @@ def render_episode(
         writer = PillowWriter(fps=fps)
         writer.setup(fig, out, dpi=100)
         limit = max_steps or env.episode_limit or 10_000
-        label = f"{cfg.scenario} ({cfg.network.sharing} sharing)"
+        label = f"{cfg.scenario} ({algorithm_spec(cfg.algorithm.name).label(cfg)})"
         recorder = _EpisodeRecorder(env, writer, fig.add_subplot(), label, limit)
         # a plain buffer for the single env: VectorReplayBuffer compiles numba code (seconds)
         buffer = ReplayBuffer(limit + 1)

@@ -41,13 +41,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import env_section, time_collection  # noqa: E402
 
 from bdps_agents.config import ExperimentConfig  # noqa: E402
+from bdps_agents.memory import reuse_freed_memory  # noqa: E402
 from bdps_agents.smax_vector import SMAXVectorEnv  # noqa: E402
 from bdps_agents.training import (  # noqa: E402
     EnvSpec,
     build_algorithm,
     make_joint,
     make_vector_env,
-    reuse_freed_memory,
 )
 
 # unbatched: DummyVectorEnv of the adapter stack; batched: SMAXVectorEnv with the default

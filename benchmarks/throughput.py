@@ -37,13 +37,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from bdps_agents.adapters.lbf import parse_task
 from bdps_agents.config import ExperimentConfig, default_vector_env
 from bdps_agents.learner_process import LearnerProcess
+from bdps_agents.memory import reuse_freed_memory
 from bdps_agents.replay import EpisodeReplayBuffer
 from bdps_agents.training import (
     EnvSpec,
     build_algorithm,
     make_joint,
     make_vector_env,
-    reuse_freed_memory,
 )
 
 

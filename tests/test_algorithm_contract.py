@@ -11,10 +11,10 @@ import pytest
 import torch
 from tianshou.algorithm.algorithm_base import torch_train_mode
 
-from bdps_agents.algorithms import algorithm_spec
+from bdps_agents.algorithms import algorithm_spec, build_algorithm
 from bdps_agents.algorithms.value_decomposition import ValueDecomposition
 from bdps_agents.exploration import warmup
-from bdps_agents.training import build_algorithm, build_run
+from bdps_agents.training import build_run
 
 
 def _filled_run(cfg, episodes: int = 6):
@@ -124,3 +124,16 @@ def test_its_spec_is_complete(algorithm_variant, field):
     spec = algorithm_spec(algorithm_variant["algorithm.name"])
     assert getattr(spec, field)
     assert spec.options().model_dump() is not None  # its section has defaults for every key
+
+
+def test_its_policy_names_the_torch_generators_it_samples_with(algorithm_variant, small_lbf_config):
+    # the learner process reseeds them in its child; checkpoints save them by these names
+    run = build_run(small_lbf_config(algorithm_variant))
+    try:
+        generators = run.policy.torch_generators()
+        assert set(generators) <= set(run.policy.generator_states())
+        assert all(isinstance(g, torch.Generator) for g in generators.values())
+        if algorithm_variant["algorithm.name"] == "bdps":  # role sampling and the VAE
+            assert generators == {"torch": run.policy.torch_rng}
+    finally:
+        run.close()

@@ -19,6 +19,8 @@ import pytest
 import torch
 from conftest import SMALL_LBF, TINY_RUN, config_with
 
+import bdps_agents.training.checkpoint as checkpoint_file
+import bdps_agents.training.evaluation as evaluation_module
 from bdps_agents import training
 from bdps_agents.cli import main as cli_main
 from bdps_agents.experiment import GridConfig, run_experiment
@@ -83,7 +85,11 @@ def _one_error_line(capsys, code: int) -> str:
 def _with_header(payload: bytes, version: int) -> bytes:
     """A checksummed checkpoint file as ``write_checkpoint`` of format ``version`` writes it."""
     digest = hashlib.sha256(payload).digest()
-    return training._MAGIC + training._HEADER.pack(version, len(payload), digest) + payload
+    return (
+        checkpoint_file._MAGIC
+        + checkpoint_file._HEADER.pack(version, len(payload), digest)
+        + payload
+    )
 
 
 def _torch_bytes(obj) -> bytes:
@@ -123,9 +129,9 @@ def test_a_crafted_checkpoint_runs_no_code(finished, tmp_path, capsys, wrapping,
 
 def test_new_checkpoints_hold_only_tensors_and_plain_data(finished):
     raw = (finished[0] / "checkpoint.pt").read_bytes()
-    version, length, _ = training._HEADER.unpack_from(raw, len(training._MAGIC))
+    version, length, _ = checkpoint_file._HEADER.unpack_from(raw, len(checkpoint_file._MAGIC))
     assert version == CHECKPOINT_FORMAT == 3
-    payload = raw[len(training._MAGIC) + training._HEADER.size :]
+    payload = raw[len(checkpoint_file._MAGIC) + checkpoint_file._HEADER.size :]
     assert len(payload) == length
     # torch's own safe loader, nothing allow-listed: what a user can do by hand
     data = torch.load(io.BytesIO(payload), weights_only=True)
@@ -148,7 +154,7 @@ def test_format_2_checkpoints_still_load_evaluate_and_restore(finished, tmp_path
     path = tmp_path / "v2.pt"
     data = _format2_file(finished, path)
     with pytest.raises(Exception, match="Weights only load failed"):  # needs the allow-list
-        head = len(training._MAGIC) + training._HEADER.size
+        head = len(checkpoint_file._MAGIC) + checkpoint_file._HEADER.size
         torch.load(io.BytesIO(path.read_bytes()[head:]), weights_only=True)
     cfg, loaded = load_checkpoint(path)
     kind, key, pos, *_ = loaded["rng"]["numpy"]
@@ -293,7 +299,8 @@ def test_bad_eval_and_render_arguments_get_one_line(
     def no_loading(*args, **kwargs):
         raise AssertionError("the checkpoint was loaded before the arguments were checked")
 
-    monkeypatch.setattr(training, "load_checkpoint", no_loading)
+    monkeypatch.setattr(training, "load_checkpoint", no_loading)  # render reads it there
+    monkeypatch.setattr(evaluation_module, "load_checkpoint", no_loading)  # eval: evaluate()
     argv = [a.format(tmp=tmp_path) for a in argv]
     argv += ["--checkpoint", str(finished[0] / "checkpoint.pt")]
     if argv[0] == "render" and "--out" not in argv:

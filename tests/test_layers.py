@@ -160,12 +160,20 @@ def test_no_module_is_longer_than_max_lines():
 
 
 @pytest.mark.parametrize("module", MODULES)
-def test_each_module_imports_on_its_own(module):
+def test_each_module_imports_on_its_own_and_loads_no_higher_layer(module):
     # a fresh interpreter per module: an import that works only after another module was
-    # imported (an import-order cycle) fails here
-    proc = subprocess.run(
-        [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=120
-    )
+    # imported (an import-order cycle) fails here, and so does a lower layer that pulls in a
+    # higher one at import time by any route (e.g. the learner process loading training)
+    code = f"import {module}, sys; print(*(m for m in sys.modules if m.startswith('bdps_agents')))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     if proc.returncode != 0 and "No module named 'gfootball'" in proc.stderr:
         pytest.skip("gfootball (the grf extra) is not installed")
     assert proc.returncode == 0, proc.stderr[-2000:]
+    here = _top(module)
+    if here is None:  # the package itself imports nothing of its own
+        assert proc.stdout.split() == ["bdps_agents"]
+        return
+    above = sorted(
+        m for m in proc.stdout.split() if _top(m) and LAYERS.get(_top(m), 99) > LAYERS[here]
+    )
+    assert not above, f"importing {module} (layer {LAYERS[here]}) loads {above}"

@@ -277,6 +277,6 @@ def test_policy_masks_actions_and_resets_hidden_state():
     reason="mallopt is glibc's",
 )
 def test_reuse_freed_memory_applies_on_glibc():
-    from bdps_agents.training import reuse_freed_memory
+    from bdps_agents.memory import reuse_freed_memory
 
     assert reuse_freed_memory() is True

@@ -16,12 +16,12 @@ from conftest import SMALL_LBF, config_with
 from tianshou.algorithm.algorithm_base import policy_within_training_step, torch_train_mode
 from tianshou.data import Collector
 
+from bdps_agents.algorithms import build_algorithm
 from bdps_agents.algorithms.value_decomposition import NonFiniteError
 from bdps_agents.learner_process import LearnerProcess, LearnerProcessError
 from bdps_agents.replay import EpisodeReplayBuffer
 from bdps_agents.training import (
     EnvSpec,
-    build_algorithm,
     load_checkpoint,
     make_joint,
     make_vector_env,

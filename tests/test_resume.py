@@ -21,11 +21,11 @@ import torch
 from conftest import SMALL_LBF, config_with
 from tianshou.algorithm.algorithm_base import policy_within_training_step
 
-from bdps_agents import training
+import bdps_agents.training.checkpoint as checkpoint_file
+import bdps_agents.training.resume as resume_module
 from bdps_agents.cli import main as cli_main
 from bdps_agents.config import ConfigError, build_config
 from bdps_agents.exploration import LinearSchedule
-from bdps_agents.run_logger import RunLogger, cut_metrics_csv
 from bdps_agents.training import (
     CheckpointError,
     build_run,
@@ -36,6 +36,7 @@ from bdps_agents.training import (
     train,
     write_checkpoint,
 )
+from bdps_agents.training.run_logger import RunLogger, cut_metrics_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -238,14 +239,14 @@ def test_resume_in_process_restores_the_saved_learner(trained, tmp_path, monkeyp
     shutil.copytree(src, logdir)
     _, saved = load_checkpoint(logdir / "checkpoint.pt")
     seen = {}
-    original = training.restore_run
+    original = resume_module.restore_run
 
     def recording_restore(run, data, *args):
         original(run, data, *args)
         seen["state"] = copy.deepcopy(run.algorithm.state_dict())
         seen["num_updates"] = run.algorithm.num_updates
 
-    monkeypatch.setattr(training, "restore_run", recording_restore)
+    monkeypatch.setattr(resume_module, "restore_run", recording_restore)
     result = train(_cfg(training={"total_steps": 900}), logdir, resume=True)
     _assert_same_state(seen["state"], saved["algorithm"])
     assert seen["num_updates"] == saved["num_updates"] > 0
@@ -330,7 +331,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(trained, tmp_path,
         assert load_checkpoint(path)[1]["env_step"] == data["env_step"]  # old one readable
         raise OSError("disk full")
 
-    monkeypatch.setattr(training, "_write_bytes", half_then_fail)
+    monkeypatch.setattr(checkpoint_file, "_write_bytes", half_then_fail)
     with pytest.raises(OSError, match="disk full"):
         write_checkpoint(path, {**data, "env_step": -1})
     assert path.read_bytes() == before
@@ -340,7 +341,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(trained, tmp_path,
     (tmp_path / ".checkpoint.pt.999-dead.tmp").write_bytes(before[:100])
     write_checkpoint(path, {**data, "env_step": 7})
     assert load_checkpoint(path)[1]["env_step"] == 7
-    training.remove_stale_temp_files(path)
+    checkpoint_file.remove_stale_temp_files(path)
     assert not list(tmp_path.glob(".checkpoint.pt.*.tmp"))
 
 

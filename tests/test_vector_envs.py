@@ -10,10 +10,11 @@ from conftest import SMALL_LBF, config_with
 from tianshou.data import Batch, Collector
 from tianshou.env import DummyVectorEnv
 
+from bdps_agents.algorithms import build_algorithm
 from bdps_agents.config import build_config
 from bdps_agents.joint_env import make_joint_env
 from bdps_agents.replay import EpisodeReplayBuffer
-from bdps_agents.training import EnvSpec, build_algorithm, make_vector_env
+from bdps_agents.training import EnvSpec, make_vector_env
 from bdps_agents.vector_envs import StackedDummyVectorEnv, stack_observations
 
 TASK = SMALL_LBF["env"]["kwargs"]["task"]

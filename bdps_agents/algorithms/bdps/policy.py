@@ -168,6 +168,9 @@ class BDPSPolicy(MultiAgentQPolicy):
         super().seed(seed)
         self.torch_rng.manual_seed(seed)
 
+    def torch_generators(self) -> dict[str, torch.Generator]:
+        return {"torch": self.torch_rng}  # role sampling (acting) and the VAE's (learning)
+
     def generator_states(self) -> dict[str, Any]:
         return {**super().generator_states(), "torch": self.torch_rng.get_state()}
 
