@@ -203,12 +203,12 @@ class TrainingConfig(StrictModel):
         True,
         description="let glibc keep freed blocks of up to 64 MiB for reuse instead of unmapping "
         "them (mallopt; Linux only): the update's MB-sized temporaries then cost no page faults, "
-        "about 15% faster updates",
+        "faster updates (benchmarks/README.md)",
     )
     overlap_learning: bool = Field(
         False,
         description="run the gradient steps in a child process while collection goes on "
-        "(bdps_agents.learner_process): ≈1.7x the end-to-end steps/s of QMIX on LBF with 2 cores; "
+        "(bdps_agents.learner_process): more end-to-end steps/s with 2 cores (benchmarks/README.md); "
         "the policy that collects lags the learner by one gradient step",
     )
     device: Literal["cpu"] = Field(

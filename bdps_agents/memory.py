@@ -52,7 +52,7 @@ def reuse_freed_memory() -> bool:
     An update allocates and frees tensors of a few MB each (input gates of every step, their
     gradients). glibc serves such blocks with ``mmap`` and unmaps them when freed, so every new
     one is fresh pages: one page fault per 4 KiB. Raising the mmap and trim thresholds keeps them
-    in the heap for reuse: ≈ 15% less time per update on LBF (``benchmarks/throughput.py``), at
+    in the heap for reuse: less time per update (measured: ``benchmarks/throughput.py``), at
     the price of a process that holds its peak memory. No effect off Linux/glibc.
     """
     if not sys.platform.startswith("linux"):

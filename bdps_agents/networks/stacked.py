@@ -13,9 +13,8 @@ Three ways to choose the weights, picked by what the caller passes:
   change over time (roles, groups). The input is spread into the slot of its group
   (``onehot(index) ⊗ x``, shape ``(..., G * in)``) and multiplied by the weights viewed as one
   ``(G * in, out)`` matrix: a single GEMM forward and backward. G is small (2-5 in the paper);
-  measured on CPU this is 1.7x faster (forward + backward) than computing all G outputs and
-  gathering, and 1.5x the cost of one shared layer. It suits few rows (acting, one step of the
-  training recurrence).
+  on CPU this beats computing all G outputs and gathering (benchmarks/README.md, "Measurements
+  behind design choices"). It suits few rows (acting, one step of the training recurrence).
 * ``index`` given as :class:`RowGroups` (the training unroll's input and output layers, applied
   to every time step at once): rows sorted by group into a padded ``(G, rows, in)`` block, one
   batched GEMM, then back to their places. Each row is multiplied by its own group's weights
@@ -190,7 +189,7 @@ class StackedGRUCell(nn.Module):
     def forward(
         self, x: torch.Tensor, h: torch.Tensor, index: torch.Tensor | None = None
     ) -> torch.Tensor:
-        if self.ih.groups == 1:  # ATen's fused cell: same math, ≈ 40% less time per acting step
+        if self.ih.groups == 1:  # ATen's fused cell: same math, less time per acting step
             flat = torch.gru_cell(
                 x.reshape(-1, x.shape[-1]),
                 h.reshape(-1, self.hidden_dim),
@@ -220,7 +219,7 @@ class StackedGRUCell(nn.Module):
         and the recurrent weight gradient is one product over all steps. With several cells the
         input projection ``W_ih x`` runs for all steps at once before the loop; with one shared
         cell it runs inside the loop instead, where each step's gates stay in cache rather than
-        going through memory as one T-step tensor (≈ 25% faster forward, measured on CPU)."""
+        going through memory as one T-step tensor (faster on CPU: benchmarks/README.md)."""
         if self.ih.groups == 1:
             ih = (self.ih.weight[0], self.ih.bias[0])
             return _GRUSequence.apply(x, h0, self.hh.weight, self.hh.bias, None, self.hh, *ih)
