@@ -149,7 +149,7 @@ def make_vector_env(
     elif kind == "ray":
         venv = _ray_vector_env(fns)
     elif kind == "smax_batched":
-        from bdps_agents.smax_vector import SMAXVectorEnv
+        from bdps_agents.adapters.smax.vector import SMAXVectorEnv
 
         # one jitted step for all envs; observations handed over as one Batch (cheaper for
         # the Collector than per-env dicts)

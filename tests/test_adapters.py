@@ -91,7 +91,7 @@ def test_bad_adapter_name(fresh_registry: AdapterRegistry, name: Any) -> None:
 
 
 def test_lazy_string_target(fresh_registry: AdapterRegistry) -> None:
-    register_adapter("lbf_lazy", "bdps_agents.adapters.lbf:LBFParallelEnv.from_id")
+    register_adapter("lbf_lazy", "bdps_agents.adapters.lbf.env:LBFParallelEnv.from_id")
     register_adapter("broken", "bdps_agents_no_such_module:factory")  # not imported yet
     env = make_env("lbf_lazy", env_id="Foraging-8x8-3p-1f-v3")
     assert len(env.possible_agents) == 3

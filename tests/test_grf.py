@@ -15,7 +15,7 @@ require_optional("gfootball", "grf")
 
 from bdps_agents.adapters.base import check_adapter_conventions  # noqa: E402
 from bdps_agents.adapters.grf import ACTION_NAMES, GRFParallelEnv  # noqa: E402
-from bdps_agents.adapters.grf_view import (  # noqa: E402
+from bdps_agents.adapters.grf.view import (  # noqa: E402
     OTHER_SLOT,
     encode_observations,
     initial_headings,
