@@ -26,6 +26,8 @@ step where an agent is truncated: it keeps its real last observation and mask th
 learner bootstraps from them (a truncated episode's ``obs_next`` must be genuine). The
 joint episode ends when no agent is live; it is ``terminated`` if every agent that finished on
 the last step reported ``terminated=True`` and none ``truncated=True``, otherwise ``truncated``.
+(That rule is :func:`bdps_agents.episode_rule.joint_episode_end`, shared with
+:class:`~bdps_agents.adapters.smax.vector.SMAXVectorEnv`.)
 The team reward is the sum (or mean) of the rewards the env returned on the step.
 
 Adapters that define ``step_arrays`` (array-native, see :mod:`bdps_agents.adapters.base`) are

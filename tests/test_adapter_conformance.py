@@ -75,7 +75,7 @@ ROWS: dict[str, list[Any]] = {
         pytest.param(
             Row(_registered("smax", map_name="3m", seed=0), seeds=(3,), slack=1),
             id="smax-3m",
-            marks=optional_marks("jaxmarl", "smax"),
+            marks=[*optional_marks("jaxmarl", "smax"), pytest.mark.starts_jax],
         )
     ],
     "grf": [
