@@ -30,7 +30,8 @@ __all__ = ["JointEnd", "joint_action_mask", "joint_episode_end"]
 
 class JointEnd(NamedTuple):
     """What :func:`joint_episode_end` returns (bool arrays; ``terminated``/``truncated`` have the
-    batch shape, a 0-d array for one env)."""
+    batch shape, a 0-d array for one env). ``live`` and ``visible`` may be the ``was_live``
+    (or ``present``) array itself: copy before writing into them."""
 
     live: np.ndarray  # (..., n): live after the step
     visible: np.ndarray  # (..., n): shown (observation, mask, alive = 1)
@@ -60,6 +61,10 @@ def joint_episode_end(
     term = np.asarray(terminated, dtype=bool)
     trunc = np.asarray(truncated, dtype=bool)
     here = was if present is None else np.asarray(present, dtype=bool)
+    if not (term.any() or trunc.any()) and here.any(axis=-1).all():
+        # the common step: nobody reported an end (the same values as below, faster)
+        no_end = np.zeros(here.shape[:-1], dtype=bool)
+        return JointEnd(here, here, no_end, no_end)
     live = here & ~(term | trunc)
     ended = ~live.any(axis=-1)
     all_terminated = np.all(~was | (term & ~trunc), axis=-1)
@@ -74,6 +79,9 @@ def joint_action_mask(
 ) -> np.ndarray:
     """``(..., n, A)`` int8 masks: ``available`` (nonzero = available) for visible agents, the
     no-op alone for hidden ones, and the no-op for a visible agent with nothing available."""
-    mask = (np.asarray(available) != 0) & np.asarray(visible, dtype=bool)[..., None]
+    mask = np.array(available, dtype=bool)  # a copy: the input is not written
+    shown = np.asarray(visible, dtype=bool)
+    if not shown.all():
+        mask &= shown[..., None]
     mask[..., noop_action] |= ~mask.any(axis=-1)
     return mask.view(np.int8)
