@@ -208,7 +208,8 @@ class TrainingConfig(StrictModel):
     overlap_learning: bool = Field(
         False,
         description="run the gradient steps in a child process while collection goes on "
-        "(bdps_agents.learner_process): more end-to-end steps/s with 2 cores (benchmarks/README.md); "
+        "(bdps_agents.learner_process): more end-to-end steps/s with 2 cores "
+        "(benchmarks/README.md); "
         "the policy that collects lags the learner by one gradient step",
     )
     device: Literal["cpu"] = Field(

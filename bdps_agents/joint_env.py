@@ -26,6 +26,8 @@ step where an agent is truncated: it keeps its real last observation and mask th
 learner bootstraps from them (a truncated episode's ``obs_next`` must be genuine). The
 joint episode ends when no agent is live; it is ``terminated`` if every agent that finished on
 the last step reported ``terminated=True`` and none ``truncated=True``, otherwise ``truncated``.
+(That rule is :func:`bdps_agents.episode_rule.joint_episode_end`, shared with
+:class:`~bdps_agents.adapters.smax.vector.SMAXVectorEnv`.)
 The team reward is the sum (or mean) of the rewards the env returned on the step.
 
 Adapters that define ``step_arrays`` (array-native, see :mod:`bdps_agents.adapters.base`) are
@@ -48,6 +50,7 @@ from pettingzoo import ParallelEnv
 
 from bdps_agents.adapters import make_env
 from bdps_agents.adapters.base import ArrayStep, check_action_array
+from bdps_agents.episode_rule import joint_action_mask, joint_episode_end
 
 __all__ = ["JointEnv", "make_joint_env"]
 
@@ -88,7 +91,7 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
     """Joint (centralised) view of a PettingZoo ``ParallelEnv``; see the module docstring.
 
     Attributes: ``agents`` (= ``possible_agents``), ``n_agents``, ``n_actions`` (``A_max``),
-    ``obs_dim`` (``d_max``), ``state_dim``, ``episode_limit``, ``metric_keys``,
+    ``obs_dim`` (``d_max``), ``state_dim``, ``episode_limit``, ``metric_keys``, ``metric_names``,
     ``noop_action``, ``env`` (the wrapped env).
 
     ``episode_limit`` (the most steps an episode can last; BDPS checks its intervals against it)
@@ -159,6 +162,8 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         ):
             raise ValueError(f"episode_limit must be an integer >= 1, got {self.episode_limit!r}")
         self.metric_keys: tuple[str, ...] = tuple(getattr(env, "metric_keys", ()))
+        # display names of some metric keys (the adapter's ``metric_names``; see adapters.base)
+        self.metric_names: dict[str, str] = dict(getattr(env, "metric_names", {}))
         if "n_alive" in self.metric_keys:
             raise ValueError("metric key 'n_alive' is reserved by JointEnv")
 
@@ -213,30 +218,18 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
 
         reward = self._team_reward([r for a, r in rewards.items() if a in self._index])
         env_agents = set(self.env.agents)
-        live = [
-            a in env_agents and not (terms.get(a, False) or truncs.get(a, False))
-            for a in self.agents
-        ]
-        terminated = truncated = False
-        if not any(live):
+        end = joint_episode_end(
+            self._live,
+            [bool(terms.get(a, False)) for a in self.agents],
+            [bool(truncs.get(a, False)) for a in self.agents],
+            present=[a in env_agents for a in self.agents],
+            observed=[a in obs for a in self.agents],
+        )
+        if not end.live.any():
             self._running = False
-            finished = [a for a, alive in zip(self.agents, was_live, strict=True) if alive]
-            terminated = all(
-                bool(terms.get(a, False)) and not bool(truncs.get(a, False)) for a in finished
-            )
-            truncated = not terminated
-        # Truncated agents keep their real last observation and mask: a learner bootstraps
-        # from them. Terminated (dead) or departed agents show zeros and the no-op.
-        visible = live
-        if any(truncs.values()):
-            visible = [
-                alive
-                or (was and a in obs and bool(truncs.get(a, False)) and not terms.get(a, False))
-                for a, alive, was in zip(self.agents, live, was_live, strict=True)
-            ]
-        self._live = np.array(live, dtype=bool)
-        joint_obs = self._joint_obs(obs, infos, np.array(visible, dtype=bool))
-        return joint_obs, reward, terminated, truncated, self._info(infos)
+        self._live = end.live
+        joint_obs = self._joint_obs(obs, infos, end.visible)
+        return joint_obs, reward, bool(end.terminated), bool(end.truncated), self._info(infos)
 
     def _step_native(
         self, action: Any
@@ -257,25 +250,20 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
             )
         was_live = self._live
         reward = self._team_reward(out.rewards[was_live].tolist())
-        terminated = truncated = False
-        visible = live = was_live
-        if out.terminated.any() or out.truncated.any():
-            live = was_live & ~(out.terminated | out.truncated)
-            if not live.any():
-                self._running = False
-                terminated = bool((out.terminated & ~out.truncated)[was_live].all())
-                truncated = not terminated
-            visible = live | (was_live & out.truncated & ~out.terminated)
-            self._live = live
+        end = joint_episode_end(was_live, out.terminated, out.truncated)
+        live, visible = end.live, end.visible
+        if not live.any():
+            self._running = False
+        self._live = live
         joint = np.asarray(out.obs, dtype=np.float32)
-        available = out.masks.astype(bool)
         if not visible.all():
             joint = np.where(visible[:, None], joint, np.float32(0))
-            available &= visible[:, None]
+        available = out.masks
         info: dict[str, Any] = {"n_alive": int(live.sum())}
         for key in self.metric_keys:
             info[key] = float(out.metrics[key])
-        return self._observation(joint, available, visible), reward, terminated, truncated, info
+        observation = self._observation(joint, available, visible)
+        return observation, reward, bool(end.terminated), bool(end.truncated), info
 
     def _team_reward(self, values: list[float]) -> float:
         """The team reward of one step from the rewards of the agents that acted."""
@@ -342,13 +330,12 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
     def _observation(
         self, joint: np.ndarray, available: np.ndarray, visible: np.ndarray
     ) -> dict[str, np.ndarray]:
-        """The joint observation from padded observations and bool masks (rows of hidden agents
-        all False); records the mask for the next action check."""
+        """The joint observation from padded observations and masks (nonzero = available; rows
+        of hidden agents are masked here: :func:`~bdps_agents.episode_rule.joint_action_mask`);
+        records the mask for the next action check."""
         # A live agent that cannot act (e.g. waiting for its turn) still needs one selectable
         # action; the no-op is forwarded and the env ignores or applies it.
-        noop = available[:, self.noop_action]  # a view: the or-assignment writes the mask
-        noop |= ~available.any(1)
-        mask = available.view(np.int8)
+        mask = joint_action_mask(available, visible, self.noop_action)
         self._mask = mask
         return {
             "obs": joint,

@@ -3,7 +3,9 @@
 ``render_episode`` rebuilds the checkpoint's algorithm on one env, plays an episode through
 Tianshou's own ``Collector`` (so the policy sees exactly what it sees in training and testing:
 same observation batching, recurrent state reset, BDPS role/group bookkeeping) and draws one
-frame after the reset and after every step from the simulator's own state:
+frame after the reset and after every step from the simulator's own state, with the drawer
+that the adapter names in its ``frame_drawer`` (:class:`~bdps_agents.adapters.base.FrameDrawer`,
+in the adapter's package: ``bdps_agents.adapters.{lbf,grf,smax}.render``):
 
 * LBF: the grid, players (circles with their level), food (squares with its level);
 * GRF: a top-down pitch with both teams, the ball and each agent's view cone;
@@ -16,7 +18,7 @@ matplotlib on a bare ``Figure`` and written by ``matplotlib.animation.PillowWrit
 
 from __future__ import annotations
 
-import math
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +26,18 @@ import numpy as np
 from matplotlib.animation import PillowWriter
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.patches import Circle, Rectangle, Wedge
 
+from bdps_agents.adapters.base import FrameDrawer
 from bdps_agents.joint_env import JointEnv
 
 __all__ = [
+    "AGENT_COLORS",
+    "OPPONENT_COLOR",
+    "adapter_of",
+    "agent_label",
     "check_output_path",
     "draw_frame",
-    "draw_grf_frame",
-    "draw_lbf_frame",
-    "draw_smax_frame",
+    "frame_drawer",
     "frame_kind",
     "render_episode",
 ]
@@ -44,30 +48,37 @@ AGENT_COLORS = ["C0", "C1", "C4", "C9", "C6", "C5", "C8", "C2"]
 OPPONENT_COLOR = "C3"
 
 
-def _adapter(env: Any) -> Any:
+def adapter_of(env: Any) -> Any:
     """The PettingZoo adapter behind a :class:`JointEnv` (or ``env`` itself)."""
     return env.env if isinstance(env, JointEnv) else env
 
 
+def frame_drawer(env: Any) -> FrameDrawer:
+    """The :class:`~bdps_agents.adapters.base.FrameDrawer` that the adapter behind ``env`` (a
+    JointEnv or an adapter) names in its ``frame_drawer`` (``"module:attr"``, imported now).
+
+    Looked up on the adapter's declared ``frame_drawer`` alone: no simulator is inspected."""
+    adapter = adapter_of(env)
+    target = getattr(adapter, "frame_drawer", None)
+    if target is None:
+        raise NotImplementedError(
+            f"render supports lbf and grf (and smax), not {type(adapter).__name__}: it names no "
+            "frame_drawer"
+        )
+    module_name, _, attr = str(target).partition(":")
+    drawer = getattr(importlib.import_module(module_name), attr)
+    if not isinstance(drawer, FrameDrawer):
+        raise TypeError(f"frame_drawer {target!r} of {type(adapter).__name__} is no FrameDrawer")
+    return drawer
+
+
 def frame_kind(env: Any) -> str:
-    """``"lbf"``, ``"grf"`` or ``"smax"``: which drawing fits ``env`` (a JointEnv or adapter).
-
-    Duck-typed on the adapters' accessors, so that no simulator is imported here; looked up on
-    the class, because e.g. GRF's ``raw_observation`` raises before the first reset.
-    """
-    adapter = _adapter(env)
-    if hasattr(type(adapter), "foraging_env"):
-        return "lbf"
-    if hasattr(type(adapter), "raw_observation") and hasattr(type(adapter), "headings"):
-        return "grf"
-    if hasattr(type(getattr(adapter, "env", None)), "smax_state"):
-        return "smax"
-    raise NotImplementedError(
-        f"render supports lbf and grf (and smax), not {type(adapter).__name__}"
-    )
+    """The kind of drawing that fits ``env`` (a JointEnv or adapter): ``"lbf"``, ``"grf"``,
+    ``"smax"``; ``NotImplementedError`` for an adapter without a ``frame_drawer``."""
+    return frame_drawer(env).kind
 
 
-def _agent_label(i: int, roles: np.ndarray | None, groups: np.ndarray | None) -> str:
+def agent_label(i: int, roles: np.ndarray | None, groups: np.ndarray | None) -> str:
     """``"agent_i"`` plus the BDPS role (r) and group (g) when known."""
     label = f"agent_{i}"
     if roles is not None:
@@ -77,166 +88,6 @@ def _agent_label(i: int, roles: np.ndarray | None, groups: np.ndarray | None) ->
     return label
 
 
-# ----------------------------------------------------------------------------- LBF
-def draw_lbf_frame(
-    ax: Any,
-    env: Any,
-    roles: np.ndarray | None = None,
-    groups: np.ndarray | None = None,
-) -> dict[str, list[Any]]:
-    """Draw the LBF field: grid, players as coloured circles with their level, food as squares
-    with its level. Rows go down, as in lbforaging's own renderer. Returns the artists
-    (``{"players": [...], "food": [...]}``)."""
-    adapter = _adapter(env)
-    fenv = adapter.foraging_env
-    rows, cols = adapter.field_size
-    ax.set_xlim(-0.5, cols - 0.5)
-    ax.set_ylim(rows - 0.5, -0.5)  # row 0 at the top
-    ax.set_aspect("equal")
-    ax.set_axis_off()  # cell lines drawn directly: ticks and grids are slow to lay out
-    grid = {"color": "0.75", "linewidth": 0.8, "clip_on": False}  # keep the outer border whole
-    ax.vlines(np.arange(-0.5, cols), -0.5, rows - 0.5, **grid)
-    ax.hlines(np.arange(-0.5, rows), -0.5, cols - 0.5, **grid)
-    food = []
-    for r, c in zip(*np.nonzero(fenv.field), strict=True):
-        square = Rectangle((c - 0.3, r - 0.3), 0.6, 0.6, facecolor="#c8a165", edgecolor="0.3")
-        food.append(ax.add_patch(square))
-        ax.text(c, r, str(int(fenv.field[r, c])), ha="center", va="center", fontsize=9)
-    players = []
-    for i, player in enumerate(fenv.players):
-        r, c = player.position
-        color = AGENT_COLORS[i % len(AGENT_COLORS)]
-        players.append(ax.add_patch(Circle((c, r), 0.36, facecolor=color, edgecolor="0.2")))
-        ax.text(c, r, str(int(player.level)), ha="center", va="center", color="w", fontsize=9)
-        # "a0", or "a0 r1 g0" with BDPS's role and group: agent_i is too long for a cell
-        label = _agent_label(i, roles, groups).replace("agent_", "a")
-        ax.text(c, r + 0.48, label, ha="center", va="top", fontsize=6)
-    return {"players": players, "food": food}
-
-
-# ----------------------------------------------------------------------------- GRF
-PITCH_X, PITCH_Y = 1.0, 0.42  # gfootball's pitch: x in [-1, 1], y in [-0.42, 0.42]
-GOAL_Y = 0.044  # half the goal mouth in gfootball's units
-PLAYER_RADIUS = 0.02
-
-
-def _draw_pitch(ax: Any) -> None:
-    """Pitch, halfway line, centre circle, penalty areas and goals (approximate markings)."""
-    grass = Rectangle((-PITCH_X - 0.1, -PITCH_Y - 0.05), 2 * PITCH_X + 0.2, 2 * PITCH_Y + 0.1)
-    ax.add_patch(grass).set(facecolor="#3f8f3f", edgecolor="none")
-    # the markings: white lines, no fill
-    ax.add_patch(
-        Rectangle(
-            (-PITCH_X, -PITCH_Y), 2 * PITCH_X, 2 * PITCH_Y, fill=False, edgecolor="w", linewidth=1.2
-        )
-    )
-    ax.plot([0, 0], [-PITCH_Y, PITCH_Y], color="w", linewidth=1.2)
-    ax.add_patch(Circle((0, 0), 0.09, fill=False, edgecolor="w", linewidth=1.2))
-    for box_x, goal_x in ((-PITCH_X, -PITCH_X - 0.04), (PITCH_X - 0.3, PITCH_X)):
-        penalty_area = Rectangle(
-            (box_x, -0.24), 0.3, 0.48, fill=False, edgecolor="w", linewidth=1.2
-        )
-        ax.add_patch(penalty_area)
-        goal = Rectangle(
-            (goal_x, -GOAL_Y), 0.04, 2 * GOAL_Y, fill=False, edgecolor="w", linewidth=1.2
-        )
-        ax.add_patch(goal)
-    ax.set_xlim(-PITCH_X - 0.1, PITCH_X + 0.1)  # room for the keepers' labels
-    ax.set_ylim(PITCH_Y + 0.05, -PITCH_Y - 0.05)  # gfootball's y grows downwards on screen
-    ax.set_aspect("equal")
-    ax.set_axis_off()
-
-
-def _draw_view_cones(ax: Any, adapter: Any, left: np.ndarray) -> None:
-    """Shade each agent's view (``view_distance``, ``view_cone_deg`` around its heading)."""
-    view = adapter.view
-    if not math.isfinite(view.view_distance):
-        return
-    half = view.view_cone_deg / 2.0
-    for i, ((x, y), (hx, hy)) in enumerate(zip(left, adapter.headings, strict=True)):
-        angle = math.degrees(math.atan2(hy, hx))
-        color = AGENT_COLORS[i % len(AGENT_COLORS)]
-        cone = Wedge((x, y), view.view_distance, angle - half, angle + half, alpha=0.15)
-        cone.set(facecolor=color, edgecolor=color, linewidth=0.6)
-        ax.add_patch(cone)
-
-
-def draw_grf_frame(
-    ax: Any,
-    env: Any,
-    roles: np.ndarray | None = None,
-    groups: np.ndarray | None = None,
-    view_cones: bool = True,
-) -> dict[str, Any]:
-    """Draw gfootball's state top-down: our (left) agents labelled ``agent_i``, the opponents,
-    the ball and (optionally) each agent's view cone. Returns the artists
-    (``{"left": [...], "right": [...], "ball": patch}``)."""
-    adapter = _adapter(env)
-    raw = adapter.raw_observation
-    left = np.asarray(raw["left_team"], dtype=float)[:, :2]
-    right = np.asarray(raw["right_team"], dtype=float)[:, :2]
-    _draw_pitch(ax)
-    if view_cones:
-        _draw_view_cones(ax, adapter, left)
-    artists: dict[str, Any] = {"left": [], "right": []}
-    for i, (x, y) in enumerate(left):
-        color = AGENT_COLORS[i % len(AGENT_COLORS)]
-        dot = Circle((x, y), PLAYER_RADIUS, facecolor=color, edgecolor="w", zorder=3)
-        artists["left"].append(ax.add_patch(dot))
-        ax.text(x, y - 0.035, _agent_label(i, roles, groups), ha="center", fontsize=6, color="w")
-    for x, y in right:
-        dot = Circle((x, y), PLAYER_RADIUS, facecolor=OPPONENT_COLOR, edgecolor="k", zorder=3)
-        artists["right"].append(ax.add_patch(dot))
-    bx, by = np.asarray(raw["ball"], dtype=float)[:2]
-    ball = Circle((bx, by), 0.012, facecolor="w", edgecolor="k", zorder=4)
-    artists["ball"] = ax.add_patch(ball)
-    return artists
-
-
-# ----------------------------------------------------------------------------- SMAX
-def draw_smax_frame(
-    ax: Any,
-    env: Any,
-    roles: np.ndarray | None = None,
-    groups: np.ndarray | None = None,
-) -> dict[str, list[Any]]:
-    """Draw SMAX's living units on the map: allies (our agents, labelled) in colour, enemies in
-    red; radius = unit size, opacity = health fraction. Returns ``{"allies", "enemies"}``."""
-    sc2 = _adapter(env).env
-    smax, state = sc2.smax_env, sc2.smax_state
-    artists: dict[str, list[Any]] = {"allies": [], "enemies": []}
-    ax.set_xlim(0, smax.map_width)
-    ax.set_ylim(0, smax.map_height)  # y grows northwards, as in SC2
-    ax.set_aspect("equal")
-    ax.set_facecolor("#f4f1e8")
-    ax.set_xticks([])  # the fixed margins leave no room for tick labels
-    ax.set_yticks([])
-    if state is None:
-        return artists
-    units = state.state
-    pos = np.asarray(units.unit_positions, dtype=float)
-    alive = np.asarray(units.unit_alive, dtype=bool)
-    types = np.asarray(units.unit_types, dtype=int)
-    health = np.asarray(units.unit_health, dtype=float)
-    max_health = np.asarray(smax.unit_type_health, dtype=float)[types]
-    radius = np.asarray(smax.unit_type_radiuses, dtype=float)[types]
-    for u in np.flatnonzero(alive):
-        ally = u < sc2.n_agents
-        color = AGENT_COLORS[u % len(AGENT_COLORS)] if ally else OPPONENT_COLOR
-        alpha = 0.3 + 0.7 * float(np.clip(health[u] / max_health[u], 0.0, 1.0))
-        dot = Circle(pos[u], radius[u], facecolor=color, edgecolor="k", alpha=alpha)
-        artists["allies" if ally else "enemies"].append(ax.add_patch(dot))
-        if ally:
-            label = _agent_label(int(u), roles, groups)
-            ax.text(pos[u, 0], pos[u, 1] + radius[u] + 0.2, label, ha="center", fontsize=6)
-    return artists
-
-
-# ----------------------------------------------------------------------------- dispatch
-_DRAWERS = {"lbf": draw_lbf_frame, "grf": draw_grf_frame, "smax": draw_smax_frame}
-_FIGSIZES = {"grf": (8.0, 4.0), "smax": (6.0, 6.4)}
-
-
 def draw_frame(
     ax: Any,
     env: Any,
@@ -244,22 +95,16 @@ def draw_frame(
     roles: np.ndarray | None = None,
     groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Clear ``ax`` and draw the current state of ``env`` (LBF, GRF or SMAX) with a title."""
+    """Clear ``ax`` and draw the current state of ``env`` with its adapter's drawer and a title."""
     ax.clear()
-    artists = _DRAWERS[frame_kind(env)](ax, env, roles=roles, groups=groups)
+    artists = frame_drawer(env).draw(ax, env, roles=roles, groups=groups)
     ax.set_title(title, fontsize=9)
     return artists
 
 
 def _figure_for(env: Any) -> Figure:
-    kind = frame_kind(env)
-    if kind == "lbf":
-        rows, cols = _adapter(env).field_size
-        size = (max(3.0, 0.55 * cols + 1.0), max(3.0, 0.55 * rows + 1.2))
-    else:
-        size = _FIGSIZES[kind]
     # fixed margins, not a layout engine: the layout would be recomputed for every frame
-    fig = Figure(figsize=size)
+    fig = Figure(figsize=frame_drawer(env).figsize(env))
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.86)
     FigureCanvasAgg(fig)
     return fig

@@ -5,7 +5,8 @@ through the same Tianshou ``Collector`` and QMIX policy (ε = 0.5, as ``throughp
 
 * unbatched: ``DummyVectorEnv`` of ``JointEnv(SMACParallelEnv(SMAXStarCraft2Env(map)))``
   (``make_vector_env`` with ``env.vector_env: dummy``: one adapter per env);
-* batched: :class:`bdps_agents.smax_vector.SMAXVectorEnv` (one jitted call per vector step).
+* batched: :class:`bdps_agents.adapters.smax.vector.SMAXVectorEnv` (one jitted call per vector
+  step).
 
 * batched-B: the same with ``obs_format="batch"`` (observations handed over as one Tianshou
   ``Batch`` instead of an object array of dicts, which the Collector would convert every step);
@@ -40,9 +41,9 @@ from tianshou.env import BaseVectorEnv
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import env_section, time_collection  # noqa: E402
 
+from bdps_agents.adapters.smax.vector import SMAXVectorEnv  # noqa: E402
 from bdps_agents.config import ExperimentConfig  # noqa: E402
 from bdps_agents.memory import reuse_freed_memory  # noqa: E402
-from bdps_agents.smax_vector import SMAXVectorEnv  # noqa: E402
 from bdps_agents.training import (  # noqa: E402
     EnvSpec,
     build_algorithm,

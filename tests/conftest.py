@@ -14,6 +14,18 @@ from bdps_agents.algorithms import algorithm_spec, available_algorithms
 from bdps_agents.config import ExperimentConfig, build_config
 from bdps_agents.presets import merge_overrides
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "starts_jax: runs jax in the test process (run last)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``starts_jax`` run after all others (in their order): once jax runs in the
+    process, every later test that forks workers gets jax's fork warning (and risks a deadlock).
+    The adapter conformance suite, which comes first by name, marks its SMAX rows so."""
+    items.sort(key=lambda item: item.get_closest_marker("starts_jax") is not None)
+
+
 # A tiny LBF run (6x6, 2 agents, 1 food; 2 envs, small replay) for pipeline-level tests.
 SMALL_LBF: dict[str, Any] = {
     "env": {

@@ -19,7 +19,8 @@ import yaml
 from conftest import SMALL_LBF
 
 from bdps_agents.adapters import AdapterArgumentError, check_adapter_kwargs, make_env
-from bdps_agents.adapters.lbf import _FOOD_ZONE, LBFParallelEnv, _blocked_placement
+from bdps_agents.adapters.lbf import LBFParallelEnv
+from bdps_agents.adapters.lbf.placement import _FOOD_ZONE, _blocked_placement
 from bdps_agents.algorithms import algorithm_spec, available_algorithms
 from bdps_agents.cli import main as cli_main
 from bdps_agents.config import ConfigError, ExperimentConfig, build_config

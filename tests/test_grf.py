@@ -13,9 +13,8 @@ from conftest import require_optional, same_nested
 require_optional("gfootball", "grf")
 
 
-from bdps_agents.adapters.base import check_adapter_conventions  # noqa: E402
 from bdps_agents.adapters.grf import ACTION_NAMES, GRFParallelEnv  # noqa: E402
-from bdps_agents.adapters.grf_view import (  # noqa: E402
+from bdps_agents.adapters.grf.view import (  # noqa: E402
     OTHER_SLOT,
     encode_observations,
     initial_headings,
@@ -60,11 +59,6 @@ def _rollout(env: GRFParallelEnv, seed: int | None, action_seed: int = 0, steps:
 
 
 # ----------------------------------------------------------------------------- API
-def test_conventions(env: GRFParallelEnv) -> None:
-    for seed in range(2):
-        check_adapter_conventions(env, seed=seed, max_steps=env.episode_limit)
-
-
 def test_spaces_agents_and_limits(env: GRFParallelEnv) -> None:
     assert env.possible_agents == ["agent_0", "agent_1", "agent_2", "agent_3"]
     assert (env.n_left, env.n_right) == (4, 2)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bdps_agents.adapters.grf_view import (
+from bdps_agents.adapters.grf.view import (
     OTHER_SLOT,
     ViewConfig,
     encode_observations,
@@ -307,7 +307,7 @@ def test_adapter_without_gfootball_names_the_install_commands(
 
 def test_importing_the_adapter_module_does_not_import_gfootball() -> None:
     code = (
-        "import sys, bdps_agents.adapters.grf, bdps_agents.adapters.grf_view; "
+        "import sys, bdps_agents.adapters.grf, bdps_agents.adapters.grf.view; "
         "assert 'gfootball' not in sys.modules and 'gym' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

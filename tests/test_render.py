@@ -9,14 +9,9 @@ from conftest import config_with, require_optional
 from matplotlib.figure import Figure
 from PIL import Image
 
+from bdps_agents.adapters.lbf.render import draw_lbf_frame
 from bdps_agents.joint_env import make_joint_env
-from bdps_agents.render import (
-    draw_frame,
-    draw_grf_frame,
-    draw_lbf_frame,
-    frame_kind,
-    render_episode,
-)
+from bdps_agents.render import draw_frame, frame_kind, render_episode
 from bdps_agents.training import train
 
 EPISODE = 12
@@ -107,6 +102,8 @@ def test_grf_frame_shows_both_teams_and_the_ball():
         for _ in range(5):  # the three attackers run right, the keeper stays
             env.step(np.array([0, 5, 5, 5]))
         assert frame_kind(env) == "grf"
+        from bdps_agents.adapters.grf.render import draw_grf_frame
+
         ax = Figure().add_subplot()
         artists = draw_grf_frame(ax, env)
         assert len(artists["left"]) == 4 and len(artists["right"]) == 2

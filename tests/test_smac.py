@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import sys
 import types
 import warnings
@@ -12,12 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import config_with
-from pettingzoo.test import parallel_api_test
 from smac_standin import ReseedableStandIn, StandInStarCraft2Env
 
 import bdps_agents.adapters as adapters
 from bdps_agents.adapters import BUILTIN_ADAPTERS, AdapterRegistry, make_env, register_adapter
-from bdps_agents.adapters.base import check_adapter_conventions
 from bdps_agents.adapters.smac import SMACParallelEnv, make_smac_env
 from bdps_agents.joint_env import JointEnv
 from bdps_agents.training import build_run, greedy_return, train
@@ -31,12 +28,6 @@ def attack(j: int) -> int:
 
 def adapter(**kwargs) -> SMACParallelEnv:
     return SMACParallelEnv(StandInStarCraft2Env(seed=0, **kwargs))
-
-
-@pytest.mark.filterwarnings("ignore:.*only be seeded when it is constructed")
-def test_conventions() -> None:
-    # parallel_api_test on the stand-in: test_unavailable_actions.py, with the other adapters
-    check_adapter_conventions(adapter(), seed=1)
 
 
 def test_spaces_masks_and_state_follow_the_wrapped_env() -> None:
@@ -280,24 +271,3 @@ def test_factory_reports_missing_smac_package(monkeypatch: pytest.MonkeyPatch) -
         make_smac_env("3m")
     with pytest.raises(ValueError, match="version"):
         make_smac_env("3m", version="smac3")
-
-
-def _live_smac_reason() -> str | None:
-    try:
-        import smac.env  # noqa: F401
-    except ImportError:
-        return "oxwhirl/smac is not installed (pip install git+https://github.com/oxwhirl/smac.git)"
-    sc2 = Path(os.environ.get("SC2PATH", "~/StarCraftII")).expanduser()
-    if not sc2.is_dir():
-        return f"StarCraft II is not installed (SC2PATH={sc2} does not exist)"
-    return None
-
-
-@pytest.mark.skipif(_live_smac_reason() is not None, reason=str(_live_smac_reason()))
-def test_live_smac_3m() -> None:
-    env = make_smac_env("3m", seed=0)
-    try:
-        parallel_api_test(env, num_cycles=50)
-        check_adapter_conventions(env, seed=0, max_steps=env.episode_limit + 1)
-    finally:
-        env.close()

@@ -15,7 +15,6 @@ from conftest import config_with, require_optional, same_nested
 require_optional("jaxmarl", "smax")
 
 from bdps_agents.adapters import make_env  # noqa: E402
-from bdps_agents.adapters.base import check_adapter_conventions  # noqa: E402
 from bdps_agents.adapters.smac import SMACParallelEnv  # noqa: E402
 from bdps_agents.config import ConfigError  # noqa: E402
 from bdps_agents.joint_env import JointEnv  # noqa: E402
@@ -28,11 +27,6 @@ MAP = "3m"
 @pytest.fixture(scope="module")
 def env() -> SMACParallelEnv:
     return make_env("smax", map_name=MAP, seed=0)
-
-
-def test_conventions_on_real_smax(env: SMACParallelEnv) -> None:
-    # parallel_api_test on 3m: test_unavailable_actions.py, with the other adapters
-    check_adapter_conventions(env, seed=3, max_steps=env.episode_limit + 1)
 
 
 def _trajectory(env: SMACParallelEnv, seed: int, action_seed: int = 0) -> list:

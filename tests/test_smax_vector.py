@@ -20,10 +20,10 @@ from tianshou.env import DummyVectorEnv  # noqa: E402
 
 from bdps_agents.adapters.smac import SMACParallelEnv  # noqa: E402
 from bdps_agents.adapters.smax import SMAXStarCraft2Env  # noqa: E402
+from bdps_agents.adapters.smax.vector import SMAXVectorEnv  # noqa: E402
 from bdps_agents.joint_env import JointEnv  # noqa: E402
 from bdps_agents.presets import load_config  # noqa: E402
 from bdps_agents.replay import EpisodeReplayBuffer  # noqa: E402
-from bdps_agents.smax_vector import SMAXVectorEnv  # noqa: E402
 from bdps_agents.training import EnvSpec, build_run, make_joint  # noqa: E402
 
 MAP = "3m"

@@ -402,7 +402,7 @@ def test_episode_metrics_outside_bdps_train():
     make = lambda: JointEnv(make_env("lbf", task="8x8-2p-2f"))  # noqa: E731
     env = make()
     learner = build_learner(env, "qmix", seed=0, **SMALL)
-    metrics = EpisodeMetrics(env.metric_keys)
+    metrics = EpisodeMetrics(env.metric_keys, env.metric_names)
     envs = DummyVectorEnv([make] * 2)
     envs.seed(0)
     collector = Collector(learner.policy, envs, on_episode_done_hook=metrics)

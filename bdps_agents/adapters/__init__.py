@@ -3,7 +3,10 @@
 An adapter is a factory returning a :class:`pettingzoo.ParallelEnv` that follows the conventions
 documented in :mod:`bdps_agents.adapters.base` (agent order, ``infos[agent]["action_mask"]``,
 unavailable actions replaced and reported in ``infos[agent]["action_replaced"]``, float32
-``state()``/``state_space``, ``noop_action``, optional ``episode_limit`` and ``metric_keys``).
+``state()``/``state_space``, ``noop_action``, optional ``episode_limit``, ``metric_keys``,
+``metric_names`` and ``frame_drawer``). Each built-in adapter is a package
+``bdps_agents.adapters.<name>`` holding its env, its frame drawer (``render``) and, for SMAX, its
+batched vector env (``vector``).
 
 Sources of adapters, all resolved lazily so that importing this module imports no simulator:
 
@@ -52,10 +55,10 @@ ENTRY_POINT_GROUP = "bdps_agents.adapters"
 Factory = Callable[..., ParallelEnv]
 
 BUILTIN_ADAPTERS: dict[str, str] = {
-    "grf": "bdps_agents.adapters.grf:GRFParallelEnv",
-    "lbf": "bdps_agents.adapters.lbf:LBFParallelEnv",
-    "smac": "bdps_agents.adapters.smac:make_smac_env",
-    "smax": "bdps_agents.adapters.smax:make_smax_env",
+    "grf": "bdps_agents.adapters.grf.env:GRFParallelEnv",
+    "lbf": "bdps_agents.adapters.lbf.env:LBFParallelEnv",
+    "smac": "bdps_agents.adapters.smac.env:make_smac_env",
+    "smax": "bdps_agents.adapters.smax.env:make_smax_env",
 }
 
 
@@ -239,7 +242,7 @@ def check_adapter_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
     Checks the keywords against the factory's signature (unknown ones, unless it takes
     ``**kwargs``; required ones missing), then calls the factory's ``check_kwargs(**kwargs)``
     if it has one (:meth:`LBFParallelEnv.check_kwargs
-    <bdps_agents.adapters.lbf.LBFParallelEnv.check_kwargs>` checks every value). Raises
+    <bdps_agents.adapters.lbf.env.LBFParallelEnv.check_kwargs>` checks every value). Raises
     :class:`AdapterArgumentError` naming the adapter and the keyword (and listing the accepted
     ones), :class:`UnknownAdapterError` or :class:`AdapterLoadError`. :func:`make_env` runs it;
     so does :class:`~bdps_agents.config.EnvConfig` when a config is validated.

@@ -18,6 +18,12 @@ the form that :class:`bdps_agents.joint_env.JointEnv` (and hence the learner) ex
 * ``metric_keys: tuple[str, ...]`` (optional) names numeric per-episode metrics (e.g. SMAC's
   ``battle_won``) that the adapter writes into the info of *every* agent at *every* step,
   including reset, so that consumers can rely on them being present.
+* ``metric_names: Mapping[str, str]`` (optional) gives display names for some ``metric_keys``
+  (e.g. ``{"battle_won": "win_rate"}``: SMAC's and SMAX's win rate); a key without an entry is
+  shown under its own name. Every entry's key is one of ``metric_keys``.
+* ``frame_drawer: str | None`` (optional) names the adapter's :class:`FrameDrawer` as a lazy
+  ``"module:attr"`` string (``bdps render`` imports it only when it draws frames, so the
+  adapter's module imports no plotting code); ``None``: the adapter is not drawn.
 * Ending an episode: ``terminations`` for a true end of the task (no future reward),
   ``truncations`` for a time limit; afterwards ``agents`` is ``[]`` and stepping again raises
   ``RuntimeError`` until ``reset()``.
@@ -49,7 +55,7 @@ one size, and returns every ``metric_keys`` entry in ``ArrayStep.metrics``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import gymnasium
@@ -61,6 +67,7 @@ __all__ = [
     "ACTION_REPLACED",
     "ActionMaskInObservation",
     "ArrayStep",
+    "FrameDrawer",
     "MultiAgentEnvAdapter",
     "StepResult",
     "action_mask",
@@ -100,6 +107,17 @@ class ArrayStep(NamedTuple):
     metrics: dict[str, float]  # one value per ``metric_keys`` entry
     # (n,) bool, as ``infos[agent]["action_replaced"]``; None: the adapter does not report it
     replaced: np.ndarray | None = None
+
+
+class FrameDrawer(NamedTuple):
+    """How ``bdps render`` draws an adapter's frames (named by the adapter's ``frame_drawer``).
+
+    ``env`` is the adapter or a :class:`~bdps_agents.joint_env.JointEnv` around it."""
+
+    kind: str  # a short name, e.g. "lbf" (bdps_agents.render.frame_kind)
+    # draw(ax, env, roles=None, groups=None) -> artists: the current state on a cleared Axes
+    draw: Callable[..., dict[str, Any]]
+    figsize: Callable[[Any], tuple[float, float]]  # figsize(env): the figure's size in inches
 
 
 _NUMPY_INTS = frozenset(np.sctypeDict[f"{k}{b}"] for k in ("int", "uint") for b in (8, 16, 32, 64))
@@ -184,6 +202,8 @@ class MultiAgentEnvAdapter(ParallelEnv[str, np.ndarray, int]):
     noop_action: int = 0
     episode_limit: int | None = None
     metric_keys: tuple[str, ...] = ()
+    metric_names: Mapping[str, str] = {}
+    frame_drawer: str | None = None
     possible_agents: list[str]
     agents: list[str]
     state_space: gymnasium.spaces.Box

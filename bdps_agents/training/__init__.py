@@ -26,7 +26,6 @@ from bdps_agents.memory import (
     reuse_freed_memory,
 )
 from bdps_agents.training.build import (
-    EPISODE_METRIC_NAMES,
     EpisodeMetrics,
     Run,
     build_run,
@@ -66,7 +65,6 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_NAME",
     "DEFAULT_EPISODE_SLOTS",
-    "EPISODE_METRIC_NAMES",
     "RESUMABLE_CHANGES",
     "RUN_FILE_PATTERNS",
     "CheckpointError",

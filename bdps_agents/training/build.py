@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,6 @@ from bdps_agents.replay import EpisodeReplayBuffer
 from bdps_agents.vector_envs import StackedDummyVectorEnv, StackedSubprocVectorEnv
 
 __all__ = [
-    "EPISODE_METRIC_NAMES",
     "EnvSpec",
     "EpisodeMetrics",
     "Run",
@@ -88,7 +87,7 @@ def make_vector_env(
     elif kind == "ray":
         venv = _ray_vector_env(fns)
     elif kind == "smax_batched":
-        from bdps_agents.smax_vector import SMAXVectorEnv
+        from bdps_agents.adapters.smax.vector import SMAXVectorEnv
 
         # one jitted step for all envs; observations handed over as one Batch (cheaper for
         # the Collector than per-env dicts)
@@ -111,16 +110,15 @@ def _ray_vector_env(fns: list) -> BaseVectorEnv:
     return RayVectorEnv(fns)
 
 
-# Episode metrics logged under another name: the mean of SMAC's final battle_won is the win rate.
-EPISODE_METRIC_NAMES = {"battle_won": "win_rate"}
-
-
 class EpisodeMetrics:
     """A Collector ``on_episode_done_hook`` that keeps each finished episode's final value of the
-    env's ``metric_keys`` (read from the last step's info), e.g. SMAC's ``battle_won``."""
+    env's ``metric_keys`` (read from the last step's info), e.g. SMAC's ``battle_won``, and
+    reports their means under the env's ``metric_names`` (SMAC's and SMAX's ``battle_won`` ->
+    ``win_rate``; a key without a name keeps its own)."""
 
-    def __init__(self, keys: tuple[str, ...]) -> None:
+    def __init__(self, keys: tuple[str, ...], names: Mapping[str, str] | None = None) -> None:
         self.keys = keys
+        self.names = dict(names or {})
         self.values: dict[str, list[float]] = {key: [] for key in keys}
 
     def __call__(self, episode_batch: Any) -> None:  # named as in EpisodeRolloutHookProtocol
@@ -129,9 +127,9 @@ class EpisodeMetrics:
         return None  # nothing added to the buffer
 
     def pop_means(self) -> dict[str, float]:
-        """Mean per metric (named by ``EPISODE_METRIC_NAMES``) since the last call; clears."""
+        """Mean per metric (under its display name) since the last call; clears."""
         means = {
-            EPISODE_METRIC_NAMES.get(key, key): float(np.mean(values))
+            self.names.get(key, key): float(np.mean(values))
             for key, values in self.values.items()
             if values
         }
@@ -206,7 +204,7 @@ def build_run(cfg: ExperimentConfig) -> Run:
     seed_everything(tc.seed)
     probe = make_joint(cfg.env)
     spec = EnvSpec.of(probe)
-    metric_keys = probe.metric_keys
+    metric_keys, metric_names = probe.metric_keys, probe.metric_names
     probe.close()
     buffer = make_replay_buffer(cfg, spec)
     algorithm = build_algorithm(cfg, spec)
@@ -223,7 +221,7 @@ def build_run(cfg: ExperimentConfig) -> Run:
     n_test = min(cfg.env.num_test_envs, tc.test_episodes)
     test_envs = make_vector_env(cfg.env, n_test, tc.seed + 10_000)
     ex = cfg.exploration
-    test_metrics = EpisodeMetrics(metric_keys)
+    test_metrics = EpisodeMetrics(metric_keys, metric_names)
     return Run(
         cfg=cfg,
         spec=spec,

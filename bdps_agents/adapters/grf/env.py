@@ -10,10 +10,10 @@ Conventions (see :mod:`bdps_agents.adapters.base`):
 * actions: gfootball's 19 default actions (:data:`ACTION_NAMES`), always all available (the
   action mask is all ones, so ``infos[agent]["action_replaced"]`` is always ``False``),
   ``noop_action = 0`` (idle);
-* observations: :func:`bdps_agents.adapters.grf_view.encode_observations` (own state and the
+* observations: :func:`bdps_agents.adapters.grf.view.encode_observations` (own state and the
   ball always; other players only within ``view_distance`` and the ``view_cone_deg`` forward
   cone around the agent's movement heading). ``state()``: the full view,
-  :func:`bdps_agents.adapters.grf_view.encode_state`;
+  :func:`bdps_agents.adapters.grf.view.encode_state`;
 * rewards: gfootball's per-player rewards (``'scoring'``: +-1 to every player on a goal;
   ``'checkpoints'``: +0.1 per distance checkpoint to the player carrying the ball, the remaining
   checkpoints paid out on scoring), one per agent; :class:`~bdps_agents.joint_env.JointEnv`
@@ -52,7 +52,7 @@ import gymnasium
 import numpy as np
 
 from bdps_agents.adapters.base import ACTION_REPLACED, MultiAgentEnvAdapter, StepResult
-from bdps_agents.adapters.grf_view import (
+from bdps_agents.adapters.grf.view import (
     N_GAME_MODES,
     OTHER_SLOT,
     ViewConfig,
@@ -152,6 +152,7 @@ class GRFParallelEnv(MultiAgentEnvAdapter):
     }
     noop_action = 0
     metric_keys: tuple[str, ...] = ("goal_score", "score_reward", "goals_for", "goals_against")
+    frame_drawer = "bdps_agents.adapters.grf.render:DRAWER"
 
     def __init__(
         self,
@@ -333,7 +334,7 @@ class GRFParallelEnv(MultiAgentEnvAdapter):
         )
 
     def state(self) -> np.ndarray:
-        """The full-information global state (:func:`~bdps_agents.adapters.grf_view.encode_state`:
+        """The full-information global state (:func:`~bdps_agents.adapters.grf.view.encode_state`:
         all players' positions and movement, left headings, ball, owner, score, game mode, time
         left), float32."""
         if self._raw is None:

@@ -39,7 +39,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar, Protocol
 
 import gymnasium
@@ -55,6 +57,8 @@ from bdps_agents.adapters.base import (
 __all__ = ["SMACParallelEnv", "StarCraft2EnvLike", "make_smac_env"]
 
 METRIC_KEYS = ("battle_won", "dead_allies", "dead_enemies")
+#: Display names of metric keys: the fraction of battles won is SMAC's win rate.
+METRIC_NAMES: Mapping[str, str] = MappingProxyType({"battle_won": "win_rate"})
 
 SMAC_INSTALL = (
     "real SMAC needs oxwhirl/smac (or smacv2) from its git repository plus the StarCraft II game: "
@@ -107,6 +111,7 @@ class SMACParallelEnv(MultiAgentEnvAdapter):
     }
     noop_action = 0
     metric_keys: tuple[str, ...] = METRIC_KEYS
+    metric_names: Mapping[str, str] = METRIC_NAMES
 
     def __init__(self, env: StarCraft2EnvLike, *, episode_limit: int | None = None) -> None:
         missing = [
@@ -121,6 +126,8 @@ class SMACParallelEnv(MultiAgentEnvAdapter):
                 "SMACParallelEnv wraps objects with the StarCraft2Env API"
             )
         self.env = env
+        # the wrapped env may name its drawer (SMAXStarCraft2Env does; StarCraft II's has none)
+        self.frame_drawer: str | None = getattr(env, "frame_drawer", None)
         info = env.get_env_info()
         self.n_agents = _positive_int(info, "n_agents")
         self.n_actions = _positive_int(info, "n_actions")

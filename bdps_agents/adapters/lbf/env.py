@@ -22,8 +22,6 @@ Conventions (see :mod:`bdps_agents.adapters.base`):
 
 from __future__ import annotations
 
-import functools
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -41,6 +39,7 @@ from bdps_agents.adapters.base import (
     check_action_array,
     replacement_action,
 )
+from bdps_agents.adapters.lbf.tasks import RENDER_MODES, _checked_args, parse_task
 
 __all__ = ["LBFParallelEnv", "parse_task"]
 
@@ -48,284 +47,6 @@ N_ACTIONS = 6
 _ACTIONS = sorted(Action, key=lambda action: action.value)  # index -> Action
 # row b is the mask of the action set whose bit pattern is b
 _MASK_ROWS = ((np.arange(1 << N_ACTIONS)[:, None] >> np.arange(N_ACTIONS)) & 1).astype(np.int8)
-
-_TASK_RE = re.compile(
-    r"(?P<rows>\d+)x(?P<cols>\d+)-(?P<players>\d+)p-(?P<food>\d+)f"
-    r"(?P<coop>-coop)?(?:-(?P<sight>\d+)s)?(?P<pen>-pen)?"
-)
-_ID_RE = re.compile(r"Foraging(?:-(?P<sight_prefix>\d+)s)?-(?P<task>.+?)-v\d+")
-
-# Defaults of the task-defining constructor arguments, used to detect conflicts with ``task``.
-_TASK_DEFAULTS: dict[str, Any] = {
-    "field_size": 8,
-    "players": 2,
-    "max_num_food": 2,
-    "coop": False,
-    "sight": None,
-    "penalty": 0.0,
-}
-
-
-def parse_task(task: str) -> dict[str, Any]:
-    """Parse ``"{R}x{C}-{P}p-{F}f[-coop][-{S}s][-pen]"`` into constructor arguments.
-
-    Also accepts a full lbforaging id (``"Foraging[-{S}s]-...-v3"``). Raises ``ValueError``.
-    """
-    sight_prefix = None
-    id_match = _ID_RE.fullmatch(task)
-    if id_match:
-        sight_prefix, task = id_match["sight_prefix"], id_match["task"]
-    match = _TASK_RE.fullmatch(task)
-    if match is None:
-        raise ValueError(
-            f"cannot parse LBF task {task!r}: expected '{{R}}x{{C}}-{{P}}p-{{F}}f[-coop][-{{S}}s]"
-            "[-pen]' such as '15x15-4p-5f' or '8x8-2p-2f-coop-2s' (grid observations and "
-            "'-ind' tasks are not supported)"
-        )
-    if sight_prefix is not None and match["sight"] is not None:
-        raise ValueError(f"LBF task {task!r} gives the sight twice")
-    sight = sight_prefix if sight_prefix is not None else match["sight"]
-    return {
-        "field_size": (int(match["rows"]), int(match["cols"])),
-        "players": int(match["players"]),
-        "max_num_food": int(match["food"]),
-        "coop": match["coop"] is not None,
-        "sight": None if sight is None else int(sight),
-        "penalty": 0.1 if match["pen"] else 0.0,
-    }
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_levels(name: str, value: Any, length: int) -> np.ndarray:
-    values = np.atleast_1d(np.asarray(value))
-    if values.ndim != 1 or len(values) not in (1, length):
-        raise ValueError(f"{name} must be an int or a sequence of {length} ints, got {value!r}")
-    if not np.issubdtype(values.dtype, np.integer) or (values < 1).any():
-        raise ValueError(f"{name} must hold integers >= 1, got {value!r}")
-    return np.broadcast_to(values, (length,)).astype(np.int64)
-
-
-def _check_bool(name: str, value: Any) -> bool:
-    # strict: bool("no") is True, so a string or a number here is a mistake, not a flag
-    if not isinstance(value, bool | np.bool_):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
-    return bool(value)
-
-
-# Cells that a food rules out for later foods: lbforaging's spawn_food refuses a cell with food
-# in its 3x3 neighbourhood or 2 cells away in its row or column, i.e. |dr| + |dc| <= 2.
-_FOOD_ZONE = [(dr, dc) for dr in range(-2, 3) for dc in range(-2, 3) if abs(dr) + abs(dc) <= 2]
-_PLACEMENT_SEARCH_NODES = 100_000
-
-
-@functools.lru_cache(maxsize=256)
-def _blocked_placement(
-    rows: int, cols: int, players: int, foods: int
-) -> tuple[list[tuple[int, int]], list[tuple[int, int]]] | None:
-    """Players and earlier foods that leave a later food no cell, or None if there are none.
-
-    lbforaging places the players first, each on a random free cell, then every food on a random
-    inner cell (off the border) that holds no player and lies more than 2 steps (|dr| + |dc|)
-    from every food placed before it, giving up after 1000 draws. Placement can fail exactly when
-    some legal choice of at most ``foods - 1`` foods, together with at most ``players`` player
-    cells, covers every inner cell. Returns ``(food cells, player cells)`` of such a choice,
-    found by a depth-first search over the first uncovered inner cell (a player stands on it, or
-    one of the <= 13 foods whose zone holds it is placed). None also when the search does not
-    settle within its budget (many foods on a large field: random placement is then far from
-    the worst case, and ``reset`` still warns if food falls short).
-    """
-    inner = [(r, c) for r in range(1, rows - 1) for c in range(1, cols - 1)]
-    if len(inner) > players + len(_FOOD_ZONE) * (foods - 1):
-        return None  # even a full zone per earlier food plus every player leaves a cell
-    index = {cell: i for i, cell in enumerate(inner)}
-    zone = [0] * len(inner)  # bit mask of the inner cells each food would rule out
-    near: list[list[int]] = [[] for _ in inner]  # food cells whose zone holds this cell
-    for i, (r, c) in enumerate(inner):
-        for dr, dc in _FOOD_ZONE:
-            j = index.get((r + dr, c + dc))
-            if j is not None:
-                zone[i] |= 1 << j
-                near[i].append(j)
-    every = (1 << len(inner)) - 1
-    failed: set[tuple[int, int, int]] = set()
-    nodes = 0
-
-    def search(taken: int, food_left: int, player_left: int) -> tuple[list[int], list[int]] | None:
-        nonlocal nodes
-        free = every & ~taken
-        if not free:
-            return [], []
-        key = (taken, food_left, player_left)
-        if key in failed or free.bit_count() > len(_FOOD_ZONE) * food_left + player_left:
-            return None
-        nodes += 1
-        if nodes > _PLACEMENT_SEARCH_NODES:
-            raise TimeoutError
-        cell = (free & -free).bit_length() - 1  # the first uncovered inner cell
-        if food_left:
-            for food in near[cell]:
-                if not (taken >> food) & 1:  # legal: off the players and earlier zones
-                    found = search(taken | zone[food], food_left - 1, player_left)
-                    if found is not None:
-                        return [food, *found[0]], found[1]
-        if player_left:
-            found = search(taken | 1 << cell, food_left, player_left - 1)
-            if found is not None:
-                return found[0], [cell, *found[1]]
-        failed.add(key)
-        return None
-
-    try:
-        found = search(0, foods - 1, players)
-    except TimeoutError:
-        return None
-    if found is None:
-        return None
-    return [inner[i] for i in found[0]], [inner[i] for i in found[1]]
-
-
-def _check_placement(rows: int, cols: int, players: int, foods: int) -> None:
-    """Refuse fields where lbforaging can fail to place all foods (see _blocked_placement)."""
-    blocked = _blocked_placement(rows, cols, players, foods)
-    if blocked is None:
-        return
-    food_cells, player_cells = blocked
-    example = " with ".join(
-        f"a {noun} on {cells[0]}" if len(cells) == 1 else f"{noun}s on {', '.join(map(str, cells))}"
-        for noun, cells in (("food", food_cells), ("player", player_cells))
-        if cells
-    )
-    raise ValueError(
-        f"players={players} and max_num_food={foods} on a {rows}x{cols} field cannot always be "
-        f"placed: lbforaging puts each food on a free inner cell (rows 1-{rows - 2}, cols "
-        f"1-{cols - 2}) more than 2 steps (|dr|+|dc|) from earlier foods, and {example} would "
-        f"leave food {len(food_cells) + 1} no such cell (lbforaging then spawns fewer foods; an "
-        "episode without food ends after one step). Criterion: every food must find a cell "
-        "whatever cells the players and earlier foods took; use a larger field, fewer players "
-        "or fewer foods"
-    )
-
-
-def _checked_args(
-    field_size: Any = 8,
-    players: Any = 2,
-    max_num_food: Any = 2,
-    coop: Any = False,
-    sight: Any = None,
-    max_episode_steps: Any = 50,
-    min_player_level: Any = 1,
-    max_player_level: Any = 2,
-    min_food_level: Any = 1,
-    max_food_level: Any = None,
-    normalize_reward: Any = True,
-    penalty: Any = 0.0,
-    render_mode: Any = None,
-    normalize_obs: Any = True,
-    *,
-    task: Any = None,
-) -> dict[str, Any]:
-    """:class:`LBFParallelEnv`'s arguments checked and resolved (``task`` applied), without
-    building lbforaging's env; raises ``ValueError`` naming the argument."""
-    # typed before the task is compared: coop="no" is a wrong value, not a different task
-    coop = _check_bool("coop", coop)
-    if (
-        isinstance(penalty, bool)
-        or not isinstance(penalty, int | float | np.integer | np.floating)
-        or not np.isfinite(penalty)
-        or penalty < 0
-    ):
-        raise ValueError(f"penalty must be a finite number >= 0, got {penalty!r}")
-    if task is not None:
-        if not isinstance(task, str):
-            raise ValueError(f"task must be a string such as '15x15-4p-5f', got {task!r}")
-        given = {
-            "field_size": field_size,
-            "players": players,
-            "max_num_food": max_num_food,
-            "coop": coop,
-            "sight": sight,
-            "penalty": penalty,
-        }
-        parsed = parse_task(task)
-        for key, value in given.items():
-            default = _TASK_DEFAULTS[key]
-            same = value == parsed[key] or (key == "field_size" and (value, value) == parsed[key])
-            if value != default and not same:
-                raise ValueError(
-                    f"{key}={value!r} conflicts with task {task!r} ({key}={parsed[key]!r})"
-                )
-        field_size, players, max_num_food = (
-            parsed["field_size"],
-            parsed["players"],
-            parsed["max_num_food"],
-        )
-        coop, sight, penalty = parsed["coop"], parsed["sight"], parsed["penalty"]
-
-    try:  # the sizes: from the task when there is one, so errors name it
-        if isinstance(field_size, int | np.integer) and not isinstance(field_size, bool):
-            field_size = (int(field_size), int(field_size))
-        if not (isinstance(field_size, Sequence) and len(field_size) == 2):
-            raise ValueError(f"field_size must be an int or (rows, cols), got {field_size!r}")
-        rows = _check_int("field_size rows", field_size[0], 3)
-        cols = _check_int("field_size cols", field_size[1], 3)
-        players = _check_int("players", players, 1)
-        max_num_food = _check_int("max_num_food", max_num_food, 1)
-        if max_num_food > (rows - 2) * (cols - 2):
-            raise ValueError(
-                f"max_num_food={max_num_food} foods do not fit in the {rows - 2}x{cols - 2} "
-                f"interior of a {rows}x{cols} field (foods are never placed on the border)"
-            )
-        if players + max_num_food > rows * cols:
-            raise ValueError(
-                f"{players} players and {max_num_food} foods do not fit in {rows * cols} cells"
-            )
-        _check_placement(rows, cols, players, max_num_food)
-        sight = max(rows, cols) if sight is None else _check_int("sight", sight, 1)
-    except ValueError as err:
-        if task is None:
-            raise
-        raise ValueError(f"LBF task {task!r}: {err}") from None
-    max_episode_steps = _check_int("max_episode_steps", max_episode_steps, 1)
-    min_pl = _check_levels("min_player_level", min_player_level, players)
-    max_pl = _check_levels("max_player_level", max_player_level, players)
-    if (min_pl > max_pl).any():
-        raise ValueError(
-            f"min_player_level {min_player_level!r} exceeds max_player_level {max_player_level!r}"
-        )
-    min_fl = _check_levels("min_food_level", min_food_level, max_num_food)
-    max_fl = None
-    if max_food_level is not None:
-        max_fl = _check_levels("max_food_level", max_food_level, max_num_food)
-        if (min_fl > max_fl).any():
-            raise ValueError(
-                f"min_food_level {min_food_level!r} exceeds max_food_level {max_food_level!r}"
-            )
-    if render_mode not in (None, *LBFParallelEnv.metadata["render_modes"]):
-        raise ValueError(
-            f"render_mode must be None or one of {LBFParallelEnv.metadata['render_modes']}, "
-            f"got {render_mode!r}"
-        )
-    return {
-        "field_size": (rows, cols),
-        "players": players,
-        "max_num_food": max_num_food,
-        "coop": coop,
-        "sight": sight,
-        "max_episode_steps": max_episode_steps,
-        "min_player_level": min_pl,
-        "max_player_level": max_pl,
-        "min_food_level": min_fl,
-        "max_food_level": max_fl,
-        "normalize_reward": _check_bool("normalize_reward", normalize_reward),
-        "penalty": float(penalty),
-        "render_mode": render_mode,
-        "normalize_obs": _check_bool("normalize_obs", normalize_obs),
-    }
 
 
 def _scaled_space(
@@ -375,11 +96,12 @@ class LBFParallelEnv(MultiAgentEnvAdapter):
 
     metadata: ClassVar[dict[str, Any]] = {
         "name": "lbf_v0",
-        "render_modes": ["human", "rgb_array"],
+        "render_modes": RENDER_MODES,
         "is_parallelizable": True,
     }
     noop_action = 0
     metric_keys: tuple[str, ...] = ("food_collected",)
+    frame_drawer = "bdps_agents.adapters.lbf.render:DRAWER"
 
     def __init__(
         self,

@@ -29,25 +29,11 @@ What it returns is exactly what that ``DummyVectorEnv`` returns (checked step by
   is the adapter's scaled world state. Stepping a finished episode raises ``RuntimeError``:
   Tianshou's ``Collector`` resets finished envs with ``reset(env_id=...)``.
 
-``obs_format="batch"`` hands the observations over as one Tianshou ``Batch`` of the stacked
-arrays (``obs (B, n, d)``, ``state (B, S)``, ``mask``, ``alive``) instead: the Collector turns
-the object array into exactly that ``Batch`` on every step (twice: as ``obs_next``, then as the
-next ``obs``), which costs more than the batched SMAX step itself at 32 envs; the replay buffer
-receives the same data either way (tested). Infos stay object arrays of dicts (the Collector
-requires them).
+``obs_format="batch"`` hands the observations over as one Tianshou ``Batch`` instead (see
+:func:`~bdps_agents.adapters.smax.host.format_obs`).
 
-Batching and recompilation: ``reset`` and ``step`` each run *all* ``num_envs`` slots in one
-compiled function with a per-env on/off mask, so any subset of ids reuses the same compilation
-(one compilation of each per instance, see :meth:`SMAXVectorEnv.cache_sizes`; jax's persistent
-cache, switched on as for the adapter, makes later ones cheap). Slots that
-are off keep their state and PRNG key unchanged. ``batching="map"`` runs the envs one after the
-other inside the call (``jax.lax.map``, with a ``lax.cond`` that skips the slots that are off);
-its results are bitwise those of the unbatched adapter. ``batching="vmap"`` vectorises across envs
-(``jax.vmap``, every slot computed and the off ones discarded), the fast choice on a GPU, but XLA
-then rounds a few observation features differently (1 ulp; e.g. 0.90000004 for 0.9 in
-5m_vs_6m), and SMAX's heuristic enemy reads such features, so episodes can drift apart from the
-adapter's. ``"auto"`` (default) is ``map`` on jax's CPU backend (as fast as ``vmap`` there) and
-``vmap`` on an accelerator.
+Batching (``batching="map"``, ``"vmap"`` or ``"auto"``) and recompilation: see
+:mod:`bdps_agents.adapters.smax.batched`.
 
 Randomness (matching the adapter, so the same seeds give the same episodes): each env has a
 master PRNG key ``jax.random.PRNGKey(seed)``; a reset splits it into (next master key, reset key,
@@ -80,28 +66,21 @@ ignored, as ``make_vector_env``'s ``venv.seed`` overrides it for the adapter too
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
-from tianshou.data import Batch
-from tianshou.env import BaseVectorEnv
 
-from bdps_agents.adapters.smax import (
-    _AUTO,
-    SMAXStarCraft2Env,
-    SMAXStepOutput,
-    _reset_with_keys,
-    _step_with_key,
-)
+from bdps_agents.adapters.smax.batched import _batched_reset, _batched_step, _resolve_batching
+from bdps_agents.adapters.smax.core import _AUTO, SMAXStepOutput, _reset_with_keys
+from bdps_agents.adapters.smax.env import SMAXStarCraft2Env
+from bdps_agents.adapters.smax.host import agent_ends, check_actions, format_obs, info_dicts
+from bdps_agents.adapters.smax.workerless import WorkerlessVectorEnv
+from bdps_agents.episode_rule import joint_action_mask, joint_episode_end
 
 if TYPE_CHECKING:
-    import jax
-
     from bdps_agents.config import EnvConfig
-    from bdps_agents.joint_env import JointEnv
 
 __all__ = ["SMAXVectorEnv"]
 
@@ -109,133 +88,10 @@ Batching = Literal["auto", "map", "vmap"]
 ObsFormat = Literal["dicts", "batch"]
 
 
-# -- pure batched functions (jitted per env in SMAXVectorEnv) --------------------------------------
-
-
-def _zeros_like_outputs(fn: Any, *args: Any) -> Any:
-    """Zeros with the structure of ``fn(*args)``'s result (the output of a skipped slot)."""
-    import jax
-    import jax.numpy as jnp
-
-    shapes = jax.eval_shape(fn, *args)
-    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-
-
-def _select(on: jax.Array, new: Any, old: Any) -> Any:
-    """Per-env ``where``: leaf ``i`` from ``new`` where ``on[i]``, else from ``old``."""
-    import jax
-    import jax.numpy as jnp
-
-    def pick(a: jax.Array, b: jax.Array) -> jax.Array:
-        return jnp.where(on.reshape(on.shape + (1,) * (a.ndim - 1)), a, b)
-
-    return jax.tree.map(pick, new, old)
-
-
-def _batched_reset(
-    env: Any,
-    batching: str,
-    master_keys: jax.Array,
-    on: jax.Array,
-    episode_keys: jax.Array,
-    states: Any,
-) -> tuple[jax.Array, jax.Array, Any, SMAXStepOutput]:
-    """Reset the envs with ``on[i]``: ``(next master keys, episode keys, states, outputs)``.
-
-    Envs that are off keep their master key, episode key and state; their outputs are zeros
-    (``map``) or a discarded fresh reset (``vmap``).
-    """
-    import jax
-
-    reset = partial(_reset_with_keys, env)
-    if batching == "vmap":
-        next_master, new_episode, new_states, outputs = jax.vmap(reset)(master_keys)
-        return (
-            _select(on, next_master, master_keys),
-            _select(on, new_episode, episode_keys),
-            _select(on, new_states, states),
-            outputs,
-        )
-
-    def one(slot: tuple) -> tuple:
-        key, is_on, episode_key, state = slot
-
-        def keep(_: None) -> tuple:
-            return key, episode_key, state, _zeros_like_outputs(reset, key)[3]
-
-        return jax.lax.cond(is_on, lambda _: reset(key), keep, None)
-
-    return jax.lax.map(one, (master_keys, on, episode_keys, states))
-
-
-def _batched_step(
-    env: Any,
-    batching: str,
-    master_keys: jax.Array,
-    episode_keys: jax.Array,
-    states: Any,
-    actions: jax.Array,
-    on: jax.Array,
-) -> tuple[jax.Array, jax.Array, Any, SMAXStepOutput, SMAXStepOutput]:
-    """Step the envs with ``on[i]`` (SMAC-numbered ``actions``, ``(N, n_agents)`` int32), then
-    start the next episode of every env whose episode ended, from its master key.
-
-    Returns ``(next master keys, episode keys, states, step outputs, reset outputs)``. Envs that
-    are off keep their key and state. The reset is exactly what a later ``reset`` of the env
-    would compute (it depends only on the master key), so the host hands it out when Tianshou
-    asks for it, and commits the next master key only then.
-    """
-    import jax
-    import jax.numpy as jnp
-
-    step = partial(_step_with_key, env)
-    if batching == "vmap":
-        new_keys, new_states, outputs = jax.vmap(step)(episode_keys, states, actions)
-        new_keys = _select(on, new_keys, episode_keys)
-        new_states = _select(on, new_states, states)
-    else:
-
-        def one(slot: tuple) -> tuple:
-            key, state, action, is_on = slot
-
-            def keep(_: None) -> tuple:
-                return key, state, _zeros_like_outputs(step, key, state, action)[2]
-
-            return jax.lax.cond(is_on, lambda _: step(key, state, action), keep, None)
-
-        new_keys, new_states, outputs = jax.lax.map(one, (episode_keys, states, actions, on))
-
-    ended = on & outputs.terminated
-    reset = partial(_batched_reset, env, batching)
-    if batching == "vmap":  # a vmapped reset computes every slot: only when one is needed
-
-        def skip(_: None) -> tuple:
-            zeros = _zeros_like_outputs(reset, master_keys, ended, new_keys, new_states)[3]
-            return master_keys, new_keys, new_states, zeros
-
-        resets = jax.lax.cond(
-            jnp.any(ended), lambda _: reset(master_keys, ended, new_keys, new_states), skip, None
-        )
-    else:
-        resets = reset(master_keys, ended, new_keys, new_states)
-    next_master, new_keys, new_states, reset_outputs = resets
-    return next_master, new_keys, new_states, outputs, reset_outputs
-
-
-def _resolve_batching(batching: str) -> str:
-    if batching not in ("auto", "map", "vmap"):
-        raise ValueError(f"batching must be 'auto', 'map' or 'vmap', got {batching!r}")
-    if batching != "auto":
-        return batching
-    import jax
-
-    return "map" if jax.default_backend() == "cpu" else "vmap"
-
-
 # -- the vector env --------------------------------------------------------------------------------
 
 
-class SMAXVectorEnv(BaseVectorEnv):
+class SMAXVectorEnv(WorkerlessVectorEnv):
     """``num_envs`` SMAX episodes as one batched jax state (see the module docstring).
 
     Args:
@@ -289,7 +145,7 @@ class SMAXVectorEnv(BaseVectorEnv):
             **smax_kwargs,
         )
         # the equivalent single env: its sizes, spaces and semantics are the reference
-        self._probe = JointEnv(SMACParallelEnv(inner), reward_aggregation)
+        self._init_workerless(JointEnv(SMACParallelEnv(inner), reward_aggregation), num_envs)
         self.map_name = map_name
         self.batching = _resolve_batching(batching)
         self.obs_format = obs_format
@@ -301,28 +157,9 @@ class SMAXVectorEnv(BaseVectorEnv):
         self.state_dim: int = self._probe.state_dim
         self.episode_limit: int = inner.episode_limit
         self.metric_keys: tuple[str, ...] = self._probe.metric_keys
+        self.metric_names: dict[str, str] = self._probe.metric_names
         self.noop_action: int = self._probe.noop_action
         self.agents: list[str] = list(self._probe.agents)
-
-        # what BaseVectorEnv.__init__ sets, without workers (the Collector reads env_num,
-        # is_async and, through __getattribute__, action_space via get_env_attr)
-        self._env_fns: list = []
-        self.workers: list = []
-        self.env_num = int(num_envs)
-        self.wait_num = self.env_num
-        self.timeout = None
-        self.is_async = False
-        self.waiting_conn: list = []
-        self.waiting_id: list[int] = []
-        self.ready_id = list(range(self.env_num))
-        self.is_closed = False
-        self._env_attrs: list[dict[str, Any]] = [
-            {
-                "observation_space": copy.deepcopy(self._probe.observation_space),
-                "action_space": copy.deepcopy(self._probe.action_space),
-            }
-            for _ in range(self.env_num)
-        ]
 
         smax = inner.smax_env
         self._reset_jit = jax.jit(partial(_batched_reset, smax, self.batching))
@@ -370,38 +207,6 @@ class SMAXVectorEnv(BaseVectorEnv):
         return cls(map_name, num_envs, seed, **kwargs)
 
     # -- attributes -------------------------------------------------------------------------------
-
-    @property
-    def probe(self) -> JointEnv:
-        """A ``JointEnv`` over the same map and settings (for ``EnvSpec.of``; not reset here)."""
-        return self._probe
-
-    @property
-    def single_observation_space(self) -> Any:
-        return self._probe.observation_space
-
-    @property
-    def single_action_space(self) -> Any:
-        return self._probe.action_space
-
-    def get_env_attr(self, key: str, id: int | list[int] | np.ndarray | None = None) -> list[Any]:
-        """Per-env attribute values (the spaces are per-env copies; other keys are read from an
-        equivalent ``JointEnv``, or what :meth:`set_env_attr` set)."""
-        self._assert_is_not_closed()
-        values = []
-        for j in self._wrap_id(id):
-            attrs = self._env_attrs[int(j)]
-            values.append(attrs[key] if key in attrs else getattr(self._probe, key))
-        return values
-
-    def set_env_attr(
-        self, key: str, value: Any, id: int | list[int] | np.ndarray | None = None
-    ) -> None:
-        """Record a per-env attribute value (read back by :meth:`get_env_attr`; it does not
-        change the simulation)."""
-        self._assert_is_not_closed()
-        for j in self._wrap_id(id):
-            self._env_attrs[int(j)][key] = value
 
     def cache_sizes(self) -> dict[str, int]:
         """How many compilations the jitted batched reset and step hold (1 each once used)."""
@@ -452,7 +257,8 @@ class SMAXVectorEnv(BaseVectorEnv):
                 self._master_keys[j] = self._key_of(int(s))
                 self._ready[j] = False
         self._start(ids)
-        obs = self._format_obs(
+        obs = format_obs(
+            self.obs_format,
             self._next_obs[ids],
             self._next_state[ids],
             self._mask[ids],
@@ -477,8 +283,10 @@ class SMAXVectorEnv(BaseVectorEnv):
             raise ValueError("action must be not-None for non-async")
         wrapped = self._wrap_id(id)
         ids = self._ids(wrapped)
-        act = self._validate(action, ids)
         live = self._live[ids]
+        act = check_actions(
+            action, ids, self._running[ids], live, self._mask[ids], self.agents, self.n_actions
+        )
         joint = np.zeros((self.env_num, self.n_agents), dtype=np.int32)  # no-op elsewhere
         joint[ids] = np.where(live, act, self.noop_action)
         on = np.zeros(self.env_num, dtype=bool)
@@ -527,17 +335,6 @@ class SMAXVectorEnv(BaseVectorEnv):
 
         return np.asarray(jax.random.PRNGKey(seed))
 
-    def _ids(self, env_id: int | list[int] | np.ndarray | None) -> np.ndarray:
-        ids = np.asarray(self._wrap_id(env_id))
-        if ids.ndim != 1 or not (ids.size == 0 or np.issubdtype(ids.dtype, np.integer)):
-            raise ValueError(f"env ids must be integers, got {env_id!r}")
-        ids = ids.astype(np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.env_num):
-            raise ValueError(f"env ids must be in [0, {self.env_num}), got {ids.tolist()}")
-        if np.unique(ids).size != ids.size:
-            raise ValueError(f"env ids must be distinct, got {ids.tolist()}")
-        return ids
-
     def _store_next(self, ids: np.ndarray, next_master: np.ndarray, first: SMAXStepOutput) -> None:
         """Keep the first outputs of the episodes the device has started in ``ids``."""
         self._ready[ids] = True
@@ -565,48 +362,9 @@ class SMAXVectorEnv(BaseVectorEnv):
         self._steps[ids] = 0
         self._running[ids] = True
         self._live[ids] = True
-        self._mask[ids] = self._joint_mask(self._next_avail[ids], self._live[ids])
-
-    def _joint_mask(self, avail: np.ndarray, visible: np.ndarray) -> np.ndarray:
-        """``JointEnv``'s masks: the env's mask for visible agents, else the no-op only; a
-        visible agent with no available action gets the no-op."""
-        mask = ((avail != 0) & visible[..., None]).astype(np.int8)
-        stuck = ~mask.any(axis=-1)
-        mask[..., self.noop_action] |= stuck.astype(np.int8)
-        return mask
-
-    def _validate(self, action: Any, ids: np.ndarray) -> np.ndarray:
-        arr = np.asarray(action)
-        if arr.shape != (len(ids), self.n_agents):
-            raise ValueError(
-                f"actions must have shape ({len(ids)}, {self.n_agents}) (one row per env id, "
-                f"one action per agent), got shape {arr.shape}"
-            )
-        if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"actions must be integers, got dtype {arr.dtype}")
-        finished = ids[~self._running[ids]]
-        if finished.size:
-            raise RuntimeError(
-                f"env {int(finished[0])}: the episode is over (or never started): call "
-                "reset(env_id=...) first"
-            )
-        out_of_range = (arr < 0) | (arr >= self.n_actions)
-        if out_of_range.any():
-            k, i = np.argwhere(out_of_range)[0]
-            raise ValueError(
-                f"env {int(ids[k])}: action {int(arr[k, i])} of agent {self.agents[i]!r} is "
-                f"outside [0, {self.n_actions})"
-            )
-        masks = self._mask[ids]
-        chosen = np.take_along_axis(masks, arr[..., None].astype(np.int64), axis=-1)[..., 0]
-        illegal = self._live[ids] & (chosen == 0)
-        if illegal.any():
-            k, i = np.argwhere(illegal)[0]
-            raise ValueError(
-                f"env {int(ids[k])}: action {int(arr[k, i])} is unavailable for agent "
-                f"{self.agents[i]!r}; available actions: {np.flatnonzero(masks[k, i]).tolist()}"
-            )
-        return arr.astype(np.int64)
+        self._mask[ids] = joint_action_mask(
+            self._next_avail[ids], self._live[ids], self.noop_action
+        )
 
     def _after_step(
         self,
@@ -616,76 +374,25 @@ class SMAXVectorEnv(BaseVectorEnv):
         env_ids: Sequence[Any] | np.ndarray,
     ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``SMACParallelEnv.step`` then ``JointEnv.step``'s bookkeeping, for the envs ``ids``."""
-        n = self.n_agents
-        # host is jax.device_get's copy of the step outputs: its leaves are numpy arrays
-        avail = cast(np.ndarray, host.avail)[ids]
-        unit_alive = host.unit_alive[ids]
-        battle_won = host.battle_won[ids].astype(bool)
-        dead_allies = n - np.count_nonzero(unit_alive[:, :n], axis=1)
-        dead_enemies = self.n_enemies - np.count_nonzero(unit_alive[:, n:], axis=1)
-        env_terminated = host.terminated[ids].astype(bool)
-
-        # SMACParallelEnv: time-out -> truncation; agents that died -> terminated
-        dead = (avail[..., 0] == 1) & (avail[..., 1:].sum(axis=-1) == 0)
-        timed_out = (env_terminated & host.timed_out[ids].astype(bool)) | (
-            self._steps[ids] >= self.episode_limit
+        ends = agent_ends(
+            host, ids, was_live, self._steps[ids], self.episode_limit, self.n_agents, self.n_enemies
         )
-        decided = battle_won | (dead_allies >= n)
-        env_truncated = env_terminated & timed_out & ~decided
-        over = env_terminated | env_truncated
-        terms = was_live & ((over & ~env_truncated)[:, None] | dead)
-        truncs = was_live & env_truncated[:, None] & ~terms
-
-        # JointEnv: live agents, the end of the joint episode, what is shown
-        live = was_live & ~terms & ~truncs
-        ended = ~live.any(axis=1)
-        all_terminated = np.all(~was_live | (terms & ~truncs), axis=1)
-        terminated = ended & all_terminated
-        truncated = ended & ~all_terminated
-        visible = live | (was_live & truncs & ~terms)  # truncated agents keep their last view
+        end = joint_episode_end(was_live, ends.terminated, ends.truncated)
+        live, visible = end.live, end.visible
         reward = cast(np.ndarray, host.reward)[ids].astype(np.float64)
         if self.reward_aggregation == "sum":
             reward = reward * was_live.sum(axis=1)  # one team reward per agent that acted
 
         self._live[ids] = live
-        self._running[ids] = ~ended
-        mask = self._joint_mask(avail, visible)
+        self._running[ids] = live.any(axis=1)
+        mask = joint_action_mask(ends.avail, visible, self.noop_action)
         self._mask[ids] = mask
-        obs = self._format_obs(
+        obs = format_obs(
+            self.obs_format,
             np.where(visible[..., None], host.obs[ids], np.float32(0.0)),
             cast(np.ndarray, host.world_state)[ids],
             mask,
             visible.astype(np.int8),
         )
-
-        n_alive = live.sum(axis=1).tolist()
-        metrics = {
-            "battle_won": battle_won.astype(np.float64).tolist(),
-            "dead_allies": dead_allies.astype(np.float64).tolist(),
-            "dead_enemies": dead_enemies.astype(np.float64).tolist(),
-        }
-        columns = [(key, metrics[key]) for key in self.metric_keys]
-        infos = np.empty(len(ids), dtype=object)
-        for k, j in enumerate(env_ids):  # Tianshou writes the ids as given: int or np.int64
-            info: dict[str, Any] = {"n_alive": n_alive[k]}
-            for key, values in columns:
-                info[key] = values[k]
-            info["env_id"] = j
-            infos[k] = info
-        return obs, reward, terminated, truncated, infos
-
-    def _format_obs(
-        self, obs: np.ndarray, state: np.ndarray, mask: np.ndarray, alive: np.ndarray
-    ) -> Any:
-        """``JointEnv`` observations of several envs: a 1-D object array of dicts, as
-        ``np.stack`` makes them (``obs_format="dicts"``), or one ``Batch`` (``"batch"``)."""
-        obs = np.array(obs, dtype=np.float32)
-        state = np.array(state, dtype=np.float32)
-        mask = np.array(mask, dtype=np.int8)
-        alive = np.array(alive, dtype=np.int8)
-        if self.obs_format == "batch":
-            return Batch(obs=obs, state=state, mask=mask, alive=alive)
-        out = np.empty(len(obs), dtype=object)
-        for k in range(len(obs)):
-            out[k] = {"obs": obs[k], "state": state[k], "mask": mask[k], "alive": alive[k]}
-        return out
+        infos = info_dicts(live.sum(axis=1).tolist(), ends.metrics, self.metric_keys, env_ids)
+        return obs, reward, end.terminated, end.truncated, infos
