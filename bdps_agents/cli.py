@@ -134,7 +134,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from bdps_agents.experiment import GridRunError, load_grid, run_experiment
+    from bdps_agents.experiment import GridRunError, run_experiment
+    from bdps_agents.grid import load_grid
 
     grid = _with_grid_overrides(load_grid(args.config), args.set)
     try:
@@ -152,7 +153,7 @@ def _grid_options(args: argparse.Namespace) -> dict:
 
 def _with_grid_overrides(grid, items: list[str] | None):
     """``--set total_steps=N`` style changes to the experiment file's top-level fields."""
-    from bdps_agents.experiment import GridConfig
+    from bdps_agents.grid import GridConfig
     from bdps_agents.presets import apply_overrides
 
     if not items:
@@ -192,7 +193,8 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from bdps_agents.experiment import GridRunError, load_grid, run_experiment
+    from bdps_agents.experiment import GridRunError, run_experiment
+    from bdps_agents.grid import load_grid
     from bdps_agents.plotting import plot_results, summary_table
     from bdps_agents.results import load_results
 

@@ -28,29 +28,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bdps_agents.adapters.base import FrameDrawer
+from bdps_agents.adapters.drawing import adapter_of
 from bdps_agents.joint_env import JointEnv
 
 __all__ = [
-    "AGENT_COLORS",
-    "OPPONENT_COLOR",
-    "adapter_of",
-    "agent_label",
     "check_output_path",
     "draw_frame",
     "frame_drawer",
     "frame_kind",
     "render_episode",
 ]
-
-# matplotlib's qualitative palette, one colour per agent: its red is the opponents', its grey
-# is dropped and its green comes last (it vanishes on the GRF pitch)
-AGENT_COLORS = ["C0", "C1", "C4", "C9", "C6", "C5", "C8", "C2"]
-OPPONENT_COLOR = "C3"
-
-
-def adapter_of(env: Any) -> Any:
-    """The PettingZoo adapter behind a :class:`JointEnv` (or ``env`` itself)."""
-    return env.env if isinstance(env, JointEnv) else env
 
 
 def frame_drawer(env: Any) -> FrameDrawer:
@@ -76,16 +63,6 @@ def frame_kind(env: Any) -> str:
     """The kind of drawing that fits ``env`` (a JointEnv or adapter): ``"lbf"``, ``"grf"``,
     ``"smax"``; ``NotImplementedError`` for an adapter without a ``frame_drawer``."""
     return frame_drawer(env).kind
-
-
-def agent_label(i: int, roles: np.ndarray | None, groups: np.ndarray | None) -> str:
-    """``"agent_i"`` plus the BDPS role (r) and group (g) when known."""
-    label = f"agent_{i}"
-    if roles is not None:
-        label += f" r{int(roles[i])}"
-    if groups is not None:
-        label += f" g{int(groups[i])}"
-    return label
 
 
 def draw_frame(

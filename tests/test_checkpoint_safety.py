@@ -23,7 +23,8 @@ import bdps_agents.training.checkpoint as checkpoint_file
 import bdps_agents.training.evaluation as evaluation_module
 from bdps_agents import training
 from bdps_agents.cli import main as cli_main
-from bdps_agents.experiment import GridConfig, run_experiment
+from bdps_agents.experiment import run_experiment
+from bdps_agents.grid import GridConfig
 from bdps_agents.training import (
     CHECKPOINT_FORMAT,
     CheckpointError,

@@ -24,7 +24,7 @@ from bdps_agents.adapters.lbf.placement import _FOOD_ZONE, _blocked_placement
 from bdps_agents.algorithms import algorithm_spec, available_algorithms
 from bdps_agents.cli import main as cli_main
 from bdps_agents.config import ConfigError, ExperimentConfig, build_config
-from bdps_agents.experiment import GridConfig, expand, load_grid
+from bdps_agents.grid import GridConfig, expand, load_grid
 from bdps_agents.presets import apply_overrides, load_config, merge_overrides
 
 # ------------------------------------------------------------------ fields, by type

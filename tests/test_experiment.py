@@ -11,14 +11,8 @@ from conftest import TINY_RUN, require_optional
 
 from bdps_agents.algorithms import algorithm_spec
 from bdps_agents.config import ConfigError
-from bdps_agents.experiment import (
-    RESULTS_HEADER,
-    GridConfig,
-    expand,
-    experiment_names,
-    load_grid,
-    run_experiment,
-)
+from bdps_agents.experiment import RESULTS_HEADER, run_experiment
+from bdps_agents.grid import GridConfig, expand, experiment_names, load_grid
 from bdps_agents.plotting import plot_results
 
 TINY = TINY_RUN

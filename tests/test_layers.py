@@ -51,6 +51,7 @@ LAYERS: dict[str, int] = {
     "pipeline": 3,
     # 4: grids of runs, their figures, episode videos
     "experiment": 4,
+    "grid": 4,
     "plotting": 4,
     "render": 4,
     # 5: the command line

@@ -20,14 +20,8 @@ from faulty_env import CrashingLBF
 from bdps_agents import adapters, cli, training
 from bdps_agents.adapters import BUILTIN_ADAPTERS, AdapterRegistry, register_adapter
 from bdps_agents.config import ConfigError
-from bdps_agents.experiment import (
-    FAILURES_NAME,
-    GridConfig,
-    GridRunError,
-    expand,
-    is_finished,
-    run_experiment,
-)
+from bdps_agents.experiment import FAILURES_NAME, GridRunError, is_finished, run_experiment
+from bdps_agents.grid import GridConfig, expand
 from bdps_agents.presets import load_config
 from bdps_agents.training import EpochPlan, RunDirError, default_logdir, run_dir_lock, train
 

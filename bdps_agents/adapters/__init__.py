@@ -24,9 +24,7 @@ own ``check_kwargs(**kwargs)`` if it defines one (as the LBF adapter does).
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import inspect
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,6 +32,7 @@ from pettingzoo import ParallelEnv
 
 from bdps_agents.adapters.base import MultiAgentEnvAdapter
 from bdps_agents.config import ConfigError
+from bdps_agents.registry import Registry, RegistryLoadError, UnknownNameError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -62,14 +61,11 @@ BUILTIN_ADAPTERS: dict[str, str] = {
 }
 
 
-class UnknownAdapterError(KeyError, ValueError):
+class UnknownAdapterError(UnknownNameError):
     """No adapter is registered under the requested name."""
 
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
-
-class AdapterLoadError(ImportError):
+class AdapterLoadError(RegistryLoadError):
     """An adapter's module, attribute or entry point could not be loaded."""
 
 
@@ -79,18 +75,15 @@ class AdapterArgumentError(ConfigError, TypeError):
     a ``TypeError``, like calling the factory with a wrong keyword."""
 
 
-def _load_target(target: str) -> Factory:
-    module_name, sep, attr_path = target.partition(":")
-    if not sep or not module_name or not attr_path:
-        raise AdapterLoadError(f"adapter target {target!r} is not of the form 'module:attr'")
-    obj: Any = importlib.import_module(module_name)
-    for attr in attr_path.split("."):
-        obj = getattr(obj, attr)
+def _callable_factory(name: str, obj: Any) -> Factory:
+    if not callable(obj):
+        raise TypeError(f"{type(obj).__name__} is not callable")
     return obj
 
 
-class AdapterRegistry:
-    """Name -> factory map with lazy targets and entry-point discovery (one per process)."""
+class AdapterRegistry(Registry[Factory]):
+    """Name -> env factory (one per process): the lazy registry of
+    :mod:`bdps_agents.registry`, plus checking an adapter's keyword arguments."""
 
     def __init__(
         self,
@@ -98,75 +91,22 @@ class AdapterRegistry:
         *,
         entry_point_group: str | None = ENTRY_POINT_GROUP,
     ) -> None:
-        self._factories: dict[str, str | Factory] = dict(builtins or {})
-        self._entry_points: dict[str, importlib.metadata.EntryPoint] = {}
-        self._group = entry_point_group
-        self._discovered = entry_point_group is None
+        super().__init__(
+            "environment adapter",
+            builtins,
+            entry_point_group=entry_point_group,
+            check=_callable_factory,
+            load_error=AdapterLoadError,
+            unknown_error=UnknownAdapterError,
+        )
 
     def register(self, name: str, factory: str | Factory, *, overwrite: bool = False) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"adapter name must be a non-empty string, got {name!r}")
         if not (callable(factory) or isinstance(factory, str)):
             raise TypeError(f"adapter factory for {name!r} must be callable or 'module:attr'")
-        if name in self._factories and not overwrite:
-            raise ValueError(
-                f"an adapter named {name!r} is already registered; pass overwrite=True to replace"
-            )
-        self._factories[name] = factory
-
-    def unregister(self, name: str) -> None:
-        self._factories.pop(name, None)
-        self._entry_points.pop(name, None)
-
-    def _discover(self) -> None:
-        if self._discovered or self._group is None:  # no group: nothing to discover
-            return
-        self._discovered = True
-        # Looked up through the module attribute so that tests can substitute it.
-        for ep in importlib.metadata.entry_points(group=self._group):
-            if ep.name in self._factories or ep.name in self._entry_points:
-                warnings.warn(
-                    f"entry point {ep.name!r} = {ep.value!r} in group {self._group!r} is ignored: "
-                    "an adapter of that name is already registered",
-                    stacklevel=3,
-                )
-                continue
-            self._entry_points[ep.name] = ep
-
-    def names(self) -> list[str]:
-        self._discover()
-        return sorted({*self._factories, *self._entry_points})
+        super().register(name, factory, overwrite=overwrite)
 
     def factory(self, name: str) -> Factory:
-        self._discover()
-        if name in self._factories:
-            target = self._factories[name]
-            if isinstance(target, str):
-                try:
-                    target = _load_target(target)
-                except (ImportError, AttributeError) as exc:
-                    raise AdapterLoadError(
-                        f"adapter {name!r} could not be loaded from {target!r}: {exc}"
-                    ) from exc
-                self._factories[name] = target
-            return target
-        if name in self._entry_points:
-            ep = self._entry_points[name]
-            try:
-                factory = ep.load()
-            except Exception as exc:  # any import-time failure of third-party code
-                raise AdapterLoadError(
-                    f"entry point {ep.name!r} = {ep.value!r} (group {self._group!r}) "
-                    f"failed to load: {type(exc).__name__}: {exc}"
-                ) from exc
-            if not callable(factory):
-                raise AdapterLoadError(f"entry point {ep.name!r} = {ep.value!r} is not callable")
-            self._factories[name] = factory
-            del self._entry_points[name]
-            return factory
-        raise UnknownAdapterError(
-            f"unknown environment adapter {name!r}; known adapters: {', '.join(self.names())}"
-        )
+        return self.get(name)
 
     def check_kwargs(self, name: str, kwargs: Mapping[str, Any]) -> None:
         """See :func:`check_adapter_kwargs`."""

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.patches import Circle, Rectangle, Wedge
 
 from bdps_agents.adapters.base import FrameDrawer
-from bdps_agents.render import AGENT_COLORS, OPPONENT_COLOR, adapter_of, agent_label
+from bdps_agents.adapters.drawing import AGENT_COLORS, OPPONENT_COLOR, adapter_of, agent_label
 
 __all__ = ["DRAWER", "draw_grf_frame"]
 
