@@ -23,7 +23,6 @@ own ``check_kwargs(**kwargs)`` if it defines one (as the LBF adapter does).
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any

@@ -52,17 +52,12 @@ import numpy as np
 
 from bdps_agents.adapters.smax.core import (
     _AUTO,
-    DEFAULT_JAX_CACHE_DIR,
-    JAX_CACHE_DIR_ENV,
     SMAC_EPISODE_LIMITS,
     SMAXStepOutput,
     _import_smax,
     _reset_with_keys,
     _step_with_key,
     enable_compilation_cache,
-    smac_to_smax_actions,
-    smax_reset,
-    smax_step,
 )
 
 if TYPE_CHECKING:
@@ -70,18 +65,7 @@ if TYPE_CHECKING:
 
     from bdps_agents.adapters.smac import SMACParallelEnv
 
-__all__ = [
-    "DEFAULT_JAX_CACHE_DIR",
-    "JAX_CACHE_DIR_ENV",
-    "SMAC_EPISODE_LIMITS",
-    "SMAXStarCraft2Env",
-    "SMAXStepOutput",
-    "enable_compilation_cache",
-    "make_smax_env",
-    "smac_to_smax_actions",
-    "smax_reset",
-    "smax_step",
-]
+__all__ = ["SMAXStarCraft2Env", "make_smax_env"]
 
 
 class SMAXStarCraft2Env:
