@@ -20,6 +20,7 @@ target networks, update count) back, which checkpoints and evaluations call firs
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing.connection
 import traceback
 from collections.abc import Callable
@@ -208,10 +209,8 @@ class LearnerProcess:
         if not self.started:
             return
         conn = self._connection()
-        try:
+        with contextlib.suppress(BrokenPipeError, OSError):  # the child is gone already
             conn.send(("close", None))
-        except (BrokenPipeError, OSError):
-            pass
         if self._process.pid is not None:  # it did start
             self._process.join(timeout=10)
             if self._process.is_alive():

@@ -138,7 +138,7 @@ def _late_values(results: Results, scenario: str, method: str, metric: str) -> n
 def _cell(values: np.ndarray, confidence: float) -> str:
     if values.size == 0:
         return "–"
-    mean, low, high = mean_ci(values, confidence)
+    mean, _low, high = mean_ci(values, confidence)
     if values.size == 1:
         return f"{float(mean):.3f}"
     return f"{float(mean):.3f} ± {float(high - mean):.3f}"

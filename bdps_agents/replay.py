@@ -161,12 +161,12 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
         act = np.asarray(batch.act)
         if self._act_out_dtype is None:
             self._choose_act_dtype(batch.obs, act)
-        if self._act_dtype != act.dtype and act.size:
-            if act.min() < 0 or act.max() >= self._n_actions:
-                raise ValueError(
-                    f"actions must lie in [0, {self._n_actions}) to be stored as "
-                    f"{self._act_dtype}, got [{act.min()}, {act.max()}]"
-                )
+        narrowed = self._act_dtype != act.dtype and act.size
+        if narrowed and (act.min() < 0 or act.max() >= self._n_actions):
+            raise ValueError(
+                f"actions must lie in [0, {self._n_actions}) to be stored as "
+                f"{self._act_dtype}, got [{act.min()}, {act.max()}]"
+            )
         kept = Batch(
             obs=batch.obs,
             act=act.astype(self._act_dtype, copy=False),

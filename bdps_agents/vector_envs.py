@@ -52,7 +52,7 @@ class StackedObsMixin:
         obs, info = super().reset(env_id, **kwargs)  # type: ignore[misc]
         return stack_observations(obs), info
 
-    def step(self, action: Any, id: Any = None) -> tuple:  # noqa: A002 (Tianshou's name)
+    def step(self, action: Any, id: Any = None) -> tuple:
         obs, rew, terminated, truncated, info = super().step(action, id)  # type: ignore[misc]
         if not self.keep_info:
             info = empty_infos(len(info))
@@ -67,7 +67,7 @@ class StackedDummyVectorEnv(StackedObsMixin, DummyVectorEnv):
     first (≈ 10 µs per env step on LBF, 5–7 % of collection time).
     """
 
-    def step(self, action: Any, id: Any = None) -> tuple:  # noqa: A002 (Tianshou's name)
+    def step(self, action: Any, id: Any = None) -> tuple:
         self._assert_is_not_closed()
         ids = self._wrap_id(id)
         if len(action) != len(ids):

@@ -39,12 +39,12 @@ import torch
 from tianshou.env import BaseVectorEnv
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import env_section, time_collection  # noqa: E402
+from throughput import env_section, time_collection
 
-from bdps_agents.adapters.smax.vector import SMAXVectorEnv  # noqa: E402
-from bdps_agents.config import ExperimentConfig  # noqa: E402
-from bdps_agents.memory import reuse_freed_memory  # noqa: E402
-from bdps_agents.training import (  # noqa: E402
+from bdps_agents.adapters.smax.vector import SMAXVectorEnv
+from bdps_agents.config import ExperimentConfig
+from bdps_agents.memory import reuse_freed_memory
+from bdps_agents.training import (
     EnvSpec,
     build_algorithm,
     make_joint,

@@ -35,15 +35,15 @@ from bdps_agents.registry import Registry, RegistryLoadError, UnknownNameError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
-    "adapter_factory",
-    "check_parallel_env",
     "AdapterArgumentError",
     "AdapterLoadError",
     "AdapterRegistry",
     "MultiAgentEnvAdapter",
     "UnknownAdapterError",
+    "adapter_factory",
     "available_adapters",
     "check_adapter_kwargs",
+    "check_parallel_env",
     "make_env",
     "register_adapter",
 ]

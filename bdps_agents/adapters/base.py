@@ -71,8 +71,8 @@ __all__ = [
     "MultiAgentEnvAdapter",
     "StepResult",
     "action_mask",
-    "check_adapter_conventions",
     "check_action_array",
+    "check_adapter_conventions",
     "check_available",
     "replacement_action",
     "to_action_index",
@@ -321,7 +321,7 @@ def check_adapter_conventions(env: ParallelEnv, *, seed: int = 0, max_steps: int
                 assert np.isscalar(infos[agent][key]), f"metric {key!r} missing for {agent}"
             assert env.observation_space(agent).contains(obs[agent])
         actions = {a: int(rng.choice(np.flatnonzero(infos[a]["action_mask"]))) for a in env.agents}
-        obs, rewards, terms, truncs, infos = env.step(actions)
+        obs, rewards, _terms, _truncs, infos = env.step(actions)
         assert set(rewards) == set(actions)
         if not env.agents:
             break

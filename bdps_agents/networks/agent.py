@@ -58,7 +58,7 @@ class RecurrentAgent(nn.Module):
         assignment changes over time, else None.
         With ``return_hidden`` also returns the hidden states ``(B, T, n, hidden)``.
         """
-        B, T, n, _ = x.shape
+        B, _T, n, _ = x.shape
         # time-major inside: each step of the recurrence reads one contiguous (B, n, ...) slice;
         # the narrow input is transposed, not the 3H-wide gates
         x = x.transpose(0, 1).contiguous()

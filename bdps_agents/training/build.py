@@ -124,7 +124,7 @@ class EpisodeMetrics:
     def __call__(self, episode_batch: Any) -> None:  # named as in EpisodeRolloutHookProtocol
         for key in self.keys:
             self.values[key].append(float(episode_batch.info[key][-1]))
-        return None  # nothing added to the buffer
+        return  # nothing added to the buffer
 
     def pop_means(self) -> dict[str, float]:
         """Mean per metric (under its display name) since the last call; clears."""

@@ -146,8 +146,10 @@ def _legacy_safe_globals() -> list[Any]:
     # (object, name) pairs: files written under numpy 1 and 2. (TorchVersion compares with
     # tuples; its comparisons are set at run time, so its stub has only str's.)
     if torch.__version__ >= (2, 6):  # type: ignore[operator]
-        for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-            allowed.append((reconstruct, f"{module}._reconstruct"))
+        allowed += [
+            (reconstruct, f"{module}._reconstruct")
+            for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+        ]
     return allowed
 
 

@@ -116,8 +116,15 @@ class SMACParallelEnv(MultiAgentEnvAdapter):
     def __init__(self, env: StarCraft2EnvLike, *, episode_limit: int | None = None) -> None:
         missing = [
             name
-            for name in ("get_env_info", "reset", "step", "get_obs", "get_state")
-            + ("get_avail_actions", "close")
+            for name in (
+                "get_env_info",
+                "reset",
+                "step",
+                "get_obs",
+                "get_state",
+                "get_avail_actions",
+                "close",
+            )
             if not callable(getattr(env, name, None))
         ]
         if missing:
