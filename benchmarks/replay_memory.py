@@ -1,7 +1,7 @@
 """Replay memory per stored env step vs the raw joint observation, measured in one run.
 
-For each configuration (LBF 15x15-4p-5f and, when jaxmarl is installed, SMAX 5m_vs_6m; QMIX =
-sharing ``full`` and BDPS = ``bilevel``, which also stores roles and groups), the train envs of
+For each configuration (LBF 15x15-4p-5f and, when jaxmarl is installed, SMAX 5m_vs_6m; QMIX
+and BDPS, which also stores roles and groups: ``--modes``, algorithm variants), the train envs of
 ``build_run`` fill, through Tianshou's ``Collector`` and the run's policy (ε = 1 by default):
 
 * **before**: a plain ``VectorReplayBuffer`` (Tianshou's default: ``obs_next`` stored, the
@@ -30,11 +30,11 @@ import torch
 from tianshou.algorithm.algorithm_base import policy_within_training_step
 from tianshou.data import Collector, VectorReplayBuffer
 
+from bdps_agents.algorithms import algorithm_variants
 from bdps_agents.presets import load_config
 from bdps_agents.replay import batch_nbytes, raw_step_bytes, stored_bytes
 from bdps_agents.training import build_run
 
-MODES = {"full": "QMIX", "bilevel": "BDPS"}
 NEEDS = {"smax": "jaxmarl"}  # optional package per adapter family
 
 
@@ -54,7 +54,7 @@ def describe(parts: dict[str, int], slots: int) -> str:
 
 def measure(scenario: str, mode: str, args: argparse.Namespace) -> dict[str, float]:
     overrides = [
-        f"network.sharing={mode}",
+        *(f"{key}={value}" for key, value in algorithm_variants()[mode].items()),
         f"env.num_train_envs={args.envs}",
         "env.num_test_envs=1",
         f"replay.capacity_episodes={args.episodes}",
@@ -79,7 +79,7 @@ def measure(scenario: str, mode: str, args: argparse.Namespace) -> dict[str, flo
     o = after._meta.obs
     obs_next = batch_nbytes(before._meta.get("obs_next"))
     policy = batch_nbytes(before._meta.get("policy"))  # the recurrent state, mostly
-    name = f"{scenario} {MODES.get(mode, mode)} ({mode})"
+    name = f"{scenario} {mode}"
     print(
         f"{name}: {slots} slots, {after.num_episodes} episodes "
         f"(mean length {np.mean(lengths):.1f}), filled twice in {seconds:.1f} s"
@@ -114,7 +114,7 @@ def leaf_dtypes(buffer, node=None, prefix: str = ""):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--configs", default="lbf/15x15-4p-5f,smax/5m_vs_6m", help="scenario presets")
-    ap.add_argument("--modes", default="full,bilevel")
+    ap.add_argument("--modes", default="qmix,bdps", help="algorithm variants, e.g. qmix,bdps")
     ap.add_argument("--episodes", type=int, default=20, help="capacity in episode limits")
     ap.add_argument("--envs", type=int, default=2)
     ap.add_argument("--eps", type=float, default=1.0, help="exploration while filling")
@@ -130,7 +130,7 @@ def main() -> None:
             results[scenario, mode] = measure(scenario, mode, args)
     for (scenario, mode), r in results.items():
         print(
-            f"{scenario} {MODES.get(mode, mode)} raw={r['raw']} before={r['before']:.1f} "
+            f"{scenario} {mode} raw={r['raw']} before={r['before']:.1f} "
             f"after={r['after']:.1f} B/step  before/raw={r['before'] / r['raw']:.2f} "
             f"stored/raw={r['after'] / r['raw']:.2f}"
         )

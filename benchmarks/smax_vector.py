@@ -107,7 +107,7 @@ def main() -> None:
     ratios = {}
     for envs in counts:
         cfg = ExperimentConfig.model_validate(
-            {"env": env_section("smax", args.map, envs, "dummy"), "network": {"sharing": "full"}}
+            {"env": env_section("smax", args.map, envs, "dummy"), "algorithm": {"name": "qmix"}}
         )
         res = {}
         for kind in KINDS:

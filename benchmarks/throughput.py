@@ -9,15 +9,16 @@
    products forward and backward), so a mode's work is seen apart from its speed.
 
     python benchmarks/throughput.py [--steps 20000] [--envs 8] [--env lbf:15x15-4p-5f]
-                                    [--modes full,bilevel]
+                                    [--modes qmix,bdps]
     python benchmarks/throughput.py --env smax:5m_vs_6m --steps 5000
     python benchmarks/throughput.py --env grf:academy_3_vs_1_with_keeper --steps 3000
 
-Each sharing mode in ``--modes`` is measured (collect-only, end-to-end learning in turn, ms per
-update, end-to-end with a learner process: ``training.overlap_learning``); the first mode (QMIX,
-``full``) is the baseline for the cost ratio of the others. Ends with:
+Each algorithm variant in ``--modes`` (``bdps_agents.algorithms.algorithm_variants``: qmix,
+qmix-none, vdn, bdps, bdps-individual, ...) is measured (collect-only, end-to-end learning in
+turn, ms per update, end-to-end with a learner process: ``training.overlap_learning``); the
+first (QMIX) is the baseline for the cost ratio of the others. Ends with:
 ``ratio collect/raw=X end-to-end/raw=Y end-to-end-overlap/raw=Z update_ms=U`` for the first
-mode, then one ``cost <mode>/full=C (overlap D; update U, update GFLOP F)`` line per further
+mode, then one ``cost <mode>/qmix=C (overlap D; update U, update GFLOP F)`` line per further
 mode: end-to-end time per env step relative to QMIX, learning in turn and with a learner
 process; then the time and the floating-point work of one update relative to QMIX's.
 """
@@ -35,9 +36,11 @@ from tianshou.data import Collector
 from torch.utils.flop_counter import FlopCounterMode
 
 from bdps_agents.adapters.lbf import parse_task
+from bdps_agents.algorithms import algorithm_variants
 from bdps_agents.config import ExperimentConfig, default_vector_env
 from bdps_agents.learner_process import LearnerProcess
 from bdps_agents.memory import reuse_freed_memory
+from bdps_agents.presets import merge_overrides
 from bdps_agents.replay import EpisodeReplayBuffer
 from bdps_agents.training import (
     EnvSpec,
@@ -243,7 +246,12 @@ def main() -> None:
         help="LBF's raw and every collect-only figure are the best of this many runs: the "
         "machine's speed drifts between figures measured seconds apart",
     )
-    ap.add_argument("--modes", default="full,bilevel", help="sharing modes; the first is the base")
+    ap.add_argument(
+        "--modes",
+        default="qmix,bdps",
+        help="algorithm variants (qmix, qmix-none, vdn, bdps, bdps-individual, ...); the first "
+        "is the base",
+    )
     ap.add_argument(
         "--vector-env",
         choices=["auto", "dummy", "subproc", "smax_batched"],
@@ -266,19 +274,16 @@ def main() -> None:
     sim = {"lbf": "ForagingEnv", "smax": "SMAXStarCraft2Env", "grf": "gfootball"}[adapter]
     print(f"raw env:             {raw:9.0f} steps/s  ({sim} alone, random available actions)")
     results = {}
+    variants = algorithm_variants()
     for mode in modes:
-        cfg = ExperimentConfig.model_validate(
-            {
-                "env": env_section(adapter, task, args.envs, args.vector_env),
-                "network": {"sharing": mode},
-                "bdps": {
-                    "n_roles": 2,
-                    "n_groups": 2,
-                    "role_interval": 5,
-                    "group_interval_multiple": 2,
-                },
-            }
-        )
+        if mode not in variants:
+            ap.error(f"--modes: unknown {mode!r}; registered: {', '.join(variants)}")
+        base = {
+            "env": env_section(adapter, task, args.envs, args.vector_env),
+            "bdps": {"n_roles": 2, "n_groups": 2, "role_interval": 5, "group_interval_multiple": 2},
+        }
+        overrides = [(key, value, "--modes") for key, value in variants[mode].items()]
+        cfg = ExperimentConfig.model_validate(merge_overrides(base, overrides))
         r = results[mode] = measure(cfg, args)
         what = "adapter + JointEnv + Collector + policy"
         print(f"[{mode:10s}] collect-only: {r['collect']:9.0f} steps/s  ({what})")

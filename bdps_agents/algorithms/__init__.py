@@ -179,6 +179,23 @@ def unregister_algorithm(name: str) -> None:
     _REGISTRY.unregister(name)
 
 
+def algorithm_variants() -> dict[str, dict[str, Any]]:
+    """Every registered algorithm in each of its sharing modes and named variants, as run label
+    -> dotted config overrides: ``{"qmix": {"algorithm.name": "qmix", "network.sharing":
+    "full"}, "qmix-none": ..., "bdps-individual": {"algorithm.name": "bdps", "bdps.levels": 1},
+    ...}`` (the labels of :meth:`AlgorithmSpec.label`). The contract tests and the benchmarks'
+    ``--modes`` run these."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in available_algorithms():
+        spec = algorithm_spec(name)
+        for sharing in spec.sharing:
+            label = name if sharing == spec.sharing[0] else f"{name}-{sharing}"
+            out[label] = {"algorithm.name": name, "network.sharing": sharing}
+        for variant, overrides in spec.variants.items():
+            out[f"{name}-{variant}"] = {"algorithm.name": name, **overrides}
+    return out
+
+
 def build_algorithm(cfg: ExperimentConfig, spec: Any) -> Any:
     """The Tianshou algorithm (with its policy) that ``cfg.algorithm.name`` builds for an env
     of sizes ``spec`` (a :class:`~bdps_agents.training.EnvSpec`), after the env checks."""
