@@ -32,13 +32,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from bdps_agents.bdps import BDPSPolicy, assignment_stats, masked_advantage
 from tianshou.data import Batch
 
+from bdps_agents.algorithms import build_algorithm
+from bdps_agents.algorithms.bdps.diagnostics import assignment_stats, masked_advantage
+from bdps_agents.algorithms.bdps.policy import BDPSPolicy
 from bdps_agents.config import ExperimentConfig
 from bdps_agents.networks.role_selector import RoleSelector, gaussian_kl
 from bdps_agents.presets import apply_overrides
-from bdps_agents.training import EnvSpec, build_algorithm, load_checkpoint, make_joint
+from bdps_agents.training import EnvSpec, load_checkpoint, make_joint
 
 
 def unit_types(env: Any, n: int) -> np.ndarray | None:
@@ -61,7 +63,7 @@ def collect(cfg: Any, data: dict, episodes: int, eps: float, seed: int) -> dict[
     policy.set_eps_inference(eps)
     policy.seed(seed)
     bdps = isinstance(policy, BDPSPolicy)
-    T_U = policy.role_interval if bdps else cfg.bdps.role_interval
+    T_U = policy.role_interval if bdps else cfg.section("bdps").role_interval
     T_V = policy.group_interval if bdps and policy.bilevel else None
     rec: dict[str, list] = {k: [] for k in ("window", "role", "alive", "type", "episode")}
     groups: dict[str, list] = {"group": [], "alive": [], "episode": []}
@@ -104,8 +106,9 @@ def collect(cfg: Any, data: dict, episodes: int, eps: float, seed: int) -> dict[
 
 
 def assignment_figures(name: str, assign: np.ndarray, alive: np.ndarray, ep: np.ndarray, k: int):
-    """:func:`bdps_agents.bdps.assignment_stats` of (D, n) assignments at D decisions, ``ep``
-    naming each decision's episode: the decisions are padded into (episodes, J, n) first."""
+    """:func:`bdps_agents.algorithms.bdps.diagnostics.assignment_stats` of (D, n) assignments at
+    D decisions, ``ep`` naming each decision's episode: the decisions are padded into
+    (episodes, J, n) first."""
     episodes = np.unique(ep)
     J = max(int((ep == e).sum()) for e in episodes)
     padded = np.zeros((len(episodes), J, assign.shape[1]), dtype=np.int64)
@@ -211,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             m = policy.group_selector.n_groups
             report.update(assignment_figures("group", gr["group"], gr["alive"], gr["episode"], m))
     if args.refit:
-        k = cfg.bdps.n_roles
+        k = cfg.section("bdps").n_roles
         fits = []
         for standardize in (False, True):
             for kl_weight in [float(x) for x in args.kl.split(",")]:

@@ -42,11 +42,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import env_section, time_collection
 
 from bdps_agents.adapters.smax.vector import SMAXVectorEnv
+from bdps_agents.algorithms import build_algorithm
 from bdps_agents.config import ExperimentConfig
 from bdps_agents.memory import reuse_freed_memory
 from bdps_agents.training import (
     EnvSpec,
-    build_algorithm,
     make_joint,
     make_vector_env,
 )

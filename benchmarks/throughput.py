@@ -36,7 +36,7 @@ from tianshou.data import Collector
 from torch.utils.flop_counter import FlopCounterMode
 
 from bdps_agents.adapters.lbf import parse_task
-from bdps_agents.algorithms import algorithm_variants
+from bdps_agents.algorithms import algorithm_variants, build_algorithm
 from bdps_agents.config import ExperimentConfig, default_vector_env
 from bdps_agents.learner_process import LearnerProcess
 from bdps_agents.memory import reuse_freed_memory
@@ -44,7 +44,6 @@ from bdps_agents.presets import merge_overrides
 from bdps_agents.replay import EpisodeReplayBuffer
 from bdps_agents.training import (
     EnvSpec,
-    build_algorithm,
     make_joint,
     make_vector_env,
 )
