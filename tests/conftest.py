@@ -34,6 +34,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked ``starts_jax`` run after all others (in their order): once jax runs in the
     process, every later test that forks workers gets jax's fork warning (and risks a deadlock).
     The adapter conformance suite, which comes first by name, marks its SMAX rows so."""
+    _skip_missing_optional(items)
     items.sort(key=lambda item: item.get_closest_marker("starts_jax") is not None)
 
 
@@ -132,21 +133,36 @@ def _required(extra: str) -> bool:
     return extra in os.environ.get("BDPS_REQUIRE", "").split(",")
 
 
+def _missing_requirements(item: pytest.Item) -> list[tuple[str, str]]:
+    """``(extra, why)`` for each ``requires`` mark of ``item`` whose module is not installed."""
+    out = []
+    for mark in item.iter_markers("requires"):
+        message = _missing_optional(mark.kwargs["module"], mark.kwargs["extra"])
+        if message is not None:
+            out.append((mark.kwargs["extra"], message))
+    return out
+
+
+def _skip_missing_optional(items: list[pytest.Item]) -> None:
+    """``@pytest.mark.requires(module=..., extra=...)`` (on a test, a ``pytest.param`` or a whole
+    module as ``pytestmark``): the test is skipped when the optional ``module`` is not installed
+    -- unless ``extra`` is listed in ``$BDPS_REQUIRE`` (comma-separated; CI sets it, so that the
+    tests of an environment it installed can never be skipped by accident): then it fails
+    (:func:`pytest_runtest_setup`). Test modules so marked import nothing of ``module`` at the
+    top, so that they collect without it."""
+    for item in items:
+        for extra, message in _missing_requirements(item):
+            if not _required(extra):
+                item.add_marker(pytest.mark.skip(reason=message))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """``@pytest.mark.requires(module=..., extra=...)`` (on a test, a ``pytest.param`` or a whole
-    module as ``pytestmark``): skip the test when the optional ``module`` is not installed -- or
-    fail it when ``extra`` is listed in ``$BDPS_REQUIRE`` (comma-separated; CI sets it, so that
-    the tests of an environment it installed can never be skipped by accident). Runs before the
-    test's fixtures are set up; test modules so marked import nothing of ``module`` at the top."""
-    for mark in item.iter_markers("requires"):
-        module, extra = mark.kwargs["module"], mark.kwargs["extra"]
-        message = _missing_optional(module, extra)
-        if message is None:
-            continue
+    """A test that needs an optional extra that ``$BDPS_REQUIRE`` lists, not installed: fails
+    before its fixtures are set up."""
+    for extra, message in _missing_requirements(item):
         if _required(extra):
             pytest.fail(f"{message}, but BDPS_REQUIRE lists {extra!r}", pytrace=False)
-        pytest.skip(message)
 
 
 # ------------------------------------------------------------------ registered algorithms
