@@ -33,7 +33,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked ``starts_jax`` run after all others (in their order): once jax runs in the
     process, every later test that forks workers gets jax's fork warning (and risks a deadlock).
-    The adapter conformance suite, which comes first by name, marks its SMAX rows so."""
+    The adapter conformance suite, which comes first by name, marks its SMAX rows so. Tests that
+    need a missing optional extra are marked skipped first (:func:`_skip_missing_optional`)."""
     _skip_missing_optional(items)
     items.sort(key=lambda item: item.get_closest_marker("starts_jax") is not None)
 
@@ -137,9 +138,10 @@ def _missing_requirements(item: pytest.Item) -> list[tuple[str, str]]:
     """``(extra, why)`` for each ``requires`` mark of ``item`` whose module is not installed."""
     out = []
     for mark in item.iter_markers("requires"):
-        message = _missing_optional(mark.kwargs["module"], mark.kwargs["extra"])
+        named = dict(zip(("module", "extra"), mark.args, strict=False)) | mark.kwargs
+        message = _missing_optional(named["module"], named["extra"])
         if message is not None:
-            out.append((mark.kwargs["extra"], message))
+            out.append((named["extra"], message))
     return out
 
 
