@@ -6,12 +6,11 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
-from conftest import SMALL_LBF, config_with
-from faulty_env import CrashingLBF
 
 import bdps_agents.adapters as adapters
 from bdps_agents.adapters import BUILTIN_ADAPTERS, AdapterRegistry, register_adapter
 from bdps_agents.training import EnvWorkerError, train
+from tests.adapters.faulty_env import CrashingLBF
 
 
 @pytest.fixture
@@ -23,10 +22,10 @@ def crashing_adapter(monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.mark.parametrize("vector_env", ["subproc", "dummy"])
 def test_env_raising_in_a_worker_stops_training_with_a_clear_error(
-    crashing_adapter: str, tmp_path: Path, vector_env: str
+    small_lbf, config_with, crashing_adapter: str, tmp_path: Path, vector_env: str
 ) -> None:
     cfg = config_with(
-        SMALL_LBF,
+        small_lbf,
         env={
             "adapter": crashing_adapter,
             "kwargs": {"task": "6x6-2p-1f", "fail_at": 150},
@@ -52,7 +51,13 @@ def test_env_raising_in_a_worker_stops_training_with_a_clear_error(
     ],
 )
 def test_non_finite_loss_stops_training_naming_step_and_component(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, algo: str, poisoned: str, component: str
+    small_lbf,
+    config_with,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    algo: str,
+    poisoned: str,
+    component: str,
 ) -> None:
     import torch
 
@@ -74,7 +79,7 @@ def test_non_finite_loss_stops_training_naming_step_and_component(
 
     monkeypatch.setattr(owner, poisoned, poison)
     cfg = config_with(
-        SMALL_LBF,
+        small_lbf,
         algorithm={"name": algo},
         bdps={"role_interval": 3, "group_interval_multiple": 2},
         training={"total_steps": 2000, "test_interval": 200, "steps_per_update": 10},

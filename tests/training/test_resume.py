@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_LBF, config_with
 from tianshou.algorithm.algorithm_base import policy_within_training_step
 
 import bdps_agents.training.checkpoint as checkpoint_file
@@ -38,17 +37,32 @@ from bdps_agents.training import (
 )
 from bdps_agents.training.run_logger import RunLogger, cut_metrics_csv
 
-ROOT = Path(__file__).resolve().parents[1]
-
-SMALL = {
-    **copy.deepcopy(SMALL_LBF),
-    "exploration": {"anneal_steps": 3000},
-    "training": {"progress": False, "test_episodes": 2, "test_interval": 300, "log_interval": 100},
-}
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def _cfg(**sections):
-    return config_with(SMALL, **sections)
+@pytest.fixture(scope="module")
+def small(small_lbf):
+    """The tiny LBF run, annealing over 3000 steps, tested every 300."""
+    return {
+        **copy.deepcopy(small_lbf),
+        "exploration": {"anneal_steps": 3000},
+        "training": {
+            "progress": False,
+            "test_episodes": 2,
+            "test_interval": 300,
+            "log_interval": 100,
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def make_cfg(small, config_with):
+    """``make_cfg(**sections)``: ``small`` with some sections updated, validated."""
+
+    def _cfg(**sections):
+        return config_with(small, **sections)
+
+    return _cfg
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -82,18 +96,18 @@ def _assert_same_state(a, b):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(make_cfg, tmp_path_factory):
     """A finished 600-step run (checkpoints after each 300-step epoch, and a final one)."""
     logdir = tmp_path_factory.mktemp("trained")
-    result = train(_cfg(training={"total_steps": 600}), logdir)
+    result = train(make_cfg(training={"total_steps": 600}), logdir)
     return logdir, result
 
 
 # ------------------------------------------------------------------ kill -9, then --resume
-def test_sigkilled_run_resumes_from_its_checkpoint(tmp_path):
+def test_sigkilled_run_resumes_from_its_checkpoint(small, tmp_path):
     logdir = tmp_path / "run"
     scenario = tmp_path / "tiny.yaml"
-    scenario.write_text(json.dumps(SMALL))  # JSON is YAML
+    scenario.write_text(json.dumps(small))  # JSON is YAML
     steps = 3000
     args = [sys.executable, "-m", "bdps_agents.cli", "train", "--scenario", str(scenario)]
     args += ["--steps", str(steps), "--logdir", str(logdir)]
@@ -171,8 +185,8 @@ def test_sigkilled_run_resumes_from_its_checkpoint(tmp_path):
 
 # ------------------------------------------------------------------ exact round trip
 @pytest.mark.parametrize("algo", ["qmix", "bdps"])
-def test_checkpoint_restores_learner_optimiser_and_counters(tmp_path, algo):
-    cfg = _cfg(algorithm={"name": algo}, bdps={"role_interval": 3})
+def test_checkpoint_restores_learner_optimiser_and_counters(make_cfg, tmp_path, algo):
+    cfg = make_cfg(algorithm={"name": algo}, bdps={"role_interval": 3})
     run = build_run(cfg)
     try:
         with policy_within_training_step(run.policy):
@@ -233,7 +247,7 @@ def test_checkpoint_restores_learner_optimiser_and_counters(tmp_path, algo):
     resumed.finalize()
 
 
-def test_resume_in_process_restores_the_saved_learner(trained, tmp_path, monkeypatch):
+def test_resume_in_process_restores_the_saved_learner(make_cfg, trained, tmp_path, monkeypatch):
     src, first = trained
     logdir = tmp_path / "run"
     shutil.copytree(src, logdir)
@@ -247,7 +261,7 @@ def test_resume_in_process_restores_the_saved_learner(trained, tmp_path, monkeyp
         seen["num_updates"] = run.algorithm.num_updates
 
     monkeypatch.setattr(resume_module, "restore_run", recording_restore)
-    result = train(_cfg(training={"total_steps": 900}), logdir, resume=True)
+    result = train(make_cfg(training={"total_steps": 900}), logdir, resume=True)
     _assert_same_state(seen["state"], saved["algorithm"])
     assert seen["num_updates"] == saved["num_updates"] > 0
     # the history up to the checkpoint is kept; one more epoch and its test follow
@@ -261,16 +275,18 @@ def test_resume_in_process_restores_the_saved_learner(trained, tmp_path, monkeyp
     assert [r["scope"] for r in rows].count("final") == 2  # greedy_return, food_collected
 
 
-def test_resume_refuses_a_changed_config_or_a_missing_checkpoint(trained, tmp_path, capsys):
+def test_resume_refuses_a_changed_config_or_a_missing_checkpoint(
+    small, make_cfg, trained, tmp_path, capsys
+):
     src, _ = trained
-    changed = _cfg(training={"total_steps": 600}, algorithm={"lr": 1e-3})
+    changed = make_cfg(training={"total_steps": 600}, algorithm={"lr": 1e-3})
     with pytest.raises(ConfigError, match=r"algorithm\.lr") as err:
         train(changed, src, resume=True)
     assert "training.total_steps" in str(err.value)  # says what may change
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        train(_cfg(), tmp_path / "empty", resume=True)
+        train(make_cfg(), tmp_path / "empty", resume=True)
     scenario = tmp_path / "tiny.yaml"
-    scenario.write_text(json.dumps(SMALL))
+    scenario.write_text(json.dumps(small))
     code = cli_main(
         ["train", "--scenario", str(scenario), "--logdir", str(tmp_path / "none"), "--resume"]
     )
@@ -278,7 +294,7 @@ def test_resume_refuses_a_changed_config_or_a_missing_checkpoint(trained, tmp_pa
 
 
 # ------------------------------------------------------------------ damaged checkpoints
-def test_damaged_checkpoints_are_refused_clearly(trained, tmp_path, capsys):
+def test_damaged_checkpoints_are_refused_clearly(small, trained, tmp_path, capsys):
     src, _ = trained
     good = (src / "checkpoint.pt").read_bytes()
     cut = tmp_path / "cut.pt"
@@ -308,7 +324,7 @@ def test_damaged_checkpoints_are_refused_clearly(trained, tmp_path, capsys):
     logdir.mkdir()
     shutil.copy(cut, logdir / "checkpoint.pt")
     scenario = tmp_path / "tiny.yaml"
-    scenario.write_text(json.dumps(SMALL))
+    scenario.write_text(json.dumps(small))
     argv = ["train", "--scenario", str(scenario), "--logdir", str(logdir), "--resume"]
     assert cli_main(argv) == 2
     assert "truncated or corrupt" in capsys.readouterr().err

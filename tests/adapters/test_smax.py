@@ -1,6 +1,7 @@
 """The ``smax`` adapter (SMAC semantics over real SMAX) through PettingZoo, JointEnv and training.
 
-jaxmarl is looked up with ``find_spec`` (not imported at collection), see ``require_optional``.
+jaxmarl is looked up with ``find_spec`` (not imported at collection): see the ``requires`` marker
+in conftest.py.
 """
 
 from __future__ import annotations
@@ -10,16 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import config_with, require_optional, same_nested
 
-require_optional("jaxmarl", "smax")
+from bdps_agents.adapters import make_env
+from bdps_agents.adapters.smac import SMACParallelEnv
+from bdps_agents.config import ConfigError
+from bdps_agents.joint_env import JointEnv
+from bdps_agents.presets import load_config
+from bdps_agents.training import train
 
-from bdps_agents.adapters import make_env  # noqa: E402
-from bdps_agents.adapters.smac import SMACParallelEnv  # noqa: E402
-from bdps_agents.config import ConfigError  # noqa: E402
-from bdps_agents.joint_env import JointEnv  # noqa: E402
-from bdps_agents.presets import load_config  # noqa: E402
-from bdps_agents.training import train  # noqa: E402
+pytestmark = pytest.mark.requires(module="jaxmarl", extra="smax")
 
 MAP = "3m"
 
@@ -41,7 +41,7 @@ def _trajectory(env: SMACParallelEnv, seed: int, action_seed: int = 0) -> list:
     return steps
 
 
-def test_seeded_episodes_repeat(env: SMACParallelEnv) -> None:
+def test_seeded_episodes_repeat(same_nested, env: SMACParallelEnv) -> None:
     # (pettingzoo's parallel_seed_test samples actions without masks; our trajectories use them)
     other = make_env("smax", map_name=MAP, seed=123)  # the constructor seed is overridden
     first = _trajectory(env, seed=42)
@@ -164,7 +164,7 @@ def test_trains_on_smax_and_logs_win_rate(tmp_path: Path, algo: str) -> None:
     assert {("test", "win_rate"), ("test", "dead_enemies"), ("update", "loss")} <= metrics
 
 
-def test_subprocess_workers_run_smax(tmp_path: Path) -> None:
+def test_subprocess_workers_run_smax(config_with, tmp_path: Path) -> None:
     """Subprocess envs after jax started in this process (a fork could deadlock: spawned)."""
     cfg = config_with(
         {"env": {"adapter": "smax", "kwargs": {"map_name": MAP}, "reward_aggregation": "mean"}},
@@ -183,7 +183,7 @@ def test_subprocess_workers_run_smax(tmp_path: Path) -> None:
     assert result.env_steps >= 120 and "win_rate" in result.final_metrics
 
 
-def test_trains_with_batched_smax_vector_env(tmp_path: Path) -> None:
+def test_trains_with_batched_smax_vector_env(config_with, tmp_path: Path) -> None:
     cfg = config_with(
         {"env": {"adapter": "smax", "kwargs": {"map_name": MAP}, "reward_aggregation": "mean"}},
         env={"num_train_envs": 4, "num_test_envs": 2, "vector_env": "smax_batched"},

@@ -12,7 +12,6 @@ import signal
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_LBF, config_with
 from tianshou.algorithm.algorithm_base import policy_within_training_step, torch_train_mode
 from tianshou.data import Collector
 
@@ -32,30 +31,36 @@ SHARING = ["full", "none", "individual", "bilevel"]
 CHILD_SEED = 1234  # the child's generator seed, fixed so that BDPS's VAE sampling matches
 
 
-def _setup(sharing: str, n_batches: int = 4):
-    """A config, two identical algorithms and ``n_batches`` episode batches from real LBF."""
-    cfg = config_with(
-        SMALL_LBF,
-        network={"sharing": sharing},
-        bdps={"role_interval": 3, "group_interval_multiple": 2},
-    )
-    spec = EnvSpec.of(make_joint(cfg.env))
-    torch.manual_seed(0)
-    inline = build_algorithm(cfg, spec)
-    overlapped = build_algorithm(cfg, spec)
-    overlapped.load_state_dict(inline.state_dict())
-    venv = make_vector_env(cfg.env, 2, seed=0)
-    buffer = EpisodeReplayBuffer(50 * 50, 2, seed=0)
-    with policy_within_training_step(inline.policy):
-        inline.policy.set_eps_training(1.0)
-        Collector(inline.policy, venv, buffer).collect(n_episode=8, reset_before_collect=True)
-    venv.close()
-    batches = []
-    for _ in range(n_batches):
-        batch, indices = buffer.sample(4)
-        batches.append(inline._preprocess_batch(batch, buffer, indices))
-    factory = functools.partial(build_algorithm, cfg, spec)
-    return inline, overlapped, batches, factory
+@pytest.fixture
+def setup_run(small_lbf, config_with):
+    """``setup_run(sharing, n_batches=4)``: :func:`_setup` below, on the tiny LBF run."""
+
+    def _setup(sharing: str, n_batches: int = 4):
+        """A config, two identical algorithms and ``n_batches`` episode batches from real LBF."""
+        cfg = config_with(
+            small_lbf,
+            network={"sharing": sharing},
+            bdps={"role_interval": 3, "group_interval_multiple": 2},
+        )
+        spec = EnvSpec.of(make_joint(cfg.env))
+        torch.manual_seed(0)
+        inline = build_algorithm(cfg, spec)
+        overlapped = build_algorithm(cfg, spec)
+        overlapped.load_state_dict(inline.state_dict())
+        venv = make_vector_env(cfg.env, 2, seed=0)
+        buffer = EpisodeReplayBuffer(50 * 50, 2, seed=0)
+        with policy_within_training_step(inline.policy):
+            inline.policy.set_eps_training(1.0)
+            Collector(inline.policy, venv, buffer).collect(n_episode=8, reset_before_collect=True)
+        venv.close()
+        batches = []
+        for _ in range(n_batches):
+            batch, indices = buffer.sample(4)
+            batches.append(inline._preprocess_batch(batch, buffer, indices))
+        factory = functools.partial(build_algorithm, cfg, spec)
+        return inline, overlapped, batches, factory
+
+    return _setup
 
 
 def _policy_state(algorithm):
@@ -69,8 +74,8 @@ def _assert_equal_states(a: dict, b: dict) -> None:
 
 
 @pytest.mark.parametrize("sharing", SHARING)
-def test_child_runs_the_same_updates_one_step_later(sharing, monkeypatch):
-    inline, overlapped, batches, factory = _setup(sharing)
+def test_child_runs_the_same_updates_one_step_later(setup_run, sharing, monkeypatch):
+    inline, overlapped, batches, factory = setup_run(sharing)
     if hasattr(inline.policy, "torch_rng"):
         inline.policy.torch_rng.manual_seed(CHILD_SEED)
     monkeypatch.setattr(LearnerProcess, "_child_seed", lambda self: CHILD_SEED)
@@ -107,8 +112,8 @@ def test_child_runs_the_same_updates_one_step_later(sharing, monkeypatch):
         assert not torch.equal(after_inline[-1][0][first_key], initial[first_key])
 
 
-def test_a_non_finite_loss_in_the_child_raises_here():
-    _, overlapped, batches, factory = _setup("full", n_batches=1)
+def test_a_non_finite_loss_in_the_child_raises_here(setup_run):
+    _, overlapped, batches, factory = setup_run("full", n_batches=1)
     with LearnerProcess(overlapped, factory) as learner:
         batch = batches[0]
         batch.rew = np.full_like(batch.rew, np.nan)
@@ -117,8 +122,8 @@ def test_a_non_finite_loss_in_the_child_raises_here():
             learner.sync()
 
 
-def test_a_dead_child_is_reported_with_what_to_do():
-    _, overlapped, batches, factory = _setup("full", n_batches=2)
+def test_a_dead_child_is_reported_with_what_to_do(setup_run):
+    _, overlapped, batches, factory = setup_run("full", n_batches=2)
     with LearnerProcess(overlapped, factory) as learner:
         learner.submit(batches[0])
         learner.sync()
@@ -140,10 +145,10 @@ def _update_rows(logdir):
 
 @pytest.mark.parametrize("sharing", ["full", "bilevel"])
 def test_training_with_a_learner_process_is_deterministic_and_checkpoints_its_learner(
-    tmp_path, sharing
+    small_lbf, config_with, tmp_path, sharing
 ):
     cfg = config_with(
-        SMALL_LBF,
+        small_lbf,
         network={"sharing": sharing},
         bdps={"role_interval": 3, "group_interval_multiple": 2},
         training={
@@ -172,8 +177,8 @@ def _failing_factory():
     raise RuntimeError("cannot build the algorithm here")
 
 
-def test_a_child_that_cannot_start_raises_its_error_and_is_cleaned_up():
-    _, overlapped, batches, _ = _setup("full", n_batches=1)
+def test_a_child_that_cannot_start_raises_its_error_and_is_cleaned_up(setup_run):
+    _, overlapped, batches, _ = setup_run("full", n_batches=1)
     learner = LearnerProcess(overlapped, _failing_factory)
     with pytest.raises(RuntimeError, match="cannot build the algorithm here"):
         learner.submit(batches[0])

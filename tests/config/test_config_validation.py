@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import SMALL_LBF
 
 from bdps_agents.adapters import AdapterArgumentError, check_adapter_kwargs, make_env
 from bdps_agents.adapters.lbf import LBFParallelEnv
@@ -454,8 +453,8 @@ def test_duplicate_key_in_a_set_value_is_refused() -> None:
 
 
 @pytest.fixture
-def tiny_scenario(tmp_path: Path) -> Path:
-    data = copy.deepcopy(SMALL_LBF)
+def tiny_scenario(small_lbf, tmp_path: Path) -> Path:
+    data = copy.deepcopy(small_lbf)
     data["training"].update(total_steps=20, test_interval=20, test_episodes=1)
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(data))

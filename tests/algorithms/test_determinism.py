@@ -6,7 +6,6 @@ import csv
 from pathlib import Path
 
 import pytest
-from conftest import SMALL_LBF, config_with
 
 from bdps_agents.training import train
 
@@ -21,9 +20,11 @@ def _losses(logdir: Path) -> list[tuple[int, str, float]]:
 
 
 @pytest.mark.parametrize("algo", ["qmix", "bdps"])
-def test_same_seed_same_losses_and_returns(tmp_path: Path, algo: str) -> None:
+def test_same_seed_same_losses_and_returns(
+    small_lbf, config_with, tmp_path: Path, algo: str
+) -> None:
     cfg = config_with(
-        SMALL_LBF,
+        small_lbf,
         algorithm={"name": algo},
         bdps={"role_interval": 3, "group_interval_multiple": 2},
         # one update per 10 env steps, every update logged: 200+ updates in 2,100 steps

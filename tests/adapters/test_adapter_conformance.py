@@ -20,15 +20,14 @@ from typing import Any
 import gymnasium
 import numpy as np
 import pytest
-from conftest import optional_marks
 from pettingzoo import ParallelEnv
 from pettingzoo.test import parallel_api_test
-from smac_standin import ReseedableStandIn
 
 from bdps_agents.adapters import BUILTIN_ADAPTERS, available_adapters, make_env
 from bdps_agents.adapters.base import ACTION_REPLACED, FrameDrawer, check_adapter_conventions
 from bdps_agents.adapters.smac import SMACParallelEnv
 from bdps_agents.joint_env import JointEnv
+from tests.adapters.smac_standin import ReseedableStandIn
 
 
 @dataclass(frozen=True)
@@ -75,14 +74,14 @@ ROWS: dict[str, list[Any]] = {
         pytest.param(
             Row(_registered("smax", map_name="3m", seed=0), seeds=(3,), slack=1),
             id="smax-3m",
-            marks=[*optional_marks("jaxmarl", "smax"), pytest.mark.starts_jax],
+            marks=[pytest.mark.requires(module="jaxmarl", extra="smax"), pytest.mark.starts_jax],
         )
     ],
     "grf": [
         pytest.param(
             Row(_registered("grf", env_name="academy_3_vs_1_with_keeper"), replaces=False),
             id="grf-academy_3_vs_1_with_keeper",
-            marks=optional_marks("gfootball", "grf"),
+            marks=pytest.mark.requires(module="gfootball", extra="grf"),
         )
     ],
     "smac": [

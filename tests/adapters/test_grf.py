@@ -8,13 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import require_optional, same_nested
 
-require_optional("gfootball", "grf")
-
-
-from bdps_agents.adapters.grf import ACTION_NAMES, GRFParallelEnv  # noqa: E402
-from bdps_agents.adapters.grf.view import (  # noqa: E402
+from bdps_agents.adapters.grf import ACTION_NAMES, GRFParallelEnv
+from bdps_agents.adapters.grf.view import (
     OTHER_SLOT,
     encode_observations,
     initial_headings,
@@ -23,7 +19,9 @@ from bdps_agents.adapters.grf.view import (  # noqa: E402
     update_headings,
     visible_mask,
 )
-from bdps_agents.joint_env import JointEnv  # noqa: E402
+from bdps_agents.joint_env import JointEnv
+
+pytestmark = pytest.mark.requires(module="gfootball", extra="grf")
 
 IDLE, RIGHT = 0, 5
 
@@ -93,7 +91,9 @@ def test_pass_and_shoot_controls_three_players() -> None:
 
 
 # ----------------------------------------------------------------------------- seeding
-def test_seed_determines_episode(env: GRFParallelEnv, other_env: GRFParallelEnv) -> None:
+def test_seed_determines_episode(
+    same_nested, env: GRFParallelEnv, other_env: GRFParallelEnv
+) -> None:
     reference = _rollout(env, seed=3)
     _rollout(other_env, seed=11, action_seed=5)  # a different history first
     assert same_nested(reference, _rollout(other_env, seed=3))
@@ -136,7 +136,7 @@ def test_reset_seed_matches_a_fresh_gfootball_env(env: GRFParallelEnv) -> None:
         raw_env.close()
 
 
-def test_unseeded_resets_vary_but_are_reproducible(env: GRFParallelEnv) -> None:
+def test_unseeded_resets_vary_but_are_reproducible(same_nested, env: GRFParallelEnv) -> None:
     def episodes() -> list:
         env.reset(seed=21)
         return [_rollout(env, seed=None, steps=25) for _ in range(3)]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_RUN, require_optional
 
 from bdps_agents.algorithms import algorithm_spec
 from bdps_agents.config import ConfigError
@@ -15,21 +14,25 @@ from bdps_agents.experiment import RESULTS_HEADER, run_experiment
 from bdps_agents.grid import GridConfig, expand, experiment_names, load_grid
 from bdps_agents.plotting import plot_results
 
-TINY = TINY_RUN
 
+@pytest.fixture
+def make_grid(tiny_run):
+    """``make_grid(tmp_path, **changes)``: a grid of four tiny runs (QMIX and BDPS, two seeds)."""
 
-def _grid(tmp_path: Path, **changes) -> GridConfig:
-    data = {
-        "name": "tiny",
-        "results_dir": str(tmp_path / "results"),
-        "scenarios": ["lbf/8x8-2p-2f"],
-        "methods": {"qmix": {"algorithm.name": "qmix"}, "bdps": {"algorithm.name": "bdps"}},
-        "seeds": [0, 1],
-        "total_steps": 200,
-        "overrides": TINY,
-        **changes,
-    }
-    return GridConfig.model_validate(data)
+    def _grid(tmp_path: Path, **changes) -> GridConfig:
+        data = {
+            "name": "tiny",
+            "results_dir": str(tmp_path / "results"),
+            "scenarios": ["lbf/8x8-2p-2f"],
+            "methods": {"qmix": {"algorithm.name": "qmix"}, "bdps": {"algorithm.name": "bdps"}},
+            "seeds": [0, 1],
+            "total_steps": 200,
+            "overrides": tiny_run,
+            **changes,
+        }
+        return GridConfig.model_validate(data)
+
+    return _grid
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -37,9 +40,9 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_grid_on_local_ray_writes_tidy_csv_and_figures(tmp_path: Path, capsys) -> None:
-    require_optional("ray", "ray")
-    grid = _grid(tmp_path)
+@pytest.mark.requires(module="ray", extra="ray")
+def test_grid_on_local_ray_writes_tidy_csv_and_figures(make_grid, tmp_path: Path, capsys) -> None:
+    grid = make_grid(tmp_path)
     root = run_experiment(grid)
     out = capsys.readouterr().out
     assert "experiment tiny: 4 runs (0 already finished)" in out and "[4/4]" in out
@@ -67,10 +70,10 @@ def test_grid_on_local_ray_writes_tidy_csv_and_figures(tmp_path: Path, capsys) -
     assert len(_rows(root / "results.csv")) == len(rows)
 
 
-def test_local_mode_runs_sequentially_and_cli_plots(tmp_path: Path, capsys) -> None:
+def test_local_mode_runs_sequentially_and_cli_plots(make_grid, tmp_path: Path, capsys) -> None:
     from bdps_agents.cli import main as cli_main
 
-    grid = _grid(tmp_path, methods={"qmix": {"network.sharing": "full"}}, seeds=[3])
+    grid = make_grid(tmp_path, methods={"qmix": {"network.sharing": "full"}}, seeds=[3])
     root = run_experiment(grid, local=True)
     assert "[1/1] lbf_8x8-2p-2f--qmix--seed3" in capsys.readouterr().out
     rows = _rows(root / "results.csv")
@@ -98,17 +101,17 @@ def test_local_mode_runs_sequentially_and_cli_plots(tmp_path: Path, capsys) -> N
         ({"bogus": 1}, "bogus"),
     ],
 )
-def test_bad_grid_is_refused_naming_the_field(tmp_path: Path, changes, field) -> None:
+def test_bad_grid_is_refused_naming_the_field(make_grid, tmp_path: Path, changes, field) -> None:
     path = tmp_path / "grid.yaml"
-    data = _grid(tmp_path).model_dump(mode="json")
+    data = make_grid(tmp_path).model_dump(mode="json")
     data.update(changes)
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=field):
         load_grid(path)
 
 
-def test_bad_cell_is_refused_before_anything_runs(tmp_path: Path) -> None:
-    grid = _grid(tmp_path, methods={"typo": {"network.sharingg": "full"}})
+def test_bad_cell_is_refused_before_anything_runs(make_grid, tmp_path: Path) -> None:
+    grid = make_grid(tmp_path, methods={"typo": {"network.sharingg": "full"}})
     with pytest.raises(ConfigError, match=r"(?s)typo.*network.sharingg"):
         expand(grid)
     assert not (tmp_path / "results").exists()
@@ -126,10 +129,9 @@ def test_shipped_experiments_expand() -> None:
         load_grid("no-such-experiment")
 
 
-def test_ray_vector_env_samples_for_the_collector() -> None:
-    require_optional("ray", "ray")
+@pytest.mark.requires(module="ray", extra="ray")
+def test_ray_vector_env_samples_for_the_collector(config_with) -> None:
     import ray
-    from conftest import config_with
     from tianshou.algorithm.algorithm_base import policy_within_training_step
 
     from bdps_agents.training import build_run

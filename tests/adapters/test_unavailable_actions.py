@@ -17,15 +17,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import optional_marks, same_nested
 from pettingzoo import ParallelEnv
 from pettingzoo.utils.wrappers import BaseParallelWrapper
-from smac_standin import ReseedableStandIn
 
 from bdps_agents.adapters import make_env
 from bdps_agents.adapters.base import ACTION_REPLACED, replacement_action
 from bdps_agents.adapters.smac import SMACParallelEnv
 from bdps_agents.joint_env import JointEnv
+from tests.adapters.smac_standin import ReseedableStandIn
 
 SEED = 3
 
@@ -52,7 +51,7 @@ class Case:
     replacement: int | None  # what a live agent's unavailable action runs; None: all available
 
 
-SMAX = optional_marks("jaxmarl", "smax")
+SMAX = [pytest.mark.requires(module="jaxmarl", extra="smax")]
 CASES = [
     pytest.param(Case(_lbf, replacement=0), id="lbf-15x15-4p-5f"),  # NONE
     pytest.param(Case(_smax, replacement=1), id="smax-3m", marks=SMAX),  # stop
@@ -60,7 +59,7 @@ CASES = [
     pytest.param(
         Case(_grf, replacement=None),
         id="grf-academy_3_vs_1_with_keeper",
-        marks=optional_marks("gfootball", "grf"),
+        marks=pytest.mark.requires(module="gfootball", extra="grf"),
     ),
 ]
 MASKED = [case for case in CASES if case.values[0].replacement is not None]
@@ -81,7 +80,7 @@ def _drop_flag(infos: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.parametrize("pick", ["lowest", "highest"])
 @pytest.mark.parametrize("case", MASKED)
-def test_unavailable_action_runs_the_replacement(case: Case, pick: str) -> None:
+def test_unavailable_action_runs_the_replacement(same_nested, case: Case, pick: str) -> None:
     with opened(case) as env, opened(case) as twin:
         _, infos = env.reset(seed=SEED)
         twin.reset(seed=SEED)
@@ -141,7 +140,9 @@ JOINT = [
 
 
 @pytest.mark.parametrize(("make", "native"), JOINT)
-def test_joint_env_refuses_unavailable_actions(make: Callable[[], JointEnv], native: bool) -> None:
+def test_joint_env_refuses_unavailable_actions(
+    same_nested, make: Callable[[], JointEnv], native: bool
+) -> None:
     env, twin = make(), make()
     assert (env._step_arrays is not None) == native  # both of JointEnv's paths are covered
     obs, _ = env.reset(seed=SEED)

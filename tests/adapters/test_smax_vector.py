@@ -9,22 +9,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import require_optional
+from tianshou.algorithm.algorithm_base import policy_within_training_step
+from tianshou.data import Collector
+from tianshou.env import DummyVectorEnv
 
-require_optional("jaxmarl", "smax")
+from bdps_agents.adapters.smac import SMACParallelEnv
+from bdps_agents.adapters.smax import SMAXStarCraft2Env
+from bdps_agents.adapters.smax.vector import SMAXVectorEnv
+from bdps_agents.joint_env import JointEnv
+from bdps_agents.presets import load_config
+from bdps_agents.replay import EpisodeReplayBuffer
+from bdps_agents.training import EnvSpec, build_run, make_joint
 
-import jax  # noqa: E402
-from tianshou.algorithm.algorithm_base import policy_within_training_step  # noqa: E402
-from tianshou.data import Collector  # noqa: E402
-from tianshou.env import DummyVectorEnv  # noqa: E402
-
-from bdps_agents.adapters.smac import SMACParallelEnv  # noqa: E402
-from bdps_agents.adapters.smax import SMAXStarCraft2Env  # noqa: E402
-from bdps_agents.adapters.smax.vector import SMAXVectorEnv  # noqa: E402
-from bdps_agents.joint_env import JointEnv  # noqa: E402
-from bdps_agents.presets import load_config  # noqa: E402
-from bdps_agents.replay import EpisodeReplayBuffer  # noqa: E402
-from bdps_agents.training import EnvSpec, build_run, make_joint  # noqa: E402
+pytestmark = pytest.mark.requires(module="jaxmarl", extra="smax")
 
 MAP = "3m"
 N_ENVS = 3
@@ -150,6 +147,8 @@ def test_seed_gives_each_env_its_own_repeatable_episodes(
 def test_partial_steps_leave_other_envs_untouched(
     pair: tuple[DummyVectorEnv, SMAXVectorEnv],
 ) -> None:
+    import jax  # here, not at the top: the module imports without the smax extra
+
     _, venv = pair
     obs, _ = venv.reset()
     before = jax.device_get((venv._episode_keys, venv._states))
@@ -192,6 +191,8 @@ def test_finished_envs_wait_for_reset(pair: tuple[DummyVectorEnv, SMAXVectorEnv]
 def test_illegal_actions_raise_and_change_nothing(
     pair: tuple[DummyVectorEnv, SMAXVectorEnv],
 ) -> None:
+    import jax  # here, not at the top: the module imports without the smax extra
+
     _, venv = pair
     obs, _ = venv.reset()
     mask = obs[1]["mask"]

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import same_nested
 from pettingzoo.test import parallel_api_test
 
 import bdps_agents.adapters as adapters
@@ -28,7 +27,7 @@ from bdps_agents.adapters import (
 from bdps_agents.adapters.base import ActionMaskInObservation
 from bdps_agents.adapters.lbf import LBFParallelEnv, parse_task
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 LOAD = 5
 
@@ -179,7 +178,7 @@ def test_action_mask_in_observation() -> None:
 
 
 @pytest.mark.parametrize("config", LBF_CONFIGS)
-def test_lbf_seed_determines_episode(config: dict[str, Any]) -> None:
+def test_lbf_seed_determines_episode(same_nested, config: dict[str, Any]) -> None:
     env_a, env_b = LBFParallelEnv(**config), LBFParallelEnv(**config)
     for seed in (3, 11):
         reference = _rollout(env_a, seed)
@@ -190,7 +189,7 @@ def test_lbf_seed_determines_episode(config: dict[str, Any]) -> None:
     assert any(not np.array_equal(first_obs[0], o) for o in first_obs[1:])
 
 
-def test_lbf_reset_does_not_depend_on_history() -> None:
+def test_lbf_reset_does_not_depend_on_history(same_nested) -> None:
     # lbforaging 2.0.0 itself fails this for about a quarter of the seeds (see LBFParallelEnv.reset)
     env = LBFParallelEnv(players=4, max_num_food=3)
     rng = np.random.default_rng(0)
@@ -298,7 +297,7 @@ def test_lbf_normalized_obs_and_state_are_affine_images_of_the_raw_ones(task: st
             break
 
 
-def test_lbf_state_does_not_depend_on_sight() -> None:
+def test_lbf_state_does_not_depend_on_sight(same_nested) -> None:
     partial, full = LBFParallelEnv(task="8x8-3p-2f-1s"), LBFParallelEnv(task="8x8-3p-2f")
     trace_p, trace_f = _rollout(partial, seed=6), _rollout(full, seed=6)
     states_p = [x for x in trace_p if isinstance(x, np.ndarray)]

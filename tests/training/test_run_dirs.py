@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY_RUN, require_optional
-from faulty_env import CrashingLBF
 
 from bdps_agents import adapters, cli, training
 from bdps_agents.adapters import BUILTIN_ADAPTERS, AdapterRegistry, register_adapter
@@ -24,16 +22,27 @@ from bdps_agents.experiment import FAILURES_NAME, GridRunError, is_finished, run
 from bdps_agents.grid import GridConfig, expand
 from bdps_agents.presets import load_config
 from bdps_agents.training import EpochPlan, RunDirError, default_logdir, run_dir_lock, train
+from tests.adapters.faulty_env import CrashingLBF
 
-TINY = {**TINY_RUN, "training.progress": False}
+
+@pytest.fixture(scope="module")
+def tiny_settings(tiny_run):
+    """The tiny run's dotted overrides, without a progress bar."""
+    return {**tiny_run, "training.progress": False}
 
 
-def tiny(steps: int = 100, *more: str):
-    """TINY with ``more`` ("key=value") replacing its entries (a key given twice is an error)."""
-    settings = {**TINY, "training.total_steps": steps}
-    settings.update(item.split("=", 1) for item in more)
-    items = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in settings.items()]
-    return load_config("lbf/8x8-2p-2f", items)
+@pytest.fixture
+def tiny(tiny_settings):
+    """``tiny(steps=100, *more)``: the tiny run on LBF 8x8 for ``steps`` steps, ``more``
+    ("key=value") replacing its entries (a key given twice is an error)."""
+
+    def make(steps: int = 100, *more: str):
+        settings = {**tiny_settings, "training.total_steps": steps}
+        settings.update(item.split("=", 1) for item in more)
+        items = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in settings.items()]
+        return load_config("lbf/8x8-2p-2f", items)
+
+    return make
 
 
 def csv_lines(path: Path) -> int:
@@ -41,7 +50,7 @@ def csv_lines(path: Path) -> int:
 
 
 # -- a run directory is never replaced silently --------------------------------------------------
-def test_a_second_run_into_a_run_directory_is_refused_and_changes_nothing(tmp_path):
+def test_a_second_run_into_a_run_directory_is_refused_and_changes_nothing(tiny, tmp_path):
     train(tiny(), tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     with pytest.raises(RunDirError, match=r"already holds a run .*--resume .*--overwrite"):
@@ -50,7 +59,7 @@ def test_a_second_run_into_a_run_directory_is_refused_and_changes_nothing(tmp_pa
     assert after == before
 
 
-def test_overwrite_replaces_the_whole_run(tmp_path):
+def test_overwrite_replaces_the_whole_run(tiny, tmp_path):
     train(tiny(), tmp_path)
     old_events = set(tmp_path.glob("events.out.tfevents.*"))
     time.sleep(1.1)  # TensorBoard names event files by the second
@@ -62,7 +71,7 @@ def test_overwrite_replaces_the_whole_run(tmp_path):
     assert sum(row[0] == "final" and row[2] == "greedy_return" for row in rows) == 1
 
 
-def test_a_config_that_cannot_be_built_leaves_the_run_as_it_was(tmp_path):
+def test_a_config_that_cannot_be_built_leaves_the_run_as_it_was(tiny, tmp_path):
     train(tiny(), tmp_path)
     config = (tmp_path / "config.json").read_bytes()
     # 3 roles for 2 agents: refused when the env's size is known, after the overwrite check
@@ -76,7 +85,7 @@ def test_a_config_that_cannot_be_built_leaves_the_run_as_it_was(tmp_path):
     assert not (fresh / "config.json").exists()
 
 
-def test_the_default_log_directory_names_the_method():
+def test_the_default_log_directory_names_the_method(tiny):
     qmix, bdps = tiny(), tiny(100, "algorithm.name=bdps")
     assert default_logdir(qmix).name == "lbf_8x8-2p-2f-qmix-seed0"
     assert default_logdir(bdps).name == "lbf_8x8-2p-2f-bdps-seed0"
@@ -85,13 +94,13 @@ def test_the_default_log_directory_names_the_method():
     assert default_logdir(tiny(100, "network.sharing=none")).name == "lbf_8x8-2p-2f-qmix-none-seed0"
 
 
-def test_resume_and_overwrite_exclude_each_other(tmp_path):
+def test_resume_and_overwrite_exclude_each_other(tiny, tmp_path):
     with pytest.raises(RunDirError, match="--resume .* --overwrite"):
         train(tiny(), tmp_path, resume=True, overwrite=True)
 
 
 # -- one writer at a time ------------------------------------------------------------------------
-def test_a_run_directory_in_use_is_refused(tmp_path):
+def test_a_run_directory_in_use_is_refused(tiny, tmp_path):
     with run_dir_lock(tmp_path):
         with pytest.raises(RunDirError, match=rf"in use by another bdps run \(pid {os.getpid()}\)"):
             train(tiny(), tmp_path)
@@ -124,7 +133,7 @@ def test_the_lock_of_a_killed_run_is_released(tmp_path):
         pass
 
 
-def test_an_unusable_log_directory_is_one_line(tmp_path):
+def test_an_unusable_log_directory_is_one_line(tiny, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(RunDirError, match=r"cannot use .*file/run as the log directory"):
@@ -139,23 +148,35 @@ def crashing_adapter(monkeypatch: pytest.MonkeyPatch) -> str:
     return "crashing-lbf"
 
 
-def _grid(tmp_path: Path, **changes) -> GridConfig:
-    data = {
-        "name": "tiny",
-        "results_dir": str(tmp_path / "results"),
-        "scenarios": ["lbf/8x8-2p-2f"],
-        "methods": {"a": {"network.sharing": "full"}, "b": {}, "c": {"network.sharing": "none"}},
-        "seeds": [0],
-        "total_steps": 100,
-        "overrides": TINY,
-        **changes,
-    }
-    return GridConfig.model_validate(data)
+@pytest.fixture
+def make_grid(tiny_settings):
+    """``make_grid(tmp_path, **changes)``: a three-run grid of tiny runs."""
+
+    def _grid(tmp_path: Path, **changes) -> GridConfig:
+        data = {
+            "name": "tiny",
+            "results_dir": str(tmp_path / "results"),
+            "scenarios": ["lbf/8x8-2p-2f"],
+            "methods": {
+                "a": {"network.sharing": "full"},
+                "b": {},
+                "c": {"network.sharing": "none"},
+            },
+            "seeds": [0],
+            "total_steps": 100,
+            "overrides": tiny_settings,
+            **changes,
+        }
+        return GridConfig.model_validate(data)
+
+    return _grid
 
 
-def test_a_grid_goes_on_past_a_failed_run_and_reports_it(tmp_path, crashing_adapter, capsys):
+def test_a_grid_goes_on_past_a_failed_run_and_reports_it(
+    make_grid, tmp_path, crashing_adapter, capsys
+):
     crash = {"env.adapter": crashing_adapter, "env.kwargs": {"task": "8x8-2p-2f", "fail_at": 5}}
-    grid = _grid(tmp_path, methods={**_grid(tmp_path).methods, "b": crash})
+    grid = make_grid(tmp_path, methods={**make_grid(tmp_path).methods, "b": crash})
     with pytest.raises(GridRunError, match=r"1 of 3 runs failed .*--b--seed0: RuntimeError: "):
         run_experiment(grid, local=True)
     out = capsys.readouterr().out
@@ -176,9 +197,9 @@ def test_a_grid_goes_on_past_a_failed_run_and_reports_it(tmp_path, crashing_adap
     assert err.startswith("error: 1 of 3 runs failed") and err.count("\n") == 1
 
 
-def test_a_scenario_given_twice_is_refused(tmp_path):
+def test_a_scenario_given_twice_is_refused(make_grid, tmp_path):
     with pytest.raises(ValueError, match=r"scenarios must be distinct.*lbf/8x8-2p-2f"):
-        _grid(tmp_path, scenarios=["lbf/8x8-2p-2f", "lbf/8x8-2p-2f"])
+        make_grid(tmp_path, scenarios=["lbf/8x8-2p-2f", "lbf/8x8-2p-2f"])
 
 
 # -- budgets -------------------------------------------------------------------------------------
@@ -203,7 +224,7 @@ def test_the_epoch_plan_meets_the_budget_within_a_collect_step_per_epoch(
     assert 0 <= plan.total - total < max(epochs, 1) * collect or plan.total == done[0]
 
 
-def test_train_stops_at_the_planned_step_and_says_so(tmp_path, capsys):
+def test_train_stops_at_the_planned_step_and_says_so(tiny, tmp_path, capsys):
     cfg = tiny(300, "training.test_interval=1000000", "training.progress=true")
     result = train(cfg, tmp_path)
     out = capsys.readouterr().out
@@ -216,7 +237,7 @@ def test_train_stops_at_the_planned_step_and_says_so(tmp_path, capsys):
     assert tests and max(tests) == result.env_steps  # one epoch, not 1,000,000 steps
 
 
-def test_test_envs_do_not_outnumber_test_episodes():
+def test_test_envs_do_not_outnumber_test_episodes(tiny):
     cfg = tiny(100, "env.num_test_envs=8", "training.test_episodes=3")
     run = training.build_run(cfg)
     try:
@@ -292,9 +313,9 @@ def test_a_broken_experiment_record_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "experiment.json is not a readable experiment record" in err
 
 
+@pytest.mark.requires(module="jaxmarl", extra="smax")
 def test_a_keyword_the_simulator_refuses_is_one_line(tmp_path, capsys):
     # SMAC/SMAX factories pass StarCraft2Env keywords through: checked when the env is built
-    require_optional("jaxmarl", "smax")
     logdir = tmp_path / "run"
     argv = ["train", "--scenario", "smax/3m", "--set", "env.kwargs.map_nme=3m", "--steps", "10"]
     assert cli.main([*argv, "--logdir", str(logdir)]) == 2

@@ -7,7 +7,6 @@ import copy
 import numpy as np
 import pytest
 import torch
-from conftest import config_with
 from tianshou.algorithm.algorithm_base import policy_within_training_step
 
 from bdps_agents.algorithms.bdps.diagnostics import masked_advantage
@@ -34,8 +33,14 @@ BASE = {
 }
 
 
-def _cfg(**sections):
-    return config_with(BASE, **sections)
+@pytest.fixture
+def make_cfg(config_with):
+    """``make_cfg(**sections)``: ``BASE`` with some sections updated, validated."""
+
+    def _cfg(**sections):
+        return config_with(BASE, **sections)
+
+    return _cfg
 
 
 def _collect(run, episodes: int, eps: float = 1.0):
@@ -47,8 +52,8 @@ def _collect(run, episodes: int, eps: float = 1.0):
     return run.buffer.episode_batch(starts)
 
 
-def test_roles_change_only_every_T_U_and_groups_every_T_V():
-    run = build_run(_cfg())
+def test_roles_change_only_every_T_U_and_groups_every_T_V(make_cfg):
+    run = build_run(make_cfg())
     try:
         ep = _collect(run, episodes=12)
     finally:
@@ -67,10 +72,10 @@ def test_roles_change_only_every_T_U_and_groups_every_T_V():
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_role_is_argmax_of_the_latent_sampled_in_training_and_the_mean_in_tests(training):
+def test_role_is_argmax_of_the_latent_sampled_in_training_and_the_mean_in_tests(make_cfg, training):
     """Roles at t = 0 are i mod k; later ones are argmax z, z sampled while training and z = mu
     in test episodes (deterministic evaluation)."""
-    run = build_run(_cfg())
+    run = build_run(make_cfg())
     policy: BDPSPolicy = run.policy
     captured = []
     original = policy.role_selector.forward
@@ -109,8 +114,8 @@ def test_role_is_argmax_of_the_latent_sampled_in_training_and_the_mean_in_tests(
     assert decisions == 2
 
 
-def test_gradients_reach_only_assigned_role_and_group_networks():
-    run = build_run(_cfg())
+def test_gradients_reach_only_assigned_role_and_group_networks(make_cfg):
+    run = build_run(make_cfg())
     alg: BDPS = run.algorithm
     ep = alg.episode_tensors(_collect(run, episodes=4))
     run.close()
@@ -132,12 +137,12 @@ def test_gradients_reach_only_assigned_role_and_group_networks():
         assert layer.weight.grad[1].abs().sum() > 0
 
 
-def test_individual_mode_with_one_role_in_use_equals_qmix():
+def test_individual_mode_with_one_role_in_use_equals_qmix(make_cfg):
     """With every agent in role 0 and role network 0 = the QMIX agent, the single-level BDPS TD
     loss and its Q-values equal QMIX's on the same batch."""
     torch.manual_seed(0)
-    bdps_run = build_run(_cfg(bdps={"levels": 1}))
-    qmix_run = build_run(_cfg(algorithm={"name": "qmix"}))
+    bdps_run = build_run(make_cfg(bdps={"levels": 1}))
+    qmix_run = build_run(make_cfg(algorithm={"name": "qmix"}))
     bdps, qmix = bdps_run.algorithm, qmix_run.algorithm
     assert isinstance(qmix, QMIX) and not isinstance(qmix, BDPS)
     batch = _collect(bdps_run, episodes=4)
@@ -161,12 +166,12 @@ def test_individual_mode_with_one_role_in_use_equals_qmix():
     assert stats_b == pytest.approx(stats_q)
 
 
-def test_full_mode_is_the_core_qmix_and_trains_identically():
+def test_full_mode_is_the_core_qmix_and_trains_identically(make_cfg):
     """algorithm.name=qmix builds the core QMIX learner; two runs from the same seed give the same
     losses, so BDPS options do not perturb the baseline."""
     losses = []
     for extra in ({}, {"bdps": {"n_roles": 2, "role_interval": 4}}):
-        cfg = _cfg(algorithm={"name": "qmix"}, **extra)
+        cfg = make_cfg(algorithm={"name": "qmix"}, **extra)
         run = build_run(cfg)
         assert type(run.algorithm) is QMIX
         _collect(run, episodes=6)
@@ -177,8 +182,8 @@ def test_full_mode_is_the_core_qmix_and_trains_identically():
 
 
 @pytest.mark.parametrize("group_input", ["roles", "roles+id", "roles+trajectory"])
-def test_bdps_update_logs_diagnostics(group_input):
-    run = build_run(_cfg(bdps={"group_selector_input": group_input}))
+def test_bdps_update_logs_diagnostics(make_cfg, group_input):
+    run = build_run(make_cfg(bdps={"group_selector_input": group_input}))
     _collect(run, episodes=6)
     with policy_within_training_step(run.policy):
         stats = run.algorithm.update(run.buffer, 4)
@@ -228,9 +233,9 @@ def test_masked_advantage_is_nonnegative_and_zero_at_the_best_available_action()
         ({"kl_weight": -1}, "kl_weight"),
     ],
 )
-def test_bdps_config_rejects_bad_values(bdps, message):
+def test_bdps_config_rejects_bad_values(make_cfg, bdps, message):
     with pytest.raises(ConfigError, match=message):
-        _cfg(bdps=bdps)
+        make_cfg(bdps=bdps)
 
 
 @pytest.mark.parametrize(
@@ -241,9 +246,9 @@ def test_bdps_config_rejects_bad_values(bdps, message):
         ({"role_interval": 7, "group_interval_multiple": 3}, "T_V.*below the episode limit"),
     ],
 )
-def test_bdps_config_checked_against_the_env(bdps, message):
+def test_bdps_config_checked_against_the_env(make_cfg, bdps, message):
     with pytest.raises(ConfigError, match=message):
-        build_run(_cfg(bdps=bdps))
+        build_run(make_cfg(bdps=bdps))
 
 
 def _episode_roles(run, seed: int) -> list[np.ndarray]:
@@ -261,8 +266,8 @@ def _episode_roles(run, seed: int) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("sample_at_test", [False, True])
-def test_test_episodes_are_deterministic_unless_roles_are_sampled(sample_at_test):
-    run = build_run(_cfg(bdps={"sample_roles_at_test": sample_at_test}))
+def test_test_episodes_are_deterministic_unless_roles_are_sampled(make_cfg, sample_at_test):
+    run = build_run(make_cfg(bdps={"sample_roles_at_test": sample_at_test}))
     policy: BDPSPolicy = run.policy
     with torch.no_grad():  # a wide posterior, so that sampling visibly changes roles
         policy.role_selector.encoder[-1].bias[policy.role_selector.n_roles :] += 3.0
@@ -274,8 +279,8 @@ def test_test_episodes_are_deterministic_unless_roles_are_sampled(sample_at_test
     assert same != sample_at_test
 
 
-def test_dead_agents_windows_do_not_enter_the_role_loss_or_statistics():
-    run = build_run(_cfg())
+def test_dead_agents_windows_do_not_enter_the_role_loss_or_statistics(make_cfg):
+    run = build_run(make_cfg())
     alg: BDPS = run.algorithm
     ep = alg.episode_tensors(_collect(run, episodes=4))
     run.close()

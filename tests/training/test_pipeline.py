@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_LBF, config_with
 from tianshou.algorithm.algorithm_base import policy_within_training_step
 from tianshou.data import Batch
 from tianshou.trainer import OffPolicyTrainerParams
@@ -19,17 +18,21 @@ from torch.utils.tensorboard import SummaryWriter
 from bdps_agents.cli import main as cli_main
 from bdps_agents.training import build_run, load_checkpoint
 
-SMALL = SMALL_LBF
 
+@pytest.fixture
+def make_cfg(small_lbf, config_with):
+    """``make_cfg(**sections)``: the tiny LBF run with some sections updated, validated."""
 
-def _cfg(**sections):
-    return config_with(SMALL, **sections)
+    def _cfg(**sections):
+        return config_with(small_lbf, **sections)
+
+    return _cfg
 
 
 @pytest.mark.parametrize("vector_env", ["dummy", "subproc"])
 @pytest.mark.parametrize("sharing", ["full", "none", "individual", "bilevel"])
-def test_trains_under_offpolicy_trainer(tmp_path, vector_env, sharing):
-    cfg = _cfg(
+def test_trains_under_offpolicy_trainer(make_cfg, tmp_path, vector_env, sharing):
+    cfg = make_cfg(
         env={"vector_env": vector_env},
         network={"sharing": sharing},
         bdps={"role_interval": 3, "group_interval_multiple": 2},
@@ -62,10 +65,10 @@ def test_trains_under_offpolicy_trainer(tmp_path, vector_env, sharing):
         run.close()
 
 
-def test_hidden_state_is_zero_at_every_episode_start():
+def test_hidden_state_is_zero_at_every_episode_start(make_cfg):
     """The Collector must hand the policy a zeroed recurrent state at each episode start.
     LBF's state ends with t / episode_limit, so t = 0 marks the first step of an episode."""
-    run = build_run(_cfg())
+    run = build_run(make_cfg())
     policy = run.policy
     seen = {"starts": 0, "bad": 0, "mid_nonzero": 0}
     original = policy.forward
@@ -91,8 +94,8 @@ def test_hidden_state_is_zero_at_every_episode_start():
     assert seen["mid_nonzero"] > 0, "the state was never carried within an episode"
 
 
-def test_checkpoint_roundtrip_gives_identical_q_values(tmp_path):
-    cfg = _cfg()
+def test_checkpoint_roundtrip_gives_identical_q_values(make_cfg, tmp_path):
+    cfg = make_cfg()
     run = build_run(cfg)
     with policy_within_training_step(run.policy):
         run.train_collector.reset()
@@ -123,10 +126,10 @@ def test_not_a_checkpoint_is_refused(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
-def test_cli_train_then_eval(tmp_path, capsys):
+def test_cli_train_then_eval(small_lbf, tmp_path, capsys):
     logdir = tmp_path / "run"
     scenario = tmp_path / "tiny.yaml"
-    scenario.write_text(json.dumps(SMALL))  # JSON is YAML
+    scenario.write_text(json.dumps(small_lbf))  # JSON is YAML
     code = cli_main(
         [
             "train",
@@ -182,14 +185,14 @@ def test_cli_reports_unknown_adapter(capsys):
     assert "starcraft3" in err and "lbf" in err  # names the bad adapter and the known ones
 
 
-def test_replay_that_cannot_fit_in_memory_is_refused(monkeypatch):
+def test_replay_that_cannot_fit_in_memory_is_refused(make_cfg, monkeypatch):
     import os
 
     from bdps_agents.config import ConfigError
 
     pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 2**18}  # a machine with 1 GiB
     monkeypatch.setattr(os, "sysconf", lambda name: pages[name])
-    cfg = _cfg(replay={"capacity_episodes": 200_000})  # 200k LBF episodes: several GiB
+    cfg = make_cfg(replay={"capacity_episodes": 200_000})  # 200k LBF episodes: several GiB
     with pytest.raises(ConfigError, match=r"replay.capacity_episodes=200000 needs about .* GiB"):
         build_run(cfg)
-    build_run(_cfg(replay={"capacity_episodes": 100})).close()  # a small one is fine
+    build_run(make_cfg(replay={"capacity_episodes": 100})).close()  # a small one is fine

@@ -6,7 +6,6 @@ from functools import partial
 
 import numpy as np
 import pytest
-from conftest import SMALL_LBF, config_with
 from tianshou.data import Batch, Collector
 from tianshou.env import DummyVectorEnv
 
@@ -17,7 +16,11 @@ from bdps_agents.replay import EpisodeReplayBuffer
 from bdps_agents.training import EnvSpec, make_vector_env
 from bdps_agents.vector_envs import StackedDummyVectorEnv, stack_observations
 
-TASK = SMALL_LBF["env"]["kwargs"]["task"]
+
+@pytest.fixture
+def task(small_lbf) -> str:
+    """The LBF task of the tiny run."""
+    return small_lbf["env"]["kwargs"]["task"]
 
 
 def _same(stacked: Batch, dicts: np.ndarray) -> None:
@@ -32,12 +35,14 @@ def _same(stacked: Batch, dicts: np.ndarray) -> None:
 
 @pytest.mark.parametrize("keep_info", [True, False])
 @pytest.mark.parametrize("vector_env", ["dummy", "subproc"])
-def test_stacked_observations_equal_tianshou_dicts(vector_env, keep_info):
+def test_stacked_observations_equal_tianshou_dicts(
+    task, small_lbf, config_with, vector_env, keep_info
+):
     n = 3
-    cfg = config_with(SMALL_LBF, env={"vector_env": vector_env})
+    cfg = config_with(small_lbf, env={"vector_env": vector_env})
     venv = make_vector_env(cfg.env, n, seed=7, keep_info=keep_info)
     assert type(venv).__name__.startswith("Stacked")
-    ref = DummyVectorEnv([partial(make_joint_env, "lbf", task=TASK)] * n)
+    ref = DummyVectorEnv([partial(make_joint_env, "lbf", task=task)] * n)
     ref.seed(7)
     try:
         obs = ref.reset()[0]
@@ -86,8 +91,8 @@ def test_stacked_observations_equal_tianshou_dicts(vector_env, keep_info):
         venv.close()
 
 
-def test_one_action_per_stepped_env() -> None:
-    venv = StackedDummyVectorEnv([partial(make_joint_env, "lbf", task=TASK)] * 2)
+def test_one_action_per_stepped_env(task) -> None:
+    venv = StackedDummyVectorEnv([partial(make_joint_env, "lbf", task=task)] * 2)
     obs, _ = venv.reset()
     with pytest.raises(ValueError, match=r"1 actions for 2 envs"):
         venv.step(np.zeros((1, obs.mask.shape[1]), dtype=np.int64))
@@ -101,10 +106,10 @@ def test_non_dict_observations_pass_through():
     assert stack_observations(objs) is objs
 
 
-def test_collector_fills_the_replay_from_stacked_observations():
-    probe = make_joint_env("lbf", task=TASK)
-    algorithm = build_algorithm(build_config(SMALL_LBF), EnvSpec.of(probe))
-    venv = StackedDummyVectorEnv([partial(make_joint_env, "lbf", task=TASK)] * 2)
+def test_collector_fills_the_replay_from_stacked_observations(task, small_lbf):
+    probe = make_joint_env("lbf", task=task)
+    algorithm = build_algorithm(build_config(small_lbf), EnvSpec.of(probe))
+    venv = StackedDummyVectorEnv([partial(make_joint_env, "lbf", task=task)] * 2)
     buffer = EpisodeReplayBuffer(20 * (probe.episode_limit + 1), 2)
     collector = Collector(algorithm.policy, venv, buffer)
     stats = collector.collect(n_episode=4, reset_before_collect=True)

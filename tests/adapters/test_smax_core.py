@@ -17,17 +17,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import require_optional
 
-require_optional("jaxmarl", "smax")
-
-from bdps_agents.adapters.smax import (  # noqa: E402  (jax-free import, after the skip)
+from bdps_agents.adapters.smax import (  # jax-free
     SMAC_EPISODE_LIMITS,
     SMAXStarCraft2Env,
     smac_to_smax_actions,
     smax_reset,
     smax_step,
 )
+
+pytestmark = pytest.mark.requires(module="jaxmarl", extra="smax")
 
 MAP = "3m"
 STOP, NORTH, SOUTH, EAST, WEST, FIRST_ATTACK = 1, 2, 3, 4, 5, 6

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import config_with, require_optional
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -45,7 +44,7 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def checkpoint(config_with, tmp_path_factory):
     torch.set_num_threads(1)
     return train(config_with(TINY), tmp_path_factory.mktemp("run")).checkpoint
 
@@ -94,8 +93,8 @@ def test_lbf_frame_shows_players_and_food():
     assert "a1 r1" in texts
 
 
+@pytest.mark.requires(module="gfootball", extra="grf")
 def test_grf_frame_shows_both_teams_and_the_ball():
-    require_optional("gfootball", "grf")
     env = make_joint_env("grf", env_name="academy_3_vs_1_with_keeper")
     try:
         env.reset(seed=0)
@@ -117,8 +116,8 @@ def test_grf_frame_shows_both_teams_and_the_ball():
         env.close()
 
 
+@pytest.mark.requires(module="jaxmarl", extra="smax")
 def test_smax_frame_shows_living_units():
-    require_optional("jaxmarl", "smax")
     env = make_joint_env("smax", map_name="3m")
     obs, _ = env.reset(seed=0)
     assert frame_kind(env) == "smax"

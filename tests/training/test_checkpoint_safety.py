@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_LBF, TINY_RUN, config_with
 
 import bdps_agents.training.checkpoint as checkpoint_file
 import bdps_agents.training.evaluation as evaluation_module
@@ -35,16 +34,20 @@ from bdps_agents.training import (
     write_checkpoint,
 )
 
-SMALL = {
-    **copy.deepcopy(SMALL_LBF),
-    "training": {
-        "progress": False,
-        "test_episodes": 2,
-        "test_interval": 300,
-        "log_interval": 100,
-        "total_steps": 300,
-    },
-}
+
+@pytest.fixture(scope="module")
+def small(small_lbf):
+    """The tiny LBF run, 300 steps in one epoch."""
+    return {
+        **copy.deepcopy(small_lbf),
+        "training": {
+            "progress": False,
+            "test_episodes": 2,
+            "test_interval": 300,
+            "log_interval": 100,
+            "total_steps": 300,
+        },
+    }
 
 
 class Evil:
@@ -58,10 +61,10 @@ class Evil:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
+def finished(small, config_with, tmp_path_factory):
     """A finished 300-step run (one epoch, its checkpoint, a final row) and its scenario file."""
     root = tmp_path_factory.mktemp("finished")
-    cfg = config_with(SMALL)
+    cfg = config_with(small)
     scenario = root / "tiny.yaml"
     scenario.write_text(json.dumps(cfg.model_dump(mode="json")))  # JSON is YAML
     train(cfg, root / "run")
@@ -327,7 +330,9 @@ def _greedy_test_steps(logdir: Path) -> list[int]:
     return [int(r["step"]) for r in rows if (r["scope"], r["metric"]) == ("test", "greedy_return")]
 
 
-def test_resume_refuses_a_finished_run_and_says_how_to_continue(finished, tmp_path, capsys):
+def test_resume_refuses_a_finished_run_and_says_how_to_continue(
+    small, config_with, finished, tmp_path, capsys
+):
     logdir = _copy_run(finished, tmp_path)
     before = {p.name: p.read_bytes() for p in logdir.iterdir() if p.is_file()}
     argv = ["train", "--scenario", str(finished[1]), "--logdir", str(logdir), "--resume"]
@@ -342,7 +347,7 @@ def test_resume_refuses_a_finished_run_and_says_how_to_continue(finished, tmp_pa
     # nothing was touched: not the final result, not the checkpoint, not config.json
     assert {p.name: p.read_bytes() for p in logdir.iterdir() if p.is_file()} == before
     with pytest.raises(CheckpointError, match="the run is finished"):
-        train(config_with(SMALL), logdir, resume=True)
+        train(config_with(small), logdir, resume=True)
 
     # the advice works: one more epoch, a new final result
     steps = int(match.group(1)) + 1
@@ -357,7 +362,7 @@ def test_resume_refuses_a_finished_run_and_says_how_to_continue(finished, tmp_pa
 
 
 def test_resume_after_the_last_epoch_but_before_the_final_evaluation_finishes_the_run(
-    finished, tmp_path
+    small, config_with, finished, tmp_path
 ):
     # killed after the last epoch's checkpoint, before the final rows: not finished
     logdir = _copy_run(finished, tmp_path)
@@ -365,12 +370,12 @@ def test_resume_after_the_last_epoch_but_before_the_final_evaluation_finishes_th
     metrics = logdir / "metrics.csv"
     metrics.write_bytes(metrics.read_bytes()[: data["progress"]["csv_bytes"]])
     assert "final," not in metrics.read_text()
-    result = train(config_with(SMALL), logdir, resume=True)
+    result = train(config_with(small), logdir, resume=True)
     assert np.isfinite(result.final_greedy_return)
     assert any(line.startswith("final,") for line in metrics.read_text().splitlines())
 
 
-def test_experiment_still_skips_finished_runs(tmp_path, capsys):
+def test_experiment_still_skips_finished_runs(tiny_run, tmp_path, capsys):
     grid = GridConfig.model_validate(
         {
             "name": "tiny",
@@ -379,7 +384,7 @@ def test_experiment_still_skips_finished_runs(tmp_path, capsys):
             "methods": {"qmix": {"network.sharing": "full"}},
             "seeds": [0],
             "total_steps": 100,
-            "overrides": TINY_RUN,
+            "overrides": tiny_run,
         }
     )
     root = run_experiment(grid, local=True)

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import config_with
-from smac_standin import ReseedableStandIn, StandInStarCraft2Env
 
 import bdps_agents.adapters as adapters
 from bdps_agents.adapters import BUILTIN_ADAPTERS, AdapterRegistry, make_env, register_adapter
 from bdps_agents.adapters.smac import SMACParallelEnv, make_smac_env
 from bdps_agents.joint_env import JointEnv
 from bdps_agents.training import build_run, greedy_return, train
+from tests.adapters.smac_standin import ReseedableStandIn, StandInStarCraft2Env
 
 STOP, NORTH = 1, 2
 
@@ -191,26 +190,32 @@ def standin_adapter(monkeypatch: pytest.MonkeyPatch) -> str:
     return "smac-standin"
 
 
-def _standin_cfg(adapter_name: str, **training):
-    return config_with(
-        {
-            "env": {
-                "adapter": adapter_name,
-                "kwargs": STANDIN_KWARGS,
-                "reward_aggregation": "mean",
-                "num_train_envs": 2,
-                "num_test_envs": 2,
+@pytest.fixture
+def standin_cfg(config_with):
+    """``standin_cfg(adapter_name, **training)``: a tiny run on the SMAC stand-in."""
+
+    def _standin_cfg(adapter_name: str, **training):
+        return config_with(
+            {
+                "env": {
+                    "adapter": adapter_name,
+                    "kwargs": STANDIN_KWARGS,
+                    "reward_aggregation": "mean",
+                    "num_train_envs": 2,
+                    "num_test_envs": 2,
+                },
+                "replay": {"capacity_episodes": 50, "batch_episodes": 4, "warmup_episodes": 4},
+                "network": {"hidden_dim": 16},
+                "bdps": {"role_interval": 2},
             },
-            "replay": {"capacity_episodes": 50, "batch_episodes": 4, "warmup_episodes": 4},
-            "network": {"hidden_dim": 16},
-            "bdps": {"role_interval": 2},
-        },
-        training={"progress": False, "test_episodes": 6, **training},
-    )
+            training={"progress": False, "test_episodes": 6, **training},
+        )
+
+    return _standin_cfg
 
 
-def test_win_rate_is_the_fraction_of_test_episodes_won(standin_adapter: str) -> None:
-    run = build_run(_standin_cfg(standin_adapter))
+def test_win_rate_is_the_fraction_of_test_episodes_won(standin_cfg, standin_adapter: str) -> None:
+    run = build_run(standin_cfg(standin_adapter))
     run.policy.set_eps_inference(1.0)  # random available actions: some wins, some losses
     try:
         run.test_collector.reset()
@@ -228,8 +233,8 @@ def test_win_rate_is_the_fraction_of_test_episodes_won(standin_adapter: str) -> 
         run.close()
 
 
-def test_training_logs_win_rate(standin_adapter: str, tmp_path: Path) -> None:
-    cfg = _standin_cfg(standin_adapter, total_steps=300, test_interval=150, steps_per_update=20)
+def test_training_logs_win_rate(standin_cfg, standin_adapter: str, tmp_path: Path) -> None:
+    cfg = standin_cfg(standin_adapter, total_steps=300, test_interval=150, steps_per_update=20)
     result = train(cfg, tmp_path)
     assert 0.0 <= result.final_metrics["win_rate"] <= 1.0
     with (tmp_path / "metrics.csv").open() as f:

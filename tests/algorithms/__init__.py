@@ -1,0 +1,1 @@
+"""Tests of ``bdps_agents.algorithms``, the networks and the learners."""

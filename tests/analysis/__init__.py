@@ -1,0 +1,2 @@
+"""Tests of experiment grids, figures and rendering (``experiment``, ``grid``, ``plotting``,
+``render``)."""

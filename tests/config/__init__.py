@@ -1,0 +1,1 @@
+"""Tests of ``bdps_agents.config`` and the presets."""
