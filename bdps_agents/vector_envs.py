@@ -5,7 +5,7 @@ Collector turns that array into a ``Batch`` (a generic, per-key and per-env stac
 three times per step: for the policy's input, and again for ``obs`` and ``obs_next`` of the step
 it stores. Stacking each key once with ``np.stack`` and handing over the ``Batch`` makes all of
 those conversions free; on LBF 15x15-4p-5f it raises collection speed by ≈ 12 %
-(``benchmarks/throughput.py``). The data are identical (``tests/test_vector_envs.py``).
+(``benchmarks/throughput.py``). The data are identical (``tests/adapters/test_vector_envs.py``).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bdps_agents.algorithms import algorithm_spec, available_algorithms
+from bdps_agents.algorithms import algorithm_variants
 from bdps_agents.config import ExperimentConfig, build_config
 from bdps_agents.presets import merge_overrides
 
@@ -168,27 +168,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 # ------------------------------------------------------------------ registered algorithms
-def algorithm_variants() -> list[tuple[str, dict[str, Any]]]:
-    """``(id, dotted overrides)`` of every registered algorithm in each of its sharing modes and
-    named variants (``AlgorithmSpec.variants``): ``qmix``, ``qmix-none``, ``bdps-individual``."""
-    out = []
-    for name in available_algorithms():
-        spec = algorithm_spec(name)
-        for sharing in spec.sharing:
-            label = name if sharing == spec.sharing[0] else f"{name}-{sharing}"
-            out.append((label, {"algorithm.name": name, "network.sharing": sharing}))
-        for variant, overrides in spec.variants.items():
-            out.append((f"{name}-{variant}", {"algorithm.name": name, **overrides}))
-    return out
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # a test taking `algorithm_variant` runs once per registered algorithm variant
     if "algorithm_variant" in metafunc.fixturenames:
-        variants = algorithm_variants()
-        metafunc.parametrize(
-            "algorithm_variant", [v for _, v in variants], ids=[i for i, _ in variants]
-        )
+        variants = algorithm_variants()  # the registry's: label -> dotted overrides
+        metafunc.parametrize("algorithm_variant", list(variants.values()), ids=list(variants))
 
 
 @pytest.fixture

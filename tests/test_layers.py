@@ -60,10 +60,8 @@ LAYERS: dict[str, int] = {
 
 
 def _modules() -> list[str]:
-    names = ["bdps_agents"]
-    for info in pkgutil.walk_packages([str(ROOT)], prefix="bdps_agents."):
-        names.append(info.name)
-    return sorted(names)
+    found = pkgutil.walk_packages([str(ROOT)], prefix="bdps_agents.")
+    return sorted(["bdps_agents", *(info.name for info in found)])
 
 
 def _top(module: str) -> str | None:

@@ -130,9 +130,11 @@ def test_random_collection_is_refused_next_to_bdps_steps_and_by_the_bdps_learner
     collector = spread_collector(learner)
     collector.reset()
     collector.collect(n_episode=N_ENVS, random=True)  # no roles or groups stored
-    with pytest.raises(ValueError, match="no stored role and group"):
-        with policy_within_training_step(learner.policy):
-            learner.algorithm.update(learner.buffer, 4)
+    with (
+        pytest.raises(ValueError, match="no stored role and group"),
+        policy_within_training_step(learner.policy),
+    ):
+        learner.algorithm.update(learner.buffer, 4)
     collector.reset(reset_buffer=False)
     with pytest.raises(ValueError, match=r"random=True.*warmup"):
         collector.collect(n_episode=N_ENVS)  # BDPS steps next to steps without assignments

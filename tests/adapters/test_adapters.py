@@ -291,7 +291,7 @@ def test_lbf_normalized_obs_and_state_are_affine_images_of_the_raw_ones(task: st
         )
         np.testing.assert_allclose(s_n, (s_r - raw.state_space.low) / span, rtol=1e-6, atol=1e-6)
         actions = {a: int(rng.choice(np.flatnonzero(infos[a]["action_mask"]))) for a in raw.agents}
-        obs_r, *_, done_r, _ = raw.step(actions)
+        obs_r, *_, _done_r, _ = raw.step(actions)
         obs_n, _, _, _, infos = norm.step(actions)
         if not raw.agents:
             break
@@ -310,7 +310,7 @@ def test_lbf_truncation_at_time_limit() -> None:
     env = LBFParallelEnv(task="8x8-2p-2f", max_episode_steps=4)
     env.reset(seed=0)
     for t in range(4):
-        _, rewards, terms, truncs, infos = env.step(dict.fromkeys(env.agents, 0))
+        _, _rewards, terms, truncs, _infos = env.step(dict.fromkeys(env.agents, 0))
         assert not any(terms.values())
         assert all(truncs.values()) == (t == 3)
     assert env.agents == [] and set(truncs) == {"agent_0", "agent_1"}

@@ -133,7 +133,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(
-    "was, term, trunc, present, observed, live, visible, joint_term, joint_trunc",
+    ("was", "term", "trunc", "present", "observed", "live", "visible", "joint_term", "joint_trunc"),
     [case[1:] for case in CASES],
     ids=[case[0] for case in CASES],
 )

@@ -60,7 +60,7 @@ def test_lbf_spaces(task: str) -> None:
     assert env.episode_limit == 50 and env.noop_action == 0
     assert env.action_space.nvec.tolist() == [6] * n
     assert env.observation_space["mask"].dtype == np.int8
-    obs, info = env.reset(seed=0)
+    obs, _info = env.reset(seed=0)
     assert_joint_obs(env, obs)
 
 
@@ -72,7 +72,7 @@ def test_lbf_rollout_matches_underlying_env(task: str, aggregation: str) -> None
     rng = np.random.default_rng(0)
     team_return = 0.0
     for seed in range(4):
-        obs, info = joint.reset(seed=seed)
+        obs, _ = joint.reset(seed=seed)
         raw_obs, raw_infos = raw.reset(seed=seed)
         done = False
         while not done:
@@ -84,7 +84,7 @@ def test_lbf_rollout_matches_underlying_env(task: str, aggregation: str) -> None
             act = greedy_available(rng, obs["mask"])
             previous = {k: v.copy() for k, v in obs.items()}
             kept = obs
-            obs, reward, terminated, truncated, info = joint.step(act)
+            obs, reward, terminated, truncated, _info = joint.step(act)
             for key in previous:  # the arrays handed out before are not reused
                 np.testing.assert_array_equal(kept[key], previous[key])
                 assert not np.shares_memory(kept[key], obs[key])
@@ -356,7 +356,7 @@ def test_dead_agent_gets_zero_obs_noop_mask_and_is_not_forwarded() -> None:
         act = random_available(rng, obs["mask"])
         if t > 3:
             act[1] = 4  # whatever a dead agent "does" is dropped
-        obs, reward, terminated, truncated, info = env.step(act)
+        obs, _reward, terminated, truncated, info = env.step(act)
         assert set(wrapper.received[-1]) == (
             {"agent_0", "agent_1", "agent_2"} if t <= 3 else {"agent_0", "agent_2"}
         )

@@ -153,7 +153,7 @@ def test_joint_env_over_smac_adapter() -> None:
     joint = JointEnv(adapter(n_agents=2, n_enemies=1, enemy_damage=1.0, ally_damage=0.1), "mean")
     obs, info = joint.reset()
     assert info["battle_won"] == 0.0 and info["n_alive"] == 2
-    obs, reward, terminated, truncated, info = joint.step(np.array([STOP, attack(0)]))
+    obs, reward, _terminated, _truncated, info = joint.step(np.array([STOP, attack(0)]))
     assert reward == pytest.approx(0.1)  # the mean of a shared reward is that reward
     assert info["n_alive"] == 1 and info["dead_allies"] == 1.0
     np.testing.assert_array_equal(obs["alive"], [0, 1])

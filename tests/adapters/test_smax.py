@@ -51,7 +51,7 @@ def test_seeded_episodes_repeat(same_nested, env: SMACParallelEnv) -> None:
 
 
 def test_smax_adapter_follows_smac_layout(env: SMACParallelEnv) -> None:
-    obs, infos = env.reset(seed=0)
+    _obs, infos = env.reset(seed=0)
     smax = env.env
     assert env.possible_agents == [f"agent_{i}" for i in range(smax.n_agents)]
     assert env.action_space("agent_0").n == 6 + smax.n_enemies  # SMAC numbering
@@ -129,7 +129,7 @@ def test_joint_env_over_smax(env: SMACParallelEnv) -> None:
                 for m, alive in zip(obs["mask"], obs["alive"], strict=True)
             ]
         )
-        obs, reward, terminated, truncated, info = joint.step(actions)
+        obs, _reward, terminated, truncated, info = joint.step(actions)
         done = terminated or truncated
         dead = obs["alive"] == 0
         assert not obs["obs"][dead].any()

@@ -76,8 +76,14 @@ def play(env: SMAXStarCraft2Env, policy: Any, seed: int) -> list[tuple[Any, ...]
     while not terminated:
         reward, terminated, info = env.step(policy(env, rng))
         trace.append(
-            (env.get_obs_array(), env.get_state(), env.get_avail_actions_array())
-            + (reward, terminated, info)
+            (
+                env.get_obs_array(),
+                env.get_state(),
+                env.get_avail_actions_array(),
+                reward,
+                terminated,
+                info,
+            )
         )
     return trace
 

@@ -109,7 +109,7 @@ def test_actions_outside_the_space_still_raise(case: Case) -> None:
     with opened(case) as env:
         env.reset(seed=SEED)
         n = env.action_space("agent_0").n
-        live = {a: case.replacement for a in env.agents}
+        live = dict.fromkeys(env.agents, case.replacement)
         with pytest.raises(ValueError, match=rf"action {n} for agent 'agent_0' is outside"):
             env.step({**live, "agent_0": n})
         with pytest.raises(ValueError, match="agent_0.*integer"):

@@ -222,7 +222,7 @@ def test_masked_advantage_is_nonnegative_and_zero_at_the_best_available_action()
 
 
 @pytest.mark.parametrize(
-    "bdps, message",
+    ("bdps", "message"),
     [
         ({"n_roles": 2, "n_groups": 3}, "n_roles"),
         ({"n_groups": 1}, "n_groups"),
@@ -239,7 +239,7 @@ def test_bdps_config_rejects_bad_values(make_cfg, bdps, message):
 
 
 @pytest.mark.parametrize(
-    "bdps, message",
+    ("bdps", "message"),
     [
         ({"n_roles": 4, "n_groups": 2}, r"exceeds the number of agents \(n=3\)"),
         ({"role_interval": 20}, "T_U.*below the episode limit"),

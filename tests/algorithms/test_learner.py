@@ -24,7 +24,7 @@ def _t(x):
 
 
 @pytest.mark.parametrize(
-    "lam, expected",
+    ("lam", "expected"),
     [
         (0.0, [6.0, 10.0, 2.0]),  # r + γ(1-d)Q': 1+.5*10, 0+.5*20, 2 (terminal)
         (0.5, [4.875, 5.5, 2.0]),  # G1 = .5*(.5*20 + .5*2), G0 = 1 + .5*(.5*10 + .5*5.5)
@@ -99,7 +99,7 @@ def _tiny_qmix(double_q: bool) -> tuple[QMIX, Batch]:
     return alg, batch
 
 
-@pytest.mark.parametrize("double_q, y0", [(True, 46.0), (False, 51.0)])
+@pytest.mark.parametrize(("double_q", "y0"), [(True, 46.0), (False, 51.0)])
 def test_qmix_td_loss_hand_checked(double_q, y0):
     """Q_tot(t0) = Q0[a=0] + Q1[a=1] = 1 + 5 = 6; Q_tot(t1) = 8 + 1 = 9.
     Next-step action at t1 among available {0, 1} for agent 0:
@@ -140,7 +140,7 @@ def test_gradients_reach_only_the_assigned_networks(how):
     assert layer.weight.grad[0].abs().sum() > 0 and layer.weight.grad[2].abs().sum() > 0
 
 
-@pytest.mark.parametrize("in_dim, out_dim", [(5, 4), (4, 7)])  # bias broadcast / ones column
+@pytest.mark.parametrize(("in_dim", "out_dim"), [(5, 4), (4, 7)])  # bias broadcast / ones column
 @pytest.mark.parametrize("split", ["balanced", "skewed", "one group"])
 def test_sorted_rows_match_the_one_hot_layer(split, in_dim, out_dim):
     """RowGroups (rows sorted and padded per group, one batched product) gives the outputs and
@@ -273,7 +273,7 @@ def test_policy_masks_actions_and_resets_hidden_state():
 
 
 @pytest.mark.skipif(
-    not sys.platform.startswith("linux") or not platform.libc_ver()[0] == "glibc",
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
     reason="mallopt is glibc's",
 )
 def test_reuse_freed_memory_applies_on_glibc():

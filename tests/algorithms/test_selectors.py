@@ -215,7 +215,7 @@ def _roles(B, J, n, n_roles, seed=0):
     return roles, alive
 
 
-@pytest.mark.parametrize("n_roles, n_groups", ROLE_GROUP)
+@pytest.mark.parametrize(("n_roles", "n_groups"), ROLE_GROUP)
 def test_group_selector_shapes_and_heads(n_roles, n_groups):
     sel = GroupSelector(n_roles, n_groups)
     assert sel.gat.heads == n_roles and sel.gat.out_dim == 128 and sel.hidden_dim == 64
@@ -227,7 +227,7 @@ def test_group_selector_shapes_and_heads(n_roles, n_groups):
     assert out.attention.shape == (2, n_roles, 6, 6)
 
 
-@pytest.mark.parametrize("n_roles, n_groups", ROLE_GROUP)
+@pytest.mark.parametrize(("n_roles", "n_groups"), ROLE_GROUP)
 def test_unroll_matches_stepping(n_roles, n_groups):
     torch.manual_seed(0)
     sel = GroupSelector(n_roles, n_groups, embed_dim=16, gat_dim=24, hidden_dim=8)

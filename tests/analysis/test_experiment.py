@@ -91,7 +91,7 @@ def test_local_mode_runs_sequentially_and_cli_plots(make_grid, tmp_path: Path, c
 
 
 @pytest.mark.parametrize(
-    "changes, field",
+    ("changes", "field"),
     [
         ({"seeds": [0, 0]}, "seeds"),
         ({"seeds": []}, "seeds"),

@@ -119,7 +119,7 @@ def test_grf_frame_shows_both_teams_and_the_ball():
 @pytest.mark.requires(module="jaxmarl", extra="smax")
 def test_smax_frame_shows_living_units():
     env = make_joint_env("smax", map_name="3m")
-    obs, _ = env.reset(seed=0)
+    _obs, _ = env.reset(seed=0)
     assert frame_kind(env) == "smax"
     ax = Figure().add_subplot()
     artists = draw_frame(ax, env, "3m", roles=np.array([0, 1, 0]))

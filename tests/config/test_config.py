@@ -49,7 +49,7 @@ def test_smax_presets_match_the_smac_ones(map_name):
 
 
 @pytest.mark.parametrize(
-    "adapter, kwargs, resolved",
+    ("adapter", "kwargs", "resolved"),
     [
         ("smax", {"map_name": "3m"}, "smax_batched"),
         ("lbf", {}, "dummy"),
@@ -74,7 +74,7 @@ def test_smax_presets_step_all_envs_in_one_call():
 
 
 @pytest.mark.parametrize(
-    "data, field",
+    ("data", "field"),
     [
         ({"algorithm": {"lr": -1}}, "algorithm.lr"),
         ({"algorithm": {"gamma": 1.5}}, "algorithm.gamma"),

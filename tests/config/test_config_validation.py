@@ -113,7 +113,7 @@ def test_no_int_or_string_passes_as_a_bool(field: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "override, field",
+    ("override", "field"),
     [("training.seed='3'", "training.seed"), ("algorithm.lr='0.1'", "algorithm.lr")],
 )
 def test_no_string_passes_as_a_number(override: str, field: str) -> None:
@@ -121,7 +121,7 @@ def test_no_string_passes_as_a_number(override: str, field: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "override, expected",
+    ("override", "expected"),
     [("algorithm.lr=1", 1.0), ("algorithm.lr=1e-3", 1e-3), ("algorithm.lr=2.5E-4", 2.5e-4)],
 )
 def test_yaml_numbers_still_pass_as_floats(override: str, expected: float) -> None:
@@ -154,7 +154,7 @@ def test_device_is_cpu_only(device: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "override, pattern",
+    ("override", "pattern"),
     [
         ("env.kwargs.coop='no'", r"adapter 'lbf': coop must be true or false, got 'no'"),
         ("env.kwargs.coop=1", r"coop must be true or false, got 1"),
@@ -212,7 +212,7 @@ def test_lbf_flags_are_strict_bools(flag: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "task, blocker",
+    ("task", "blocker"),
     [
         ("4x4-12p-1f", "players on (1, 1), (1, 2), (2, 1), (2, 2)"),  # they can cover the interior
         ("5x5-2p-2f", "food"),  # the first food can rule out the whole 3x3 interior
@@ -263,7 +263,7 @@ def _brute_force_blockable(rows: int, cols: int, players: int, foods: int) -> bo
 
 def test_placement_criterion_is_exact_on_small_fields() -> None:
     for rows, cols in itertools.product(range(3, 8), repeat=2):
-        for players, foods in itertools.product(range(0, 5), range(1, 4)):
+        for players, foods in itertools.product(range(5), range(1, 4)):
             found = _blocked_placement(rows, cols, players, foods)
             if found is not None:  # a witness that really blocks
                 assert _blocks(rows, cols, players, *found), (rows, cols, players, foods)
@@ -295,12 +295,14 @@ def test_dotted_and_nested_overrides_of_one_section_combine() -> None:
 
 
 @pytest.mark.parametrize(
-    "overrides, pattern",
+    ("overrides", "pattern"),
     [
         (
             ["training.seed=1", "training={seed: 2}"],
-            r"training\.seed is given twice: 1 \(from 'training\.seed=1'\) and 2 "
-            r"\(from 'training=\{seed: 2\}'\)",
+            (
+                r"training\.seed is given twice: 1 \(from 'training\.seed=1'\) and 2 "
+                r"\(from 'training=\{seed: 2\}'\)"
+            ),
         ),
         (["training.seed=1", "training.seed=true"], r"training\.seed is given twice: 1 .* True"),
         (["training=5", "training.seed=1"], r"training is given twice: 5 .* a section"),
@@ -354,7 +356,7 @@ def test_a_method_overrides_the_common_overrides(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "changes, pattern",
+    ("changes", "pattern"),
     [
         (  # the issue's own example: its seed was silently replaced by the grid's
             {"overrides": {"training.total_steps": 100, "training": {"seed": 3}}},
@@ -407,7 +409,7 @@ def test_grid_set_override_replaces_a_dotted_leaf(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "content, pattern",
+    ("content", "pattern"),
     [
         (
             b"training: {seed: 1}\nenv: {adapter: lbf}\ntraining: {total_steps: 5}\n",
@@ -471,7 +473,7 @@ def _cli_refuses(argv: list[str], capsys, pattern: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "sets, pattern",
+    ("sets", "pattern"),
     [
         (["training.device=cuda"], r"training\.device: must be 'cpu'"),
         (["training.total_steps=true"], r"training\.total_steps: Input should be a valid integer"),
@@ -495,7 +497,7 @@ def test_cli_train_prints_one_line(tiny_scenario: Path, tmp_path: Path, capsys, 
 
 
 @pytest.mark.parametrize(
-    "content, pattern",
+    ("content", "pattern"),
     [
         ("# caf\xe9\n".encode("latin-1"), r"not UTF-8 text"),
         (b"training: {seed: 1}\ntraining: {seed: 2}\n", r"duplicate key 'training'"),
@@ -510,14 +512,16 @@ def test_cli_bad_scenario_file_prints_one_line(tmp_path: Path, capsys, content, 
 
 
 @pytest.mark.parametrize(
-    "content, pattern",
+    ("content", "pattern"),
     [
         ("# caf\xe9\nname: x\n".encode("latin-1"), r"grid\.yaml is not UTF-8 text"),
         (b"", r"grid\.yaml is empty"),
         (b"name: x\nseeds: [0]\nseeds: [1]\n", r"duplicate key 'seeds' in .*grid\.yaml"),
         (
-            b"scenarios: [SCENARIO]\nmethods: {q: {}}\nseeds: [0]\n"
-            b"overrides: {training.seed: 3, training.total_steps: 20}\n",
+            (
+                b"scenarios: [SCENARIO]\nmethods: {q: {}}\nseeds: [0]\n"
+                b"overrides: {training.seed: 3, training.total_steps: 20}\n"
+            ),
             r"training\.seed is given twice: 3 \(from overrides\) and 0",
         ),
         (

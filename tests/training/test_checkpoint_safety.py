@@ -161,7 +161,7 @@ def test_format_2_checkpoints_still_load_evaluate_and_restore(finished, tmp_path
         head = len(checkpoint_file._MAGIC) + checkpoint_file._HEADER.size
         torch.load(io.BytesIO(path.read_bytes()[head:]), weights_only=True)
     cfg, loaded = load_checkpoint(path)
-    kind, key, pos, *_ = loaded["rng"]["numpy"]
+    _kind, key, pos, *_ = loaded["rng"]["numpy"]
     assert key == data["rng"]["numpy"][1].tolist() and pos == data["rng"]["numpy"][2]
     run = build_run(cfg)
     try:
@@ -177,12 +177,14 @@ def test_format_2_checkpoints_still_load_evaluate_and_restore(finished, tmp_path
 
 
 @pytest.mark.parametrize(
-    "value, message",
+    ("value", "message"),
     [
         (
             np.zeros(3, dtype=np.uint32),
-            r"refusing to load {path} \(format 2\): it holds a numpy ndarray at /eps_training, "
-            r"where bdps-agents never wrote one",
+            (
+                r"refusing to load {path} \(format 2\): it holds a numpy ndarray at /eps_training, "
+                r"where bdps-agents never wrote one"
+            ),
         ),
         (np.array([0.5]), r"refusing to load {path}: it holds a numpy\.dtypes\.Float64DType "),
         (np.float64(0.5), r"refusing to load {path}: it holds a numpy\S+scalar object"),
@@ -231,7 +233,7 @@ MISFIT = r"checkpoint {path} does not fit the networks its config builds \(.*\):
 
 
 @pytest.mark.parametrize(
-    "kind, commands, message",
+    ("kind", "commands", "message"),
     [
         (
             "empty algorithm",
@@ -280,7 +282,7 @@ def test_a_checkpoint_that_does_not_fit_gets_one_line(
 
 # ------------------------------------------------------------------ 10: eval/render arguments
 @pytest.mark.parametrize(
-    "argv, message",
+    ("argv", "message"),
     [
         (["eval", "--episodes", "0"], r"--episodes must be a positive number of episodes, got 0"),
         (["eval", "--episodes", "-3"], r"--episodes must be a positive number of episodes, got -3"),
@@ -289,8 +291,10 @@ def test_a_checkpoint_that_does_not_fit_gets_one_line(
         (["render", "--seed", "-5"], r"--seed must be an integer from 0 to 4294967295, got -5"),
         (
             ["render", "--out", "{tmp}/x.txt"],
-            r"--out: cannot write an animation to \S+/x\.txt: use a file name ending in "
-            r"\.gif, \.png, \.apng",
+            (
+                r"--out: cannot write an animation to \S+/x\.txt: use a file name ending in "
+                r"\.gif, \.png, \.apng"
+            ),
         ),
         (["render", "--max-steps", "0"], r"--max-steps must be a positive number of steps"),
         (["render", "--max-steps", "-2"], r"--max-steps must be a positive number of steps"),

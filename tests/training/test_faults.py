@@ -43,7 +43,7 @@ def test_env_raising_in_a_worker_stops_training_with_a_clear_error(
 
 
 @pytest.mark.parametrize(
-    "algo, poisoned, component",
+    ("algo", "poisoned", "component"),
     [
         ("qmix", "td_loss", "TD loss"),
         ("bdps", "role_loss", "VAE loss"),

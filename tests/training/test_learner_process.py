@@ -27,21 +27,16 @@ from bdps_agents.training import (
     train,
 )
 
-SHARING = ["full", "none", "individual", "bilevel"]
 CHILD_SEED = 1234  # the child's generator seed, fixed so that BDPS's VAE sampling matches
 
 
 @pytest.fixture
-def setup_run(small_lbf, config_with):
-    """``setup_run(sharing, n_batches=4)``: :func:`_setup` below, on the tiny LBF run."""
+def setup_run(small_lbf_config):
+    """``setup_run(overrides, n_batches=4)``: :func:`_setup` below, on the tiny LBF run."""
 
-    def _setup(sharing: str, n_batches: int = 4):
+    def _setup(overrides: dict | None = None, n_batches: int = 4):
         """A config, two identical algorithms and ``n_batches`` episode batches from real LBF."""
-        cfg = config_with(
-            small_lbf,
-            network={"sharing": sharing},
-            bdps={"role_interval": 3, "group_interval_multiple": 2},
-        )
+        cfg = small_lbf_config(overrides)
         spec = EnvSpec.of(make_joint(cfg.env))
         torch.manual_seed(0)
         inline = build_algorithm(cfg, spec)
@@ -73,9 +68,8 @@ def _assert_equal_states(a: dict, b: dict) -> None:
         assert torch.equal(a[key], b[key]), key
 
 
-@pytest.mark.parametrize("sharing", SHARING)
-def test_child_runs_the_same_updates_one_step_later(setup_run, sharing, monkeypatch):
-    inline, overlapped, batches, factory = setup_run(sharing)
+def test_child_runs_the_same_updates_one_step_later(setup_run, algorithm_variant, monkeypatch):
+    inline, overlapped, batches, factory = setup_run(algorithm_variant)
     if hasattr(inline.policy, "torch_rng"):
         inline.policy.torch_rng.manual_seed(CHILD_SEED)
     monkeypatch.setattr(LearnerProcess, "_child_seed", lambda self: CHILD_SEED)
@@ -113,7 +107,7 @@ def test_child_runs_the_same_updates_one_step_later(setup_run, sharing, monkeypa
 
 
 def test_a_non_finite_loss_in_the_child_raises_here(setup_run):
-    _, overlapped, batches, factory = setup_run("full", n_batches=1)
+    _, overlapped, batches, factory = setup_run(n_batches=1)
     with LearnerProcess(overlapped, factory) as learner:
         batch = batches[0]
         batch.rew = np.full_like(batch.rew, np.nan)
@@ -123,7 +117,7 @@ def test_a_non_finite_loss_in_the_child_raises_here(setup_run):
 
 
 def test_a_dead_child_is_reported_with_what_to_do(setup_run):
-    _, overlapped, batches, factory = setup_run("full", n_batches=2)
+    _, overlapped, batches, factory = setup_run(n_batches=2)
     with LearnerProcess(overlapped, factory) as learner:
         learner.submit(batches[0])
         learner.sync()
@@ -143,13 +137,13 @@ def _update_rows(logdir):
         ]
 
 
-@pytest.mark.parametrize("sharing", ["full", "bilevel"])
+@pytest.mark.parametrize("algo", ["qmix", "bdps"])
 def test_training_with_a_learner_process_is_deterministic_and_checkpoints_its_learner(
-    small_lbf, config_with, tmp_path, sharing
+    small_lbf, config_with, tmp_path, algo
 ):
     cfg = config_with(
         small_lbf,
-        network={"sharing": sharing},
+        algorithm={"name": algo},
         bdps={"role_interval": 3, "group_interval_multiple": 2},
         training={
             "total_steps": 1200,
@@ -178,7 +172,7 @@ def _failing_factory():
 
 
 def test_a_child_that_cannot_start_raises_its_error_and_is_cleaned_up(setup_run):
-    _, overlapped, batches, _ = setup_run("full", n_batches=1)
+    _, overlapped, batches, _ = setup_run(n_batches=1)
     learner = LearnerProcess(overlapped, _failing_factory)
     with pytest.raises(RuntimeError, match="cannot build the algorithm here"):
         learner.submit(batches[0])

@@ -30,13 +30,8 @@ def make_cfg(small_lbf, config_with):
 
 
 @pytest.mark.parametrize("vector_env", ["dummy", "subproc"])
-@pytest.mark.parametrize("sharing", ["full", "none", "individual", "bilevel"])
-def test_trains_under_offpolicy_trainer(make_cfg, tmp_path, vector_env, sharing):
-    cfg = make_cfg(
-        env={"vector_env": vector_env},
-        network={"sharing": sharing},
-        bdps={"role_interval": 3, "group_interval_multiple": 2},
-    )
+def test_trains_under_offpolicy_trainer(small_lbf_config, tmp_path, vector_env, algorithm_variant):
+    cfg = small_lbf_config({**algorithm_variant, "env.vector_env": vector_env})
     run = build_run(cfg)
     try:
         before = {k: v.clone() for k, v in run.policy.agent.state_dict().items()}
@@ -58,9 +53,11 @@ def test_trains_under_offpolicy_trainer(make_cfg, tmp_path, vector_env, sharing)
         after = run.policy.agent.state_dict()
         assert any(not torch.equal(before[k], after[k]) for k in before), "no parameter changed"
         # one stacked network (full), one per agent (none), one per role (BDPS, k = 2)
-        assert run.policy.agent.groups == (1 if sharing == "full" else 2)
-        assert hasattr(run.policy, "role_selector") == (sharing in ("individual", "bilevel"))
-        assert (getattr(run.policy, "group_selector", None) is not None) == (sharing == "bilevel")
+        assert run.policy.agent.groups == (1 if cfg.network.sharing == "full" else 2)
+        bdps = cfg.algorithm.name == "bdps"
+        assert hasattr(run.policy, "role_selector") == bdps
+        bilevel = bdps and cfg.section("bdps").levels == 2
+        assert (getattr(run.policy, "group_selector", None) is not None) == bilevel
     finally:
         run.close()
 

@@ -101,9 +101,9 @@ def test_resume_and_overwrite_exclude_each_other(tiny, tmp_path):
 
 # -- one writer at a time ------------------------------------------------------------------------
 def test_a_run_directory_in_use_is_refused(tiny, tmp_path):
-    with run_dir_lock(tmp_path):
-        with pytest.raises(RunDirError, match=rf"in use by another bdps run \(pid {os.getpid()}\)"):
-            train(tiny(), tmp_path)
+    in_use = rf"in use by another bdps run \(pid {os.getpid()}\)"
+    with run_dir_lock(tmp_path), pytest.raises(RunDirError, match=in_use):
+        train(tiny(), tmp_path)
     train(tiny(), tmp_path)  # released
 
 
@@ -112,9 +112,11 @@ def test_the_lock_of_a_killed_run_is_released(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time, pathlib; from bdps_agents.training import run_dir_lock\n"
-            "with run_dir_lock(pathlib.Path(sys.argv[1])):\n"
-            "    print('locked', flush=True); time.sleep(60)",
+            (
+                "import sys, time, pathlib; from bdps_agents.training import run_dir_lock\n"
+                "with run_dir_lock(pathlib.Path(sys.argv[1])):\n"
+                "    print('locked', flush=True); time.sleep(60)"
+            ),
             str(tmp_path),
         ],
         stdout=subprocess.PIPE,
@@ -122,9 +124,8 @@ def test_the_lock_of_a_killed_run_is_released(tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(RunDirError, match=rf"pid {holder.pid}"):
-            with run_dir_lock(tmp_path):
-                pass
+        with pytest.raises(RunDirError, match=rf"pid {holder.pid}"), run_dir_lock(tmp_path):
+            pass
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=10)
     finally:

@@ -11,7 +11,7 @@ call; ``seed``, a reseeding ``reset(seed=...)`` and a reset in the middle of an 
 batched reset call.
 
 What it returns is exactly what that ``DummyVectorEnv`` returns (checked step by step by
-``tests/test_smax_vector.py``), in the default ``obs_format="dicts"``:
+``tests/adapters/test_smax_vector.py``), in the default ``obs_format="dicts"``:
 
 * ``reset(env_id=None, **kwargs) -> (obs, info)``: ``obs`` is a 1-D object array of dicts
   ``{"obs": (n, d) float32, "state": (S,) float32, "mask": (n, A) int8, "alive": (n,) int8}``
