@@ -20,17 +20,23 @@ import yaml
 from bdps_agents.config import ConfigError, ExperimentConfig, build_config
 from bdps_agents.legacy import upgrade_legacy_config
 
-SCENARIO_PACKAGE = "bdps_agents.scenarios"
+
+def _scenario_dir(family: str) -> Any:
+    """Where the presets of a family live: its adapter's folder, ``adapters/<family>/scenarios``
+    (read as package data of ``bdps_agents``, without importing any adapter)."""
+    return resources.files("bdps_agents").joinpath("adapters", family, "scenarios")
 
 
 def scenario_names() -> list[str]:
-    """Presets shipped with the package, as ``family/name``."""
-    root = resources.files(SCENARIO_PACKAGE)
+    """Presets shipped with the package, as ``family/name`` (family = the adapter's name)."""
     names = []
-    for family in root.iterdir():
-        if family.is_dir() and not family.name.startswith("_"):
+    for adapter in resources.files("bdps_agents").joinpath("adapters").iterdir():
+        presets = _scenario_dir(adapter.name)
+        if adapter.is_dir() and presets.is_dir():
             names += [
-                f"{family.name}/{f.name[:-5]}" for f in family.iterdir() if f.name.endswith(".yaml")
+                f"{adapter.name}/{f.name[:-5]}"
+                for f in presets.iterdir()
+                if f.name.endswith(".yaml")
             ]
     return sorted(names)
 
@@ -115,8 +121,8 @@ def load_scenario_dict(scenario: str) -> dict[str, Any]:
         data.setdefault("scenario", path.stem)
         return data
     family, _, name = scenario.partition("/")
-    res = resources.files(SCENARIO_PACKAGE).joinpath(family, f"{name}.yaml")
-    if not name or not res.is_file():
+    res = _scenario_dir(family).joinpath(f"{name}.yaml") if family and name else None
+    if res is None or not res.is_file():
         known = ", ".join(scenario_names())
         raise ConfigError(f"unknown scenario {scenario!r}; known presets: {known}")
     data = read_yaml(res.read_bytes(), f"scenario {scenario}")

@@ -29,7 +29,6 @@ LAYERS: dict[str, int] = {
     "registry": 0,
     "presets": 0,
     "results": 0,
-    "scenarios": 0,  # data: scenario presets
     "experiments": 0,  # data: experiment grids
     # 1: building blocks: environments, networks, the policy, replay, figures
     "adapters": 1,

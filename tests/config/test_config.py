@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bdps_agents.algorithms import algorithm_spec
 from bdps_agents.config import ConfigError, ExperimentConfig, build_config
-from bdps_agents.presets import apply_overrides, load_config, scenario_names
+from bdps_agents.presets import apply_overrides, load_config, load_scenario_dict, scenario_names
 
 
 def test_defaults_construct():
@@ -116,3 +117,32 @@ def test_yaml_file_scenario(tmp_path):
     path.write_text("env: [not, a, mapping\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_config(str(path))
+
+
+@pytest.mark.parametrize("scenario", scenario_names())
+def test_scenario_presets_hold_the_env_and_its_budget_only(scenario):
+    # an algorithm's per-scenario settings live with the algorithm (its presets), not here
+    assert set(load_scenario_dict(scenario)) <= {
+        "scenario",
+        "env",
+        "exploration",
+        "replay",
+        "training",
+    }
+
+
+def test_every_algorithm_preset_belongs_to_a_scenario_and_validates():
+    from importlib import resources
+
+    presets = resources.files("bdps_agents.algorithms.bdps.presets")
+    names = [
+        f"{family.name}/{f.name[:-5]}"
+        for family in presets.iterdir()
+        if family.is_dir()
+        for f in family.iterdir()
+        if f.name.endswith(".yaml")
+    ]
+    assert len(names) == 21 and set(names) == set(scenario_names())
+    for name in names:
+        cfg = load_config(name, ["algorithm.name=bdps"])
+        assert cfg.options == cfg.options.model_validate(algorithm_spec("bdps").preset(name))
