@@ -294,10 +294,9 @@ class ExperimentConfig(StrictModel):
         """The options of algorithm ``name`` (its defaults if the config has no such section)."""
         from bdps_agents.algorithms import algorithm_spec
 
-        extra = self.__pydantic_extra__ if self.__pydantic_extra__ is not None else {}
-        if name not in extra:
-            extra[name] = algorithm_spec(name).options()
-        return extra[name]
+        extra = self.__pydantic_extra__ or {}
+        # not stored: reading a section that the config lacks does not change the config
+        return extra[name] if name in extra else algorithm_spec(name).options()
 
     @property
     def options(self) -> Any:

@@ -27,6 +27,7 @@ from bdps_agents.algorithms.value_decomposition import ValueDecomposition
 from bdps_agents.config import CORE_SECTIONS, ExperimentConfig, build_config
 from bdps_agents.exploration import LinearSchedule, warmup
 from bdps_agents.joint_env import JointEnv
+from bdps_agents.legacy import upgrade_legacy_config
 from bdps_agents.policy import MultiAgentQPolicy
 from bdps_agents.replay import EpisodeReplayBuffer
 from bdps_agents.training import EnvSpec, EpisodeMetrics, make_replay_buffer
@@ -64,7 +65,8 @@ class Learner:
         ``num_envs``: training envs (default: the saved config's ``env.num_train_envs``)."""
         if not isinstance(state, dict) or not {"config", "algorithm"} <= state.keys():
             raise ValueError("state must be a dict from Learner.state_dict() (config, algorithm)")
-        config = build_config(state["config"], source="Learner.from_state_dict")
+        saved = upgrade_legacy_config(state["config"], warn=False)  # maybe an older spelling
+        config = build_config(saved, source="Learner.from_state_dict")
         learner = build_learner(
             env,
             config.algorithm.name,

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from bdps_agents.config import ExperimentConfig, build_config
+from bdps_agents.legacy import upgrade_legacy_config
 from bdps_agents.training.run_logger import fsync_dir
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -263,4 +264,6 @@ def load_checkpoint(path: str | Path) -> tuple[ExperimentConfig, dict[str, Any]]
             f"{path} is not a bdps-agents checkpoint: its algorithm entry is a "
             f"{type(data['algorithm']).__name__}, not a state dict"
         )
-    return build_config(data["config"], source=str(path)), data
+    # written before algorithms were registered units: read in the old spelling, quietly
+    config = upgrade_legacy_config(data["config"], warn=False)
+    return build_config(config, source=str(path)), data

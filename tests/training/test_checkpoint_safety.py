@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from bdps_agents.training import (
     CHECKPOINT_FORMAT,
     CheckpointError,
     build_run,
+    evaluate,
     load_checkpoint,
     restore_run,
     train,
@@ -398,3 +400,19 @@ def test_experiment_still_skips_finished_runs(tiny_run, tmp_path, capsys):
     run_experiment(grid, local=True)
     assert "1 runs (1 already finished)" in capsys.readouterr().out
     assert ckpt.stat().st_mtime_ns == stamp
+
+
+def test_a_checkpoint_in_the_old_config_spelling_loads_quietly_and_evaluates(finished, tmp_path):
+    # written before issue 20: no algorithm.name, network.mixer set, no algorithm section
+    path = finished[0] / "checkpoint.pt"
+    _, data = load_checkpoint(path)
+    old = copy.deepcopy(data["config"])
+    old["network"]["mixer"] = "qmix"
+    del old["algorithm"]["name"], old["qmix"]
+    old_path = tmp_path / "old.pt"
+    write_checkpoint(old_path, {**data, "config": old})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no FutureWarning: the file is not the user's spelling
+        cfg, _ = load_checkpoint(old_path)
+    assert cfg == load_checkpoint(path)[0]
+    assert evaluate(old_path, episodes=2) == evaluate(path, episodes=2)
