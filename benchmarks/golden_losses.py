@@ -5,10 +5,11 @@ seeded LBF runs, or compare them with a recording.
     python benchmarks/golden_losses.py compare benchmarks/golden/losses-679d9c1.json
 
 The runs are those of tests/algorithms/test_determinism.py (LBF 6x6-2p-1f, 2,100 env steps,
-one update per 10 steps, seed 5), for QMIX with full and no sharing and BDPS with one and two levels. The
-recording ``losses-679d9c1.json`` was made before issue 20's restructure (commit 679d9c1, where
-these were ``network.sharing: full | none | individual | bilevel``). Exact float equality is
-expected on the same machine and library versions; another CPU may differ in the last bits.
+one update per 10 steps, seed 5), for QMIX with full and no sharing and BDPS with one and two
+levels. The recording ``losses-679d9c1.json`` was made before issue 20's restructure (commit
+679d9c1, where these were ``network.sharing: full | none | individual | bilevel``). Exact
+float equality is expected on the same machine and library versions; another CPU may differ
+in the last bits.
 """
 
 from __future__ import annotations

@@ -51,8 +51,8 @@ def test_range_edge(direction_deg: float, radius: float, expected: bool) -> None
 
 def test_range_edge_off_origin() -> None:
     pos = np.array([[0.3, -0.1]])
-    assert _sees([*pos, 0.84, 0.0], pos=pos)
-    assert not _sees([*pos, 0.84 + 1e-06, 0.0], pos=pos)
+    assert _sees(pos + np.array([0.84, 0.0]), pos=pos)
+    assert not _sees(pos + np.array([0.84 + 1e-6, 0.0]), pos=pos)
 
 
 # ----------------------------------------------------------------------------- cone
