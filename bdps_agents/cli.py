@@ -20,7 +20,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bdps_agents.algorithms import algorithm_spec, available_algorithms
+from bdps_agents.algorithms import algorithm_spec, available_algorithms, run_label
 from bdps_agents.config import ConfigError, ResultsError
 from bdps_agents.presets import load_config, scenario_names
 
@@ -57,7 +57,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.no_progress:
         overrides.append("training.progress=false")
     cfg = load_config(args.scenario, overrides)
-    label = algorithm_spec(cfg.algorithm.name).label(cfg)
+    label = run_label(cfg)
     print(
         f"{'resuming' if args.resume else 'training'} {label} ({cfg.network.sharing} sharing) "
         f"on {cfg.scenario}, {cfg.training.total_steps} env steps, seed {cfg.training.seed}",

@@ -175,7 +175,7 @@ def render_episode(
     from tianshou.env import DummyVectorEnv
 
     from bdps_agents import training
-    from bdps_agents.algorithms import algorithm_spec, build_algorithm
+    from bdps_agents.algorithms import build_algorithm, run_label
 
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
@@ -201,7 +201,7 @@ def render_episode(
         writer = PillowWriter(fps=fps)
         writer.setup(fig, out, dpi=100)
         limit = max_steps or env.episode_limit or 10_000
-        label = f"{cfg.scenario} ({algorithm_spec(cfg.algorithm.name).label(cfg)})"
+        label = f"{cfg.scenario} ({run_label(cfg)})"
         recorder = _EpisodeRecorder(env, writer, fig.add_subplot(), label, limit)
         # a plain buffer for the single env: VectorReplayBuffer compiles numba code (seconds)
         buffer = ReplayBuffer(limit + 1)

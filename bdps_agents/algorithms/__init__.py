@@ -179,6 +179,12 @@ def unregister_algorithm(name: str) -> None:
     _REGISTRY.unregister(name)
 
 
+def run_label(cfg: ExperimentConfig) -> str:
+    """The name of ``cfg``'s algorithm variant in log directories, figures and progress lines:
+    ``qmix``, ``qmix-none``, ``vdn``, ``bdps``, ``bdps-individual`` (``AlgorithmSpec.label``)."""
+    return algorithm_spec(cfg.algorithm.name).label(cfg)
+
+
 def algorithm_variants() -> dict[str, dict[str, Any]]:
     """Every registered algorithm in each of its sharing modes and named variants, as run label
     -> dotted config overrides: ``{"qmix": {"algorithm.name": "qmix", "network.sharing":

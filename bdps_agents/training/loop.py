@@ -11,7 +11,7 @@ from typing import Any
 
 from tianshou.trainer import OffPolicyTrainerParams
 
-from bdps_agents.algorithms import algorithm_spec
+from bdps_agents.algorithms import run_label
 from bdps_agents.algorithms.value_decomposition import NonFiniteError
 from bdps_agents.config import ExperimentConfig
 from bdps_agents.exploration import warmup
@@ -227,7 +227,7 @@ def _train(
         # the learner as it was at the last epoch end (nothing learns after it): resuming from
         # this checkpoint with more total_steps cuts metrics.csv back to that epoch end
         save_checkpoint(checkpoint, run, env_steps, logger.epoch_end())
-        label = algorithm_spec(cfg.algorithm.name).label(cfg)
+        label = run_label(cfg)
         title = f"{cfg.scenario} ({label}, seed {tc.seed})"
         plot_learning_curve(
             logger.test_history, logdir / "learning_curve.png", title, tc.test_episodes

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from bdps_agents.algorithms import algorithm_spec
+from bdps_agents.algorithms import run_label
 from bdps_agents.config import ExperimentConfig
 from bdps_agents.training.checkpoint import CHECKPOINT_NAME
 
@@ -17,7 +17,7 @@ def default_logdir(cfg: ExperimentConfig) -> Path:
     """``<training.logdir>/<scenario>-<algorithm label>-seed<S>`` (``AlgorithmSpec.label``:
     ``bdps``, ``qmix-none``, ...): methods and seeds of one scenario
     never share a directory."""
-    label = algorithm_spec(cfg.algorithm.name).label(cfg)
+    label = run_label(cfg)
     name = f"{cfg.scenario.replace('/', '_')}-{label}-seed{cfg.training.seed}"
     return Path(cfg.training.logdir) / name
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from tianshou.algorithm.algorithm_base import torch_train_mode
 
-from bdps_agents.algorithms import algorithm_spec, build_algorithm
+from bdps_agents.algorithms import algorithm_spec, build_algorithm, run_label
 from bdps_agents.algorithms.value_decomposition import ValueDecomposition
 from bdps_agents.exploration import warmup
 from bdps_agents.training import build_run
@@ -41,7 +41,7 @@ def test_builds_from_its_config_and_acts(algorithm_variant, small_lbf_config):
         assert run.policy.n_agents == run.spec.n_agents == 2
         assert _batch(run).valid.shape[0] == 4  # whole episodes were stored
         # its label names it (logdirs, figures)
-        label = algorithm_spec(cfg.algorithm.name).label(cfg)
+        label = run_label(cfg)
         assert label.startswith(cfg.algorithm.name)
     finally:
         run.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bdps_agents.algorithms import algorithm_spec
+from bdps_agents.algorithms import run_label
 from bdps_agents.config import ConfigError
 from bdps_agents.experiment import RESULTS_HEADER, run_experiment
 from bdps_agents.grid import GridConfig, expand, experiment_names, load_grid
@@ -122,7 +122,7 @@ def test_shipped_experiments_expand() -> None:
     grid = load_grid("lbf-ablation")
     specs = expand(grid)
     assert len(specs) == 12
-    labels = {algorithm_spec(s.config.algorithm.name).label(s.config) for s in specs}
+    labels = {run_label(s.config) for s in specs}
     assert labels == {"bdps", "bdps-individual", "qmix", "qmix-none"}
     assert {s.config.env.kwargs["task"] for s in specs} == {"15x15-4p-5f"}
     with pytest.raises(ConfigError, match="neither a file nor a shipped experiment"):
