@@ -315,10 +315,9 @@ class ValueDecomposition(
             chooser = q[:, 1:] if self.double_q else q_target[:, 1:]
             a_next = masked_argmax(chooser, ep["mask"][:, 1:])
             q_next = q_target[:, 1:].gather(-1, a_next.unsqueeze(-1)).squeeze(-1)
-            # ... and at the target, a' one-hot and the max of the target Q
-            chosen = mixer_action_inputs(
-                self.target_mixer, q_target[:, 1:], a_next, ep["mask"][:, 1:]
-            )
+            # ... and at the target, a' one-hot and the max of the target Q (asked of the online
+            # mixer: the target's lagged-network wrapper hides the mixer's attributes)
+            chosen = mixer_action_inputs(self.mixer, q_target[:, 1:], a_next, ep["mask"][:, 1:])
             q_tot_next = self.target_mixer(q_next, ep["state"][:, 1:], **chosen)
             y = td_lambda_targets(
                 ep["rew"], ep["terminated"], ep["valid"], q_tot_next, self.gamma, self.td_lambda
