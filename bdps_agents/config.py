@@ -122,8 +122,12 @@ class NetworkConfig(StrictModel):
     )
     agent_id_input: bool = True
     last_action_input: bool = True
-    mixing_embed_dim: int = Field(32, ge=1)
-    hypernet_hidden_dim: int = Field(64, ge=1)
+    mixing_embed_dim: int = Field(
+        32, ge=1, description="QMIX's mixing layer; QPLEX's attention queries and keys"
+    )
+    hypernet_hidden_dim: int = Field(64, ge=1, description="hidden size of the hypernetworks")
+    qplex_heads: int = Field(4, ge=1, description="QPLEX: attention heads of w_i(s)")
+    qplex_kernels: int = Field(10, ge=1, description="QPLEX: attention heads of λ_i(s, a)")
 
 
 class ExplorationConfig(StrictModel):
@@ -158,6 +162,12 @@ class AlgorithmConfig(StrictModel):
     algorithm's own settings live in the section named after it (``bdps: {...}``)."""
 
     name: str = Field("qmix", min_length=1, description="a registered algorithm (--algo)")
+    mixer: str | None = Field(
+        None,
+        min_length=1,
+        description="the mixer of the agents' Q-values, a registered one (qmix, vdn, qplex); "
+        "None = the algorithm's own default (qmix; vdn for --algo vdn)",
+    )
     gamma: float = Field(0.99, gt=0.0, le=1.0)
     lr: float = Field(5e-4, gt=0.0)
     td_lambda: float = Field(0.6, ge=0.0, le=1.0, description="0 = one-step targets (Eq. 9)")
@@ -174,6 +184,16 @@ class AlgorithmConfig(StrictModel):
         known = available_algorithms()
         if name not in known:
             raise ValueError(f"unknown algorithm {name!r}; known algorithms: {', '.join(known)}")
+        return name
+
+    @field_validator("mixer")
+    @classmethod
+    def _known_mixer(cls, name: str | None) -> str | None:
+        from bdps_agents.algorithms.mixers import available_mixers  # lists names, loads none
+
+        known = available_mixers()
+        if name is not None and name not in known:
+            raise ValueError(f"unknown mixer {name!r}; known mixers: {', '.join(known)}")
         return name
 
 

@@ -76,6 +76,8 @@ class AlgorithmSpec:
         ``individual`` = ``{"bdps.levels": 1}``); the algorithm-contract tests run each.
     :param presets: optional package whose ``<family>/<scenario>.yaml`` files hold this
         section's settings per scenario preset (the paper's per-map values).
+    :param default_mixer: the registered mixer it uses when ``algorithm.mixer`` is unset; run
+        names add ``algorithm.mixer`` when it is another one (``qmix-qplex``).
     """
 
     name: str
@@ -87,6 +89,7 @@ class AlgorithmSpec:
     summary_metrics: tuple[str, ...] = ()
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     presets: str | None = None
+    default_mixer: str = "qmix"
 
     def __post_init__(self) -> None:
         unknown = [mode for mode in self.sharing if mode not in SHARING_MODES]
@@ -125,13 +128,16 @@ class AlgorithmSpec:
         return read_yaml(res.read_bytes(), f"{self.name} preset {scenario}")
 
     def label(self, cfg: ExperimentConfig) -> str:
-        """The run's name for logdirs and figures: ``qmix``, ``qmix-none``, ``bdps-individual``."""
+        """The run's name for logdirs and figures: ``qmix``, ``qmix-none``, ``bdps-individual``,
+        ``qmix-qplex`` (``algorithm.mixer``, when not the algorithm's default)."""
         parts = [self.name]
         if cfg.network.sharing != self.sharing[0]:
             parts.append(str(cfg.network.sharing))
         suffix = cfg.options.label_suffix()
         if suffix:
             parts.append(suffix)
+        if cfg.algorithm.mixer not in (None, self.default_mixer):
+            parts.append(str(cfg.algorithm.mixer))
         return "-".join(parts)
 
 

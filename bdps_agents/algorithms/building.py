@@ -1,5 +1,6 @@
 """Pieces every registered algorithm's builder uses: agent inputs, the policy's and the
-learner's common arguments from the config, the QMIX mixer."""
+learner's common arguments from the config, the built-in mixers' builders (registered by name
+in :mod:`bdps_agents.algorithms.mixers`; algorithms call ``build_mixer``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from tianshou.algorithm.optim import AdamOptimizerFactory
 
 from bdps_agents.networks.agent import RecurrentAgent
-from bdps_agents.networks.mixer import QMixer
+from bdps_agents.networks.mixer import QMixer, VDNMixer
+from bdps_agents.networks.qplex import QPLEXMixer
 from bdps_agents.policy import AgentInputs
 
 if TYPE_CHECKING:
@@ -61,3 +63,20 @@ def learner_kwargs(cfg: ExperimentConfig) -> dict[str, Any]:
 def qmix_mixer(cfg: ExperimentConfig, spec: Any) -> QMixer:
     net = cfg.network
     return QMixer(spec.n_agents, spec.state_dim, net.mixing_embed_dim, net.hypernet_hidden_dim)
+
+
+def vdn_mixer(cfg: ExperimentConfig, spec: Any) -> VDNMixer:
+    return VDNMixer(spec.n_agents)
+
+
+def qplex_mixer(cfg: ExperimentConfig, spec: Any) -> QPLEXMixer:
+    net = cfg.network
+    return QPLEXMixer(
+        spec.n_agents,
+        spec.state_dim,
+        spec.n_actions,
+        embed_dim=net.mixing_embed_dim,
+        hypernet_dim=net.hypernet_hidden_dim,
+        heads=net.qplex_heads,
+        kernels=net.qplex_kernels,
+    )

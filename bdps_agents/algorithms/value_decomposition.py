@@ -9,7 +9,8 @@ One update, top to bottom (``_update_with_batch``):
 3. **hook** ``agent_q_values``: unroll the online and the target agent networks over the
    sequences from zero hidden states -> per-agent Q ``(B, T+1, n, A)`` plus whatever the method
    needs later (``AgentQ.extras``: BDPS's Q^U, Q^V, h^U);
-4. Q_tot(s_t, a_t) = mixer(Q_i(τ_i, a_i), s_t) (QMIX's monotonic mixer, VDN's sum, ...);
+4. Q_tot(s_t, a_t) = mixer(Q_i(τ_i, a_i), s_t) (QMIX's monotonic mixer, VDN's sum, ...; QPLEX
+   also reads a_t and max_a Q_i: ``bdps_agents.networks.mixer.mixer_action_inputs``);
 5. target: double-Q action a' = argmax_online Q(τ', ·) among available actions, evaluated by the
    target networks: Q_tot'(s_{t+1}) = target_mixer(Q̄_i(τ', a'), s_{t+1});
 6. y_t = r_t + γ(1 − terminated_t)·Q_tot'(s_{t+1}), or its TD(λ) mixture (``td_lambda_targets``);
@@ -41,6 +42,7 @@ from tianshou.data.types import RolloutBatchProtocol
 from torch import nn
 
 from bdps_agents.learner_process import LearnerProcess
+from bdps_agents.networks.mixer import check_mixer, mixer_action_inputs
 from bdps_agents.policy import MultiAgentQPolicy, masked_argmax
 from bdps_agents.replay import EpisodeReplayBuffer
 
@@ -142,22 +144,6 @@ def td_lambda_targets(
         out[:, t] = rew[:, t] + gamma * not_done[:, t] * cont
         later = out[:, t]
     return out * valid.float()
-
-
-def check_mixer(mixer: nn.Module, policy: MultiAgentQPolicy, name: str) -> None:
-    """``ValueError`` naming ``name`` unless the mixer mixes ``policy.n_agents`` agents and reads
-    states of the joint env's size (where the mixer and the policy's spaces say)."""
-    n = getattr(mixer, "n_agents", None)
-    if n is not None and n != policy.n_agents:
-        raise ValueError(
-            f"{name}.n_agents ({n}) must equal the policy's n_agents ({policy.n_agents})"
-        )
-    state_dim = getattr(mixer, "state_dim", None)
-    space = getattr(policy.observation_space, "spaces", {}).get("state")
-    if state_dim is not None and space is not None and (state_dim,) != tuple(space.shape):
-        raise ValueError(
-            f"{name}.state_dim ({state_dim}) must match the env's state {tuple(space.shape)}"
-        )
 
 
 class ValueDecomposition(
@@ -322,12 +308,17 @@ class ValueDecomposition(
                 target = self.agent_q_values(ep, target=True)
         q_target = target.q
         q_taken = q[:, :-1].gather(-1, ep["act"].unsqueeze(-1)).squeeze(-1)  # (B, T, n)
-        q_tot = self.mixer(q_taken, ep["state"][:, :-1])  # (B, T)
+        # a mixer that reads actions (QPLEX) gets a_t one-hot and max_a Q_i(τ_t, a) too
+        acted = mixer_action_inputs(self.mixer, q[:, :-1], ep["act"], ep["mask"][:, :-1])
+        q_tot = self.mixer(q_taken, ep["state"][:, :-1], **acted)  # (B, T)
         with torch.no_grad():
             chooser = q[:, 1:] if self.double_q else q_target[:, 1:]
             a_next = masked_argmax(chooser, ep["mask"][:, 1:])
             q_next = q_target[:, 1:].gather(-1, a_next.unsqueeze(-1)).squeeze(-1)
-            q_tot_next = self.target_mixer(q_next, ep["state"][:, 1:])
+            # ... and at the target, a' one-hot and the max of the target Q (asked of the online
+            # mixer: the target's lagged-network wrapper hides the mixer's attributes)
+            chosen = mixer_action_inputs(self.mixer, q_target[:, 1:], a_next, ep["mask"][:, 1:])
+            q_tot_next = self.target_mixer(q_next, ep["state"][:, 1:], **chosen)
             y = td_lambda_targets(
                 ep["rew"], ep["terminated"], ep["valid"], q_tot_next, self.gamma, self.td_lambda
             )

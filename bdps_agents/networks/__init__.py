@@ -1,8 +1,9 @@
-"""Neural modules: stacked (per-group) layers, the recurrent agent, mixers."""
+"""Neural modules: stacked (per-group) layers, the recurrent agent, mixers (QMIX, VDN, QPLEX)."""
 
 from bdps_agents.networks.agent import RecurrentAgent
 from bdps_agents.networks.group_selector import GraphAttention, GroupSelector
 from bdps_agents.networks.mixer import QMixer, VDNMixer
+from bdps_agents.networks.qplex import QPLEXMixer
 from bdps_agents.networks.role_selector import RoleSelector
 from bdps_agents.networks.stacked import StackedGRUCell, StackedLinear
 
@@ -10,6 +11,7 @@ __all__ = [
     "GraphAttention",
     "GroupSelector",
     "QMixer",
+    "QPLEXMixer",
     "RecurrentAgent",
     "RoleSelector",
     "StackedGRUCell",

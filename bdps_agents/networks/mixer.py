@@ -1,16 +1,58 @@
-"""Mixers: Q_tot from per-agent chosen Q-values and the global state."""
+"""Mixers: Q_tot from per-agent chosen Q-values and the global state.
+
+Every mixer's forward is ``(agent_qs (..., n), state (..., S), *, actions=None, max_q=None) ->
+Q_tot (...)``. A mixer that reads more than Q_i(a_i) and s (QPLEX) sets ``needs_actions = True``;
+the learner then also passes the taken actions one-hot ``(..., n, A)`` and each agent's max over
+its available actions ``(..., n)`` (:func:`mixer_action_inputs`); the others get neither.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 
+def mixer_action_inputs(
+    mixer: nn.Module, q: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The keyword inputs of a mixer that declares ``needs_actions``, else none (so QMIX and VDN
+    cost nothing extra): ``actions`` ``(..., n)`` one-hot as ``(..., n, A)``, and ``max_q``, the
+    max of ``q`` ``(..., n, A)`` over the available actions (``mask``). ``max_q`` is detached: it
+    is a reference point of the advantages, which QPLEX detaches as well (as the reference)."""
+    if not getattr(mixer, "needs_actions", False):
+        return {}
+    q = q.detach()
+    return {
+        "actions": F.one_hot(actions, q.shape[-1]).to(q.dtype),
+        "max_q": q.masked_fill(~mask, float("-inf")).amax(-1),
+    }
+
+
+def check_mixer(mixer: nn.Module, policy: Any, name: str) -> None:
+    """``ValueError`` naming ``name`` unless the mixer mixes ``policy.n_agents`` agents and reads
+    states of the joint env's size (where the mixer and the policy's spaces say)."""
+    n = getattr(mixer, "n_agents", None)
+    if n is not None and n != policy.n_agents:
+        raise ValueError(
+            f"{name}.n_agents ({n}) must equal the policy's n_agents ({policy.n_agents})"
+        )
+    state_dim = getattr(mixer, "state_dim", None)
+    space = getattr(policy.observation_space, "spaces", {}).get("state")
+    if state_dim is not None and space is not None and (state_dim,) != tuple(space.shape):
+        raise ValueError(
+            f"{name}.state_dim ({state_dim}) must match the env's state {tuple(space.shape)}"
+        )
+
+
 class QMixer(nn.Module):
     """QMIX (Rashid et al. 2018): a monotonic mixing network whose weights come from hypernetworks
     of the state. ``|W|`` keeps dQ_tot/dQ_i >= 0, so per-agent greedy actions are jointly greedy.
     """
+
+    needs_actions = False
 
     def __init__(self, n_agents: int, state_dim: int, embed_dim: int = 32, hypernet_dim: int = 64):
         super().__init__()
@@ -28,8 +70,15 @@ class QMixer(nn.Module):
             nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1)
         )
 
-    def forward(self, agent_qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """agent_qs ``(..., n)``, state ``(..., S)`` -> Q_tot ``(...)``."""
+    def forward(
+        self,
+        agent_qs: torch.Tensor,
+        state: torch.Tensor,
+        *,
+        actions: torch.Tensor | None = None,
+        max_q: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """agent_qs ``(..., n)``, state ``(..., S)`` -> Q_tot ``(...)``; ignores the actions."""
         lead = agent_qs.shape[:-1]
         w1 = self.hyper_w1(state).abs().view(*lead, self.n_agents, self.embed_dim)
         b1 = self.hyper_b1(state)
@@ -42,9 +91,18 @@ class VDNMixer(nn.Module):
     """VDN: Q_tot = sum_i Q_i (the state is ignored). ``n_agents``, if given, is checked
     against the policy by the learner (``check_mixer``)."""
 
+    needs_actions = False
+
     def __init__(self, n_agents: int | None = None) -> None:
         super().__init__()
         self.n_agents = n_agents
 
-    def forward(self, agent_qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        agent_qs: torch.Tensor,
+        state: torch.Tensor,
+        *,
+        actions: torch.Tensor | None = None,
+        max_q: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         return agent_qs.sum(-1)

@@ -9,6 +9,7 @@ from bdps_agents.algorithms.bdps.config import BDPSConfig
 from bdps_agents.algorithms.bdps.learner import BDPS
 from bdps_agents.algorithms.bdps.policy import BDPSPolicy, group_feature_dim
 from bdps_agents.algorithms.building import agent_inputs, learner_kwargs, policy_kwargs, qmix_mixer
+from bdps_agents.algorithms.mixers import build_mixer
 from bdps_agents.networks import GroupSelector, RecurrentAgent, RoleSelector
 
 if TYPE_CHECKING:
@@ -59,8 +60,8 @@ def build_bdps(cfg: ExperimentConfig, spec: Any) -> BDPS:
     policy = build_bdps_policy(cfg, spec)
     return BDPS(
         policy=policy,
-        mixer=qmix_mixer(cfg, spec),
-        group_mixer=qmix_mixer(cfg, spec) if b.bilevel else None,
+        mixer=build_mixer(cfg, spec),  # algorithm.mixer; QMIX by default, as the paper
+        group_mixer=qmix_mixer(cfg, spec) if b.bilevel else None,  # QMIX always (Eq. 8)
         kl_weight=b.kl_weight,
         role_loss_weight=b.role_loss_weight,
         group_loss_weight=b.group_loss_weight,

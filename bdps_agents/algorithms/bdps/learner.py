@@ -43,9 +43,9 @@ from bdps_agents.algorithms.value_decomposition import (
     AuxiliaryLoss,
     ValueDecomposition,
     ValueDecompositionStats,
-    check_mixer,
 )
 from bdps_agents.networks.group_selector import GroupSelector
+from bdps_agents.networks.mixer import check_mixer
 
 
 @dataclass(kw_only=True)

@@ -9,8 +9,8 @@ from bdps_agents.algorithms.building import (
     fixed_sharing_groups,
     learner_kwargs,
     policy_kwargs,
-    qmix_mixer,
 )
+from bdps_agents.algorithms.mixers import build_mixer
 from bdps_agents.algorithms.value_decomposition import ValueDecomposition
 from bdps_agents.policy import MultiAgentQPolicy
 
@@ -20,10 +20,11 @@ if TYPE_CHECKING:
 
 class QMIX(ValueDecomposition):
     """Recurrent QMIX: the shared learner with a :class:`~bdps_agents.networks.QMixer`
-    (``mixer``); any mixer of ``(B, T, n)`` Q-values and ``(B, T, S)`` states fits."""
+    (``mixer``); any mixer of ``(B, T, n)`` Q-values and ``(B, T, S)`` states fits
+    (``algorithm.mixer``: ``qplex``, ``vdn``, ...)."""
 
 
 def build_qmix(cfg: ExperimentConfig, spec: Any) -> QMIX:
     inputs = agent_inputs(cfg, spec)
     policy = MultiAgentQPolicy(**policy_kwargs(cfg, spec, inputs, fixed_sharing_groups(cfg, spec)))
-    return QMIX(policy=policy, mixer=qmix_mixer(cfg, spec), **learner_kwargs(cfg))
+    return QMIX(policy=policy, mixer=build_mixer(cfg, spec), **learner_kwargs(cfg))

@@ -17,4 +17,5 @@ SPEC = AlgorithmSpec(
     options=VDNOptions,
     build="bdps_agents.algorithms.vdn.algorithm:build_vdn",
     sharing=("full", "none"),
+    default_mixer="vdn",
 )

@@ -12,7 +12,9 @@ from bdps_agents.algorithms.building import (
     learner_kwargs,
     policy_kwargs,
 )
+from bdps_agents.algorithms.mixers import build_mixer
 from bdps_agents.algorithms.value_decomposition import ValueDecomposition
+from bdps_agents.config import ConfigError
 from bdps_agents.networks.mixer import VDNMixer
 from bdps_agents.policy import MultiAgentQPolicy
 
@@ -31,6 +33,13 @@ class VDN(ValueDecomposition):
 
 
 def build_vdn(cfg: ExperimentConfig, spec: Any) -> VDN:
+    mixer = cfg.algorithm.mixer
+    if mixer not in (None, "vdn"):
+        # a ConfigError: `bdps train` reports it as one error line
+        raise ConfigError(
+            f"algorithm.mixer={mixer}: VDN is the sum mixer; for the same learner with the "
+            f"{mixer} mixer use --algo qmix --set algorithm.mixer={mixer}"
+        )
     inputs = agent_inputs(cfg, spec)
     policy = MultiAgentQPolicy(**policy_kwargs(cfg, spec, inputs, fixed_sharing_groups(cfg, spec)))
-    return VDN(policy=policy, **learner_kwargs(cfg))
+    return VDN(policy=policy, mixer=build_mixer(cfg, spec, default="vdn"), **learner_kwargs(cfg))
