@@ -47,6 +47,7 @@ class SePSTrainingStats(ValueDecompositionStats):
     seps_clustered: float | None = None  # 0 while pre-training, then 1
     seps_k: float | None = None  # networks in use: 1 while pre-training, then the clusters
     seps_db: float | None = None  # Davies–Bouldin index of the chosen grouping, where defined
+    seps_separation: float | None = None  # max ‖μ_i − μ_j‖ / mean σ of the VAE's latents
     # each agent's network (logged as clusters/agent_0, ...)
     clusters: dict[str, float] = field(default_factory=dict)
 
@@ -170,13 +171,15 @@ class SePS(ValueDecomposition):
         return [AuxiliaryLoss("vae_loss", "SePS VAE loss", value, self.vae_loss_weight, stats)]
 
     def diagnostics(self, ep: dict[str, torch.Tensor], online: AgentQ) -> dict[str, float]:
-        """Whether the agents are clustered, the networks in use, the grouping's Davies–Bouldin
-        index (after the clustering, where defined) and each agent's network."""
+        """Whether the agents are clustered, the networks in use, the latent separation
+        (``AgentVAE.separation``: ≲ 1 = the VAE tells no agents apart), the grouping's
+        Davies–Bouldin index (after the clustering, where defined) and each agent's network."""
         policy = self.policy
         assignment = policy.assignment.tolist()
         out = {
             "seps_clustered": float(self.clustered),
             "seps_k": float(len(set(assignment))),
+            "seps_separation": policy.vae.separation(),
             **{f"agent_{i}": float(g) for i, g in enumerate(assignment)},
         }
         score = float(policy.clusters.score)
