@@ -46,6 +46,9 @@ def test_learner_beats_random_on_small_lbf(tmp_path, algo):
     data = {**TASK, "algorithm": {"name": algo}}
     # BDPS: T_U = 3, T_V = 6: several role and group updates within the 15-step episodes
     data["bdps"] = {"n_roles": 2, "n_groups": 2, "role_interval": 3, "group_interval_multiple": 2}
+    # SePS: cluster after 5k of the 25k steps, into one network per agent (the 2-agent default
+    # would be k = 1, full sharing, and not exercise the cluster networks)
+    data["seps"] = {"pretrain_steps": 5_000, "n_clusters": 2}
     cfg = build_config(data)
     baseline = random_policy_return(cfg, episodes=128)
     result = train(cfg, tmp_path)
