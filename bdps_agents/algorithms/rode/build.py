@@ -6,6 +6,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from bdps_agents.algorithms.building import agent_inputs, learner_kwargs, policy_kwargs, qmix_mixer
+from bdps_agents.algorithms.mixers import build_mixer
 from bdps_agents.algorithms.rode import RODEOptions
 from bdps_agents.algorithms.rode.learner import RODE
 from bdps_agents.algorithms.rode.policy import RODEPolicy
@@ -37,7 +38,7 @@ def build_rode(cfg: ExperimentConfig, spec: Any) -> RODE:
     r: RODEOptions = cfg.section("rode")
     return RODE(
         policy=build_rode_policy(cfg, spec),
-        mixer=qmix_mixer(cfg, spec),
+        mixer=build_mixer(cfg, spec),  # algorithm.mixer; the role mixer is QMIX's, as RODE's
         role_mixer=qmix_mixer(cfg, spec),
         start_update=math.ceil(r.start_steps / cfg.training.steps_per_update),
         noop_action=r.noop_action,

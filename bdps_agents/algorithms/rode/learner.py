@@ -28,8 +28,8 @@ from bdps_agents.algorithms.value_decomposition import (
     AuxiliaryLoss,
     ValueDecomposition,
     ValueDecompositionStats,
-    check_mixer,
 )
+from bdps_agents.networks.mixer import check_mixer
 
 log = logging.getLogger(__name__)
 
