@@ -1,83 +1,89 @@
-"""k-means (k-means++ seeding, several restarts) and the Davies–Bouldin index, in torch and
-seeded by a ``torch.Generator``: the one-time clusterings of RODE (action embeddings -> role
-action spaces) and SePS (agent-id embeddings -> parameter-sharing clusters)."""
+"""k-means (k-means++ seeding, restarts) and the Davies–Bouldin index, in torch and seeded by a
+``torch.Generator`` (no scikit-learn): the same generator state gives the same clusters. Used
+once per training run on a handful of points: RODE's action embeddings (-> role action spaces)
+and SePS's agent embeddings (-> parameter-sharing clusters), so the loops over restarts,
+iterations and centres here are not hot paths.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-
-@dataclass(frozen=True)
-class Clusters:
-    labels: torch.Tensor  # (N,) long, in 0..k-1
-    centers: torch.Tensor  # (k, d)
-    inertia: float  # Σ squared distance to the own center
+RESTARTS = 10  # k-means runs from fresh k-means++ seeds; the lowest inertia wins
+MAX_ITERATIONS = 100
 
 
-def _plus_plus(points: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """k-means++ seeding: each next center drawn with probability ∝ squared distance."""
-    N = len(points)
-    first = int(torch.randint(N, (1,), generator=generator))
-    centers = [points[first]]
-    for _ in range(1, k):
-        d2 = torch.cdist(points, torch.stack(centers)).pow(2).min(1).values
-        if float(d2.sum()) <= 0.0:  # fewer distinct points than k: any point will do
-            pick = int(torch.randint(N, (1,), generator=generator))
-        else:
-            pick = int(torch.multinomial(d2 / d2.sum(), 1, generator=generator))
-        centers.append(points[pick])
-    return torch.stack(centers)
+def canonical_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Renumber clusters by their first member, so that equal groupings get equal labels."""
+    n = len(labels)
+    first = torch.full((int(labels.max()) + 1,), n, dtype=torch.long)
+    first = first.scatter_reduce(0, labels, torch.arange(n), reduce="amin")
+    order = torch.argsort(first)  # old labels by first member; absent ones (first = n) last
+    new = torch.empty_like(order)
+    new[order] = torch.arange(len(order))
+    return new[labels]
 
 
-def kmeans(
-    points: torch.Tensor,
-    k: int,
-    generator: torch.Generator,
-    n_init: int = 10,
-    max_iter: int = 100,
-) -> Clusters:
-    """The best (lowest inertia) of ``n_init`` Lloyd runs from k-means++ seeds. ``points``
-    ``(N, d)``, ``1 <= k <= N``. A cluster left empty keeps its previous center."""
-    points = points.detach().double()
-    N = len(points)
-    if not 1 <= k <= N:
-        raise ValueError(f"k-means needs 1 <= k <= number of points ({N}), got k={k}")
-    best: Clusters | None = None
-    for _ in range(n_init):
-        centers = _plus_plus(points, k, generator)
-        labels = torch.cdist(points, centers).argmin(1)
-        for _ in range(max_iter):
-            onehot = torch.nn.functional.one_hot(labels, k).double()  # (N, k)
-            sizes = onehot.sum(0)
-            means = (onehot.T @ points) / sizes.clamp_min(1.0)[:, None]
-            centers = torch.where(sizes[:, None] > 0, means, centers)
-            new = torch.cdist(points, centers).argmin(1)
-            if torch.equal(new, labels):
-                break
-            labels = new
-        inertia = float((points - centers[labels]).pow(2).sum())
-        if best is None or inertia < best.inertia - 1e-12:
-            best = Clusters(labels, centers.float(), inertia)
-    assert best is not None  # n_init >= 1
-    return best
+def _kmeans_pp(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """k-means++ seeding: the first centre uniform, each next one drawn with probability ∝ the
+    squared distance to the nearest centre so far (uniform if every point is on a centre)."""
+    n = len(x)
+    chosen = [int(torch.randint(n, (1,), generator=generator))]
+    d2 = (x - x[chosen[0]]).pow(2).sum(-1)
+    for _ in range(k - 1):
+        weights = d2 if float(d2.sum()) > 0 else torch.ones_like(d2)
+        idx = int(torch.multinomial(weights, 1, generator=generator))
+        chosen.append(idx)
+        d2 = torch.minimum(d2, (x - x[idx]).pow(2).sum(-1))
+    return x[chosen].clone()
 
 
-def davies_bouldin(points: torch.Tensor, labels: torch.Tensor) -> float:
-    """Davies–Bouldin index (lower = more compact, better separated clusters): the mean over
-    clusters i of max_{j≠i} (s_i + s_j) / d(c_i, c_j), s = mean distance to the own center.
-    Needs ≥ 2 non-empty clusters; coinciding centers give +inf."""
-    points = points.detach().double()
-    ids = labels.unique()
-    if len(ids) < 2:
-        raise ValueError("the Davies-Bouldin index needs at least 2 non-empty clusters")
-    centers = torch.stack([points[labels == i].mean(0) for i in ids])
-    spread = torch.stack(
-        [(points[labels == i] - c).norm(dim=1).mean() for i, c in zip(ids, centers, strict=True)]
-    )
-    dist = torch.cdist(centers, centers)
-    inf = torch.full_like(dist, float("inf"))
-    ratio = torch.where(dist > 0, (spread[:, None] + spread[None, :]) / dist, inf)
-    ratio.fill_diagonal_(float("-inf"))
-    return float(ratio.max(1).values.mean())
+def _lloyd(x: torch.Tensor, centres: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Lloyd iterations to convergence: (labels, inertia). An emptied cluster keeps its centre."""
+    k = len(centres)
+    labels = torch.cdist(x, centres).argmin(-1)
+    for _ in range(MAX_ITERATIONS):
+        onehot = torch.nn.functional.one_hot(labels, k).to(x.dtype)  # (N, k)
+        counts = onehot.sum(0)
+        sums = onehot.T @ x
+        centres = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centres)
+        new = torch.cdist(x, centres).argmin(-1)
+        if torch.equal(new, labels):
+            break
+        labels = new
+    inertia = float((x - centres[labels]).pow(2).sum())
+    return labels, inertia
+
+
+def kmeans(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """Labels ``(N,)`` of the best of :data:`RESTARTS` k-means runs (lowest inertia; the first
+    on ties) on ``x (N, D)``, canonical (:func:`canonical_labels`)."""
+    if not 1 <= k <= len(x):
+        raise ValueError(f"k-means needs 1 <= k <= N = {len(x)} points, got k = {k}")
+    x = x.detach().double()
+    best: tuple[torch.Tensor, float] | None = None
+    for _ in range(RESTARTS):
+        labels, inertia = _lloyd(x, _kmeans_pp(x, k, generator))
+        if best is None or inertia < best[1]:
+            best = (labels, inertia)
+    assert best is not None  # RESTARTS >= 1
+    return canonical_labels(best[0])
+
+
+def davies_bouldin(x: torch.Tensor, labels: torch.Tensor) -> float:
+    """Davies–Bouldin index of a grouping: the mean over clusters i of
+    max_{j≠i} (s_i + s_j) / d(c_i, c_j), s = mean distance of a cluster's points to its centroid
+    c. Lower = tighter, better separated clusters; well separated ones score ≪ 1. Infinite when
+    two clusters share a centroid; NaN for fewer than two clusters."""
+    x = x.detach().double()
+    k = int(labels.max()) + 1
+    if k < 2:
+        return float("nan")
+    onehot = torch.nn.functional.one_hot(labels, k).to(x.dtype)
+    counts = onehot.sum(0)
+    centroids = (onehot.T @ x) / counts[:, None]
+    spread = (onehot.T @ (x - centroids[labels]).norm(dim=-1)) / counts  # s_i
+    dist = torch.cdist(centroids, centroids)
+    ratio = (spread[:, None] + spread[None, :]) / dist
+    ratio.fill_diagonal_(-float("inf"))
+    return float(ratio.max(-1).values.mean())

@@ -27,6 +27,9 @@ def test_role_action_spaces_hold_the_noop_and_give_attack_roles_the_moves():
     assert masks[2].tolist() == [True] + [False] * 9 + [True, True]  # 2 attacks: no moves
     assert masks[0].tolist() == [True] * 6 + [False] * 6
     assert masks[3].all()  # an empty cluster allows every action
+    # LBF (0 no-op, 1-4 moves, 5 load) with threshold 1: the loading role can move too
+    lbf = role_action_spaces(torch.tensor([1, 0, 0, 0, 0, 1]), 2, 0, [1, 2, 3, 4], 1)
+    assert lbf.tolist() == [[True] * 5 + [False], [True] * 6]
 
 
 def test_role_action_masks_always_leave_an_available_action():
@@ -79,7 +82,7 @@ def test_action_embeddings_group_actions_by_their_effect(seed):
     planted = torch.zeros(6, 4)
     planted[2:4, 0], planted[4:6, 0], planted[4:6, 1] = 1.0, -1.0, 2.0
     z = _trained_embeddings(planted, seed)
-    labels = kmeans(z, 3, torch.Generator().manual_seed(seed)).labels
+    labels = kmeans(z, 3, torch.Generator().manual_seed(seed))
     assert all(labels[a] == labels[b] for a, b in pairs)
     assert len(set(labels.tolist())) == 3
     assert _within_over_between(z, pairs) < 0.2

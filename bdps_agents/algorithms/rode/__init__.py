@@ -36,8 +36,14 @@ class RODEOptions(AlgorithmOptions):
     )
     move_actions: list[int] = Field(
         default_factory=list,
-        description="actions added to every role that has >= 3 actions besides them and the "
-        "no-op (the reference gives attack roles the moves: SMAC/SMAX [1, 2, 3, 4, 5])",
+        description="actions added to every role holding >= move_threshold actions besides them "
+        "and the no-op (the reference gives attack roles the moves: SMAC/SMAX [1, 2, 3, 4, 5])",
+    )
+    move_threshold: int = Field(
+        3,
+        ge=1,
+        description="see move_actions (the reference: 3; LBF presets: 1, so that the "
+        "loading role can also move)",
     )
     role_eps_anneal_steps: int = Field(
         70_000,

@@ -43,6 +43,7 @@ def build_rode(cfg: ExperimentConfig, spec: Any) -> RODE:
         start_update=math.ceil(r.start_steps / cfg.training.steps_per_update),
         noop_action=r.noop_action,
         move_actions=r.move_actions,
+        move_threshold=r.move_threshold,
         reward_loss_weight=r.reward_loss_weight,
         repr_loss_weight=r.repr_loss_weight,
         role_loss_weight=r.role_loss_weight,

@@ -39,12 +39,14 @@ def role_action_spaces(
     n_roles: int,
     noop_action: int | None = None,
     move_actions: tuple[int, ...] | list[int] = (),
+    move_threshold: int = 3,
 ) -> torch.Tensor:
     """Role action spaces ``(k, A)`` bool from the k-means label of each action ``(A,)``.
 
     Role ρ = the actions of cluster ρ, plus the no-op (in every role), plus ``move_actions``
-    where the cluster holds ≥ 3 actions besides the no-op and those moves (the reference's
-    heuristic: a role of several attack actions must also be able to approach). A cluster left
+    where the cluster holds ≥ ``move_threshold`` actions besides the no-op and those moves (the
+    reference's heuristic, with 3: a role of several attack actions must also be able to
+    approach). A cluster left
     empty (k-means on fewer distinct embeddings than k) allows every action."""
     masks = nn.functional.one_hot(labels, n_roles).T.bool()  # (k, A)
     masks[~masks.any(-1)] = True
@@ -53,7 +55,7 @@ def role_action_spaces(
         special[noop_action] = True
     moves = torch.zeros_like(special)
     moves[list(move_actions)] = True
-    big = (masks & ~special & ~moves).sum(-1) >= 3
+    big = (masks & ~special & ~moves).sum(-1) >= move_threshold
     masks[big] |= moves
     return masks | special
 
@@ -78,7 +80,7 @@ class RODE(ValueDecomposition):
     :param role_mixer: QMIX mixer of the chosen roles' Q-values.
     :param start_update: the gradient step after which the k-means fixes the role action
         spaces (the action representation trains until then; 0 behaves as 1).
-    :param noop_action, move_actions: :func:`role_action_spaces`'s heuristics.
+    :param noop_action, move_actions, move_threshold: :func:`role_action_spaces`'s heuristics.
     :param seed: seeds the k-means.
     """
 
@@ -95,6 +97,7 @@ class RODE(ValueDecomposition):
         start_update: int = 0,
         noop_action: int | None = 0,
         move_actions: tuple[int, ...] | list[int] = (),
+        move_threshold: int = 3,
         reward_loss_weight: float = 10.0,
         repr_loss_weight: float = 1.0,
         role_loss_weight: float = 1.0,
@@ -114,6 +117,7 @@ class RODE(ValueDecomposition):
         self.role_mixer = role_mixer
         self.start_update = start_update
         self.noop_action, self.move_actions = noop_action, tuple(move_actions)
+        self.move_threshold = move_threshold
         self.reward_loss_weight = reward_loss_weight
         self.repr_loss_weight, self.role_loss_weight = repr_loss_weight, role_loss_weight
         self.seed = seed
@@ -127,8 +131,10 @@ class RODE(ValueDecomposition):
         with torch.no_grad():
             z = policy.action_repr.embeddings()
         generator = torch.Generator().manual_seed(self.seed)
-        labels = kmeans(z, policy.n_roles, generator).labels
-        masks = role_action_spaces(labels, policy.n_roles, self.noop_action, self.move_actions)
+        labels = kmeans(z, policy.n_roles, generator)
+        masks = role_action_spaces(
+            labels, policy.n_roles, self.noop_action, self.move_actions, self.move_threshold
+        )
         policy.set_role_action_spaces(masks)
         spaces = {i: torch.nonzero(m).flatten().tolist() for i, m in enumerate(masks)}
         log.info("RODE role action spaces after update %d: %s", self.num_updates, spaces)
