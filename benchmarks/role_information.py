@@ -35,8 +35,9 @@ import torch
 from tianshou.data import Batch
 
 from bdps_agents.algorithms import build_algorithm
-from bdps_agents.algorithms.bdps.diagnostics import assignment_stats, masked_advantage
+from bdps_agents.algorithms.bdps.diagnostics import masked_advantage
 from bdps_agents.algorithms.bdps.policy import BDPSPolicy
+from bdps_agents.algorithms.decisions import assignment_stats
 from bdps_agents.config import ExperimentConfig
 from bdps_agents.networks.role_selector import RoleSelector, gaussian_kl
 from bdps_agents.presets import apply_overrides
@@ -106,7 +107,7 @@ def collect(cfg: Any, data: dict, episodes: int, eps: float, seed: int) -> dict[
 
 
 def assignment_figures(name: str, assign: np.ndarray, alive: np.ndarray, ep: np.ndarray, k: int):
-    """:func:`bdps_agents.algorithms.bdps.diagnostics.assignment_stats` of (D, n) assignments at
+    """:func:`bdps_agents.algorithms.decisions.assignment_stats` of (D, n) assignments at
     D decisions, ``ep`` naming each decision's episode: the decisions are padded into
     (episodes, J, n) first."""
     episodes = np.unique(ep)

@@ -32,6 +32,7 @@ ENTRY_POINT_GROUP = "bdps_agents.algorithms"
 BUILTIN_ALGORITHMS: dict[str, str] = {
     "bdps": "bdps_agents.algorithms.bdps:SPEC",
     "qmix": "bdps_agents.algorithms.qmix:SPEC",
+    "rode": "bdps_agents.algorithms.rode:SPEC",
     "seps": "bdps_agents.algorithms.seps:SPEC",
     "vdn": "bdps_agents.algorithms.vdn:SPEC",
 }

@@ -49,6 +49,9 @@ def test_learner_beats_random_on_small_lbf(tmp_path, algo):
     # SePS: cluster after 5k of the 25k steps, into one network per agent (the 2-agent default
     # would be k = 1, full sharing, and not exercise the cluster networks)
     data["seps"] = {"pretrain_steps": 5_000, "n_clusters": 2}
+    # RODE: LBF's preset roles (moving; moving and loading) fixed after 5k of the 25k steps
+    data["rode"] = {"n_roles": 2, "start_steps": 5_000, "role_interval": 3, "move_threshold": 1}
+    data["rode"].update(move_actions=[1, 2, 3, 4], role_eps_anneal_steps=5_000)
     cfg = build_config(data)
     baseline = random_policy_return(cfg, episodes=128)
     result = train(cfg, tmp_path)

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from bdps_agents.algorithms.bdps.diagnostics import assignment_stats, scaled_entropy_gap
+from bdps_agents.algorithms.bdps.diagnostics import scaled_entropy_gap
+from bdps_agents.algorithms.decisions import assignment_stats
 from bdps_agents.networks.group_selector import GroupSelector
 from bdps_agents.networks.mixer import QMixer
 from bdps_agents.networks.role_selector import RoleSelector

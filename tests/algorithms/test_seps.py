@@ -15,7 +15,8 @@ from tianshou.algorithm.algorithm_base import policy_within_training_step, torch
 from tianshou.data import Collector
 
 from bdps_agents.algorithms import build_algorithm
-from bdps_agents.algorithms.seps.clustering import cluster_agents, davies_bouldin
+from bdps_agents.algorithms.clustering import davies_bouldin
+from bdps_agents.algorithms.seps.clustering import cluster_agents
 from bdps_agents.config import ConfigError, build_config
 from bdps_agents.env_spec import EnvSpec
 from bdps_agents.learner_process import LearnerProcess

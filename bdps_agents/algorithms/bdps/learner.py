@@ -27,17 +27,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
-import numpy as np
 import torch
 from tianshou.data import Batch
 from torch import nn
 
-from bdps_agents.algorithms.bdps.diagnostics import (
-    assignment_stats,
-    masked_advantage,
-    scaled_entropy_gap,
-)
+from bdps_agents.algorithms.bdps.diagnostics import masked_advantage, scaled_entropy_gap
 from bdps_agents.algorithms.bdps.policy import BDPSPolicy
+from bdps_agents.algorithms.decisions import DecisionSteps, assignment_stats, replayed_assignment
 from bdps_agents.algorithms.value_decomposition import (
     AgentQ,
     AuxiliaryLoss,
@@ -125,18 +121,9 @@ class BDPS(ValueDecomposition):
             )
         ep = super().episode_tensors(batch)
         lengths = torch.as_tensor(batch.lengths)
-        rows = torch.arange(len(lengths))
-
-        def with_final(stored: np.ndarray) -> torch.Tensor:
-            # the assignment in force after the last action = the last one chosen (T+1 steps)
-            x = torch.as_tensor(stored, dtype=torch.long)
-            out = torch.cat([x, x[:, -1:]], 1)
-            out[rows, lengths] = x[rows, lengths - 1]
-            return out
-
-        ep["role"] = with_final(batch.policy.role)
+        ep["role"] = replayed_assignment(batch.policy.role, lengths)
         if self.policy.bilevel:
-            ep["group"] = with_final(batch.policy.group)
+            ep["group"] = replayed_assignment(batch.policy.group, lengths)
         ep["alive"] = torch.as_tensor(batch.obs.alive).bool()  # (B, T+1, n)
         ep["lengths"] = lengths
         return ep
@@ -204,18 +191,8 @@ class BDPS(ValueDecomposition):
         group_selector, group_mixer = policy.group_selector, self.group_mixer
         if T_V is None or group_selector is None or group_mixer is None:
             raise ValueError("group_loss needs bilevel sharing (a group level)")
-        B, T = ep["act"].shape[:2]
-        L = ep["lengths"]
-        J = -(-T // T_V)
-        j = torch.arange(J + 1)
-        n_dec = -(-L // T_V)  # decisions per episode
-        pos = torch.minimum(j[None] * T_V, L[:, None])  # (B, J+1): decision steps, then L
-        pos = torch.where(j[None] < n_dec[:, None], pos, L[:, None])
-        valid = j[None, :J] < n_dec[:, None]  # (B, J)
-
-        def at(x: torch.Tensor) -> torch.Tensor:
-            return x[torch.arange(B)[:, None], pos]
-
+        dec = DecisionSteps.of(ep["lengths"], ep["act"].shape[1], T_V)
+        J, at = dec.count, dec.at
         roles, alive, state = at(ep["role"]), at(ep["alive"]), at(ep["state"])
         h_u = online.extras["h_u"].detach()  # (B, T+1, n, H): h^U after step t
         h_enter = torch.cat([torch.zeros_like(h_u[:, :1]), h_u[:, :-1]], 1)
@@ -231,13 +208,8 @@ class BDPS(ValueDecomposition):
             best = chooser[:, 1:].argmax(-1, keepdim=True)
             q_next = q_sel_target[:, 1:].gather(-1, best).squeeze(-1)
             v_next = self.target_group_mixer(q_next, state[:, 1:])  # (B, J)
-            rew = torch.zeros(B, J * T_V)
-            rew[:, :T] = ep["rew"]
-            interval_rew = rew.unflatten(1, (J, T_V)).sum(-1)
-            terminated = ep["terminated"].any(1)  # the episode ended in a terminal state
-            last = j[None, :J] == (n_dec - 1)[:, None]
-            not_done = 1.0 - (last & terminated[:, None]).float()
-            y = interval_rew + self.gamma * not_done * v_next
+            y = dec.targets(ep["rew"], ep["terminated"], v_next, self.gamma)
+        valid = dec.valid
         w = valid.float()
         loss = ((q_tot - y) ** 2 * w).sum() / w.sum()
         counts = valid[:, :, None] & alive[:, :J]
