@@ -30,6 +30,16 @@ def masked_argmax(q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return q.masked_fill(~mask, float("-inf")).argmax(-1)
 
 
+def seeded_torch_generator(seed: int | None) -> torch.Generator:
+    """A torch generator seeded like the policy's numpy one: ``seed``, or fresh entropy."""
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
 def random_available(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Uniform random action among the available ones, per row of ``mask (..., A)``."""
     return (rng.random(mask.shape) * mask).argmax(-1) if mask.size else mask.sum(-1)
@@ -168,11 +178,17 @@ class MultiAgentQPolicy(Policy):
         x = self.inputs(o, torch.as_tensor(state.last_act))
         return self.agent.step(x, torch.as_tensor(state.h))
 
-    def forward(self, batch: Batch, state: Any | None = None, **kwargs: Any) -> Batch:
-        obs = batch.obs
-        mask_np = np.asarray(obs.mask).astype(bool)
+    def acting_inputs(self, batch: Batch, state: Any | None) -> tuple[np.ndarray, Batch]:
+        """The available-action mask ``(R, n, A)`` bool of a collector batch, and the recurrent
+        state (the initial one at the start, when the collector passes none)."""
+        mask_np = np.asarray(batch.obs.mask).astype(bool)
         if state is None or not isinstance(state, Batch) or len(state.get_keys()) == 0:
             state = self.initial_state(mask_np.shape[0])
+        return mask_np, state
+
+    def forward(self, batch: Batch, state: Any | None = None, **kwargs: Any) -> Batch:
+        obs = batch.obs
+        mask_np, state = self.acting_inputs(batch, state)
         with torch.inference_mode():  # cheaper per op than no_grad; acting never backpropagates
             q, h = self.agent_q(obs, state)
             act = masked_argmax(q, torch.as_tensor(mask_np)).numpy()

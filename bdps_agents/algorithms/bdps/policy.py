@@ -13,7 +13,12 @@ from bdps_agents.algorithms.bdps.diagnostics import masked_advantage
 from bdps_agents.networks.agent import RecurrentAgent
 from bdps_agents.networks.group_selector import GroupSelector
 from bdps_agents.networks.role_selector import RoleSelector
-from bdps_agents.policy import MultiAgentQPolicy, masked_argmax, random_available
+from bdps_agents.policy import (
+    MultiAgentQPolicy,
+    masked_argmax,
+    random_available,
+    seeded_torch_generator,
+)
 
 GROUP_INPUTS = ("roles", "roles+id", "roles+trajectory")
 
@@ -91,11 +96,7 @@ class BDPSPolicy(MultiAgentQPolicy):
         # roles before any advantage history exists (t = 0): a fixed spread over the k roles
         self.initial_roles = np.arange(self.n_agents) % role_selector.n_roles
         seed = policy_kwargs.get("seed")
-        self.torch_rng = torch.Generator()
-        if seed is None:  # like the numpy generator of an unseeded policy: fresh entropy
-            self.torch_rng.seed()
-        else:
-            self.torch_rng.manual_seed(seed)
+        self.torch_rng = seeded_torch_generator(seed)
 
     @staticmethod
     def _check_sharing(agent: RecurrentAgent, n_agents: int) -> None:
@@ -223,10 +224,8 @@ class BDPSPolicy(MultiAgentQPolicy):
 
     def forward(self, batch: Batch, state: Any | None = None, **kwargs: Any) -> Batch:
         obs = batch.obs
-        mask_np = np.asarray(obs.mask).astype(bool)
+        mask_np, state = self.acting_inputs(batch, state)
         R = mask_np.shape[0]
-        if state is None or not isinstance(state, Batch) or len(state.get_keys()) == 0:
-            state = self.initial_state(R)
         eps = self.current_eps
         t = np.asarray(state.t)
         with torch.inference_mode():  # cheaper per op than no_grad; acting never backpropagates

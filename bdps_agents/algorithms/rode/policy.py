@@ -134,10 +134,8 @@ class RODEPolicy(MultiAgentQPolicy):
 
     def forward(self, batch: Batch, state: Any | None = None, **kwargs: Any) -> Batch:
         obs = batch.obs
-        mask_np = np.asarray(obs.mask).astype(bool)
+        mask_np, state = self.acting_inputs(batch, state)
         R = mask_np.shape[0]
-        if state is None or not isinstance(state, Batch) or len(state.get_keys()) == 0:
-            state = self.initial_state(R)
         t = np.asarray(state.t)
         role_eps = self.role_eps()
         with torch.inference_mode():

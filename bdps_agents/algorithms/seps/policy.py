@@ -20,7 +20,7 @@ from torch import nn
 
 from bdps_agents.algorithms.seps.vae import AgentVAE
 from bdps_agents.networks.agent import RecurrentAgent
-from bdps_agents.policy import MultiAgentQPolicy
+from bdps_agents.policy import MultiAgentQPolicy, seeded_torch_generator
 
 
 class ClusterAssignment(nn.Module):
@@ -77,11 +77,8 @@ class SePSPolicy(MultiAgentQPolicy):
         # after the networks, so that they lead the state_dict
         self.clusters = ClusterAssignment(self.n_agents, self.n_networks)
         seed = policy_kwargs.get("seed")
-        self.torch_rng = torch.Generator()  # the VAE's noise and tuple draws, k-means seeding
-        if seed is None:  # like the numpy generator of an unseeded policy: fresh entropy
-            self.torch_rng.seed()
-        else:
-            self.torch_rng.manual_seed(seed)
+        # the VAE's noise and tuple draws, k-means seeding
+        self.torch_rng = seeded_torch_generator(seed)
 
     @staticmethod
     def _check_sharing(agent: RecurrentAgent, n_agents: int) -> None:
