@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from bdps_agents.algorithms.building import agent_inputs, learner_kwargs, policy_kwargs, qmix_mixer
+from bdps_agents.algorithms.building import agent_inputs, learner_kwargs, policy_kwargs
+from bdps_agents.algorithms.mixers import build_mixer
 from bdps_agents.algorithms.seps import SEPSOptions
 from bdps_agents.algorithms.seps.learner import SePS
 from bdps_agents.algorithms.seps.policy import SePSPolicy
@@ -36,7 +37,7 @@ def build_seps(cfg: ExperimentConfig, spec: Any) -> SePS:
     policy = build_seps_policy(cfg, spec)
     return SePS(
         policy=policy,
-        mixer=qmix_mixer(cfg, spec),
+        mixer=build_mixer(cfg, spec),  # algorithm.mixer (QMIX's by default)
         pretrain_updates=math.ceil(s.pretrain_steps / cfg.training.steps_per_update),
         n_clusters=s.n_clusters,
         max_clusters=None if s.n_clusters is not None else policy.n_networks,
