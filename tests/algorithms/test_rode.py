@@ -146,6 +146,11 @@ def test_the_role_action_spaces_are_fixed_once_after_the_start_update(small_lbf_
             assert stats.repr_loss is None  # the representation no longer trains
         assert torch.equal(policy.role_masks, masks) and torch.equal(policy.action_embed, z)
         assert stats.rode_clustered == 1.0
+        for i, mask in enumerate(masks):  # the logged bitmask names the role's actions
+            bits = int(stats.roles[f"role_{i}_mask"])
+            assert [a for a in range(mask.numel()) if bits >> a & 1] == torch.nonzero(
+                mask
+            ).flatten().tolist()
         # the role ε restarts at 1 after the k-means and anneals with acted steps
         with policy_within_training_step(policy):
             policy.set_eps_training(0.1)

@@ -229,9 +229,12 @@ class RODE(ValueDecomposition):
         return losses
 
     def diagnostics(self, ep: dict[str, torch.Tensor], online: AgentQ) -> dict[str, float]:
-        """Whether the role action spaces are fixed, and each role's number of actions."""
-        sizes = self.policy.role_masks.sum(-1).tolist()
-        return {
-            "rode_clustered": float(bool(self.policy.clustered)),
-            **{f"role_{i}_actions": float(s) for i, s in enumerate(sizes)},
-        }
+        """Whether the role action spaces are fixed; each role's number of actions and, once
+        fixed, its action set as the bitmask Σ 2^a (``role_<i>_mask``: exact up to 53 actions)."""
+        masks = self.policy.role_masks
+        out = {"rode_clustered": float(bool(self.policy.clustered))}
+        out.update({f"role_{i}_actions": float(s) for i, s in enumerate(masks.sum(-1).tolist())})
+        if bool(self.policy.clustered) and masks.shape[1] <= 53:
+            bits = (masks.double() * 2.0 ** torch.arange(masks.shape[1])).sum(-1).tolist()
+            out.update({f"role_{i}_mask": b for i, b in enumerate(bits)})
+        return out
