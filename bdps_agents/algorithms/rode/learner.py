@@ -69,8 +69,11 @@ class RODETrainingStats(ValueDecompositionStats):
     repr_obs_error: float | None = None
     repr_reward_mse: float | None = None
     rode_clustered: float | None = None
-    # role shares, switch rates, roles per env (assignment_stats) and the size of each role's
-    # action space (role_<i>_actions), logged as roles/<key>
+    # assignment_stats of the roles (the summary table's columns; docs/algorithm.md)
+    role_switch_rate: float | None = None
+    role_switch_rate_indep: float | None = None
+    roles_per_env: float | None = None
+    # role shares and each role's action space (role_<i>_actions, role_<i>_mask): roles/<key>
     roles: dict[str, float] = field(default_factory=dict)
 
 
