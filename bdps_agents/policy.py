@@ -141,6 +141,9 @@ class MultiAgentQPolicy(Policy):
         self.eps_training = eps_training
         self.eps_inference = eps_inference
         self.rng = np.random.default_rng(seed)
+        # a torch generator of a method that samples with torch (BDPS's roles, SePS's VAE):
+        # set with seeded_torch_generator(seed); it is then seeded, named and saved here
+        self.torch_rng: torch.Generator | None = None
         self._one_hot = np.eye(self.n_actions, dtype=np.float32)  # row a = one-hot of action a
 
     @staticmethod
@@ -207,17 +210,25 @@ class MultiAgentQPolicy(Policy):
 
     def seed(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
+        if self.torch_rng is not None:
+            self.torch_rng.manual_seed(seed)
 
     def torch_generators(self) -> dict[str, torch.Generator]:
         """The torch generators this policy samples with, by name (the names of
-        :meth:`generator_states`); none here: exploration uses the numpy generator ``rng``.
-        The learner process reseeds them in its child (:mod:`bdps_agents.learner_process`)."""
-        return {}
+        :meth:`generator_states`): ``torch_rng`` where a method set one (exploration uses the
+        numpy generator ``rng``). The learner process reseeds them in its child
+        (:mod:`bdps_agents.learner_process`)."""
+        return {} if self.torch_rng is None else {"torch": self.torch_rng}
 
     def generator_states(self) -> dict[str, Any]:
-        """States of the policy's own random generators (exploration; BDPS adds role
-        sampling), as plain data: saved by the algorithm's ``state_dict``."""
-        return {"numpy": self.rng.bit_generator.state}
+        """States of the policy's own random generators (exploration; ``torch_rng``), as plain
+        data: saved by the algorithm's ``state_dict``."""
+        states: dict[str, Any] = {"numpy": self.rng.bit_generator.state}
+        if self.torch_rng is not None:
+            states["torch"] = self.torch_rng.get_state()
+        return states
 
     def set_generator_states(self, states: dict[str, Any]) -> None:
         self.rng.bit_generator.state = states["numpy"]
+        if self.torch_rng is not None and "torch" in states:
+            self.torch_rng.set_state(states["torch"])

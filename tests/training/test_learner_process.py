@@ -70,8 +70,8 @@ def _assert_equal_states(a: dict, b: dict) -> None:
 
 def test_child_runs_the_same_updates_one_step_later(setup_run, algorithm_variant, monkeypatch):
     inline, overlapped, batches, factory = setup_run(algorithm_variant)
-    if hasattr(inline.policy, "torch_rng"):
-        inline.policy.torch_rng.manual_seed(CHILD_SEED)
+    for generator in inline.policy.torch_generators().values():  # as the child reseeds its own
+        generator.manual_seed(CHILD_SEED)
     monkeypatch.setattr(LearnerProcess, "_child_seed", lambda self: CHILD_SEED)
     with LearnerProcess(overlapped, factory) as learner:
         overlapped.learner_process = learner

@@ -38,6 +38,8 @@ class BDPSPolicy(MultiAgentQPolicy):
     single-level ``individual`` mode); ``group_selector`` likewise.
     """
 
+    torch_rng: torch.Generator  # always set (seeded_torch_generator)
+
     def __init__(
         self,
         *,
@@ -164,21 +166,6 @@ class BDPSPolicy(MultiAgentQPolicy):
                 f"group_input {group_input!r} gives {need} features per agent; "
                 f"group_selector.agent_feature_dim is {group_selector.agent_feature_dim}"
             )
-
-    def seed(self, seed: int) -> None:
-        super().seed(seed)
-        self.torch_rng.manual_seed(seed)
-
-    def torch_generators(self) -> dict[str, torch.Generator]:
-        return {"torch": self.torch_rng}  # role sampling (acting) and the VAE's (learning)
-
-    def generator_states(self) -> dict[str, Any]:
-        return {**super().generator_states(), "torch": self.torch_rng.get_state()}
-
-    def set_generator_states(self, states: dict[str, Any]) -> None:
-        super().set_generator_states(states)
-        if "torch" in states:
-            self.torch_rng.set_state(states["torch"])
 
     def group_features(self, h_u: torch.Tensor) -> torch.Tensor | None:
         """The group selector's per-agent input besides the role, from h^U ``(..., n, H)``

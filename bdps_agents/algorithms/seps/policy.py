@@ -62,6 +62,8 @@ class SePSPolicy(MultiAgentQPolicy):
     :param vae: the SePS VAE (trained by the learner during pre-training, then frozen).
     """
 
+    torch_rng: torch.Generator  # always set (seeded_torch_generator)
+
     def __init__(self, *, vae: AgentVAE, **policy_kwargs: Any) -> None:
         super().__init__(**policy_kwargs)
         if vae.n_agents != self.n_agents or vae.n_actions != self.n_actions:
@@ -114,18 +116,3 @@ class SePSPolicy(MultiAgentQPolicy):
         o = torch.as_tensor(np.asarray(obs.obs), dtype=torch.float32)
         x = self.inputs(o, torch.as_tensor(state.last_act))
         return self.agent.step(x, torch.as_tensor(state.h), self.agent_index(*x.shape[:-2]))
-
-    def seed(self, seed: int) -> None:
-        super().seed(seed)
-        self.torch_rng.manual_seed(seed)
-
-    def torch_generators(self) -> dict[str, torch.Generator]:
-        return {"torch": self.torch_rng}
-
-    def generator_states(self) -> dict[str, Any]:
-        return {**super().generator_states(), "torch": self.torch_rng.get_state()}
-
-    def set_generator_states(self, states: dict[str, Any]) -> None:
-        super().set_generator_states(states)
-        if "torch" in states:
-            self.torch_rng.set_state(states["torch"])
