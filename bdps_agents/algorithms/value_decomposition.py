@@ -271,6 +271,7 @@ class ValueDecomposition(
         last[:, 1:] = nn.functional.one_hot(act, self.policy.n_actions).float()
         return {
             "inputs": self.policy.inputs(obs, last),
+            "obs": obs,  # (B, T+1, n, d): the observations alone (RODE's and SePS's models)
             "state": torch.as_tensor(batch.obs.state, dtype=torch.float32),  # (B, T+1, S)
             "act": act,
             "mask": mask,

@@ -168,7 +168,6 @@ class RODE(ValueDecomposition):
         ep["lengths"] = lengths
         ep["role"] = replayed_assignment(batch.policy.role, lengths)
         ep["alive"] = torch.as_tensor(batch.obs.alive).bool()  # (B, T+1, n)
-        ep["obs"] = torch.as_tensor(batch.obs.obs, dtype=torch.float32)
         # the target's next action is chosen among the role's available actions, as acting does
         ep["mask"] = role_action_masks(self.policy.role_masks, ep["role"], ep["mask"])
         return ep

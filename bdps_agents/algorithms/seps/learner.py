@@ -134,11 +134,6 @@ class SePS(ValueDecomposition):
         policy.set_assignment(result.labels, result.score)
 
     # -- the shared learner's hooks --------------------------------------------------------------
-    def episode_tensors(self, batch: Batch) -> dict[str, torch.Tensor]:
-        ep = super().episode_tensors(batch)
-        ep["obs"] = torch.as_tensor(batch.obs.obs, dtype=torch.float32)  # (B, T+1, n, d)
-        return ep
-
     def agent_q_values(self, ep: dict[str, torch.Tensor], target: bool = False) -> AgentQ:
         """Per-agent Q-values with each agent's (fixed) network: ``index`` = the assignment,
         ``(n,)`` expanded to ``(B, T+1, n)``."""
