@@ -137,7 +137,7 @@ def _experiment(args: argparse.Namespace) -> int:
     from bdps_agents.experiment import GridRunError, run_experiment
     from bdps_agents.grid import load_grid
 
-    grid = _with_grid_overrides(load_grid(args.config), args.set)
+    grid = _with_grid_overrides(load_grid(args.config), _grid_items(args))
     try:
         root = run_experiment(grid, **_grid_options(args))
     except GridRunError as err:
@@ -149,6 +149,29 @@ def _experiment(args: argparse.Namespace) -> int:
 
 def _grid_options(args: argparse.Namespace) -> dict:
     return {"results_dir": args.results_dir, "local": args.local, "address": args.address}
+
+
+def _grid_items(args: argparse.Namespace) -> list[str]:
+    """``--steps`` and ``--seeds`` as ``--set`` items on the experiment file's fields."""
+    items = list(args.set or [])
+    _check_positive("--steps", args.steps, "env steps per run")
+    if args.steps is not None:
+        items.append(f"total_steps={args.steps}")
+    if args.seeds is not None:
+        for seed in args.seeds:
+            _check_seed(seed)
+        items.append(f"seeds={json.dumps(args.seeds)}")
+    return items
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated integers such as 0,1,2, got {text!r}"
+        ) from None
+    return seeds
 
 
 def _with_grid_overrides(grid, items: list[str] | None):
@@ -198,7 +221,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     from bdps_agents.plotting import plot_results, summary_table
     from bdps_agents.results import load_results
 
-    grid = _with_grid_overrides(load_grid(args.name), args.set)
+    grid = _with_grid_overrides(load_grid(args.name), _grid_items(args))
     failure = None
     try:
         root = run_experiment(grid, **_grid_options(args))
@@ -290,7 +313,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--local", action="store_true", help="run sequentially, without Ray")
         p.add_argument("--address", default=None, help="an existing Ray cluster, e.g. auto")
         p.add_argument(
-            "--set", action="append", metavar="KEY=VALUE", help="e.g. total_steps=100000"
+            "--steps",
+            type=int,
+            default=None,
+            help="env steps per run (the file's total_steps); finished runs with fewer train on "
+            "to it, so a budget can be raised step by step",
+        )
+        p.add_argument(
+            "--seeds",
+            type=_seed_list,
+            default=None,
+            help="comma-separated seeds, e.g. 0,1,2 (the file's seeds)",
+        )
+        p.add_argument(
+            "--set", action="append", metavar="KEY=VALUE", help="e.g. overrides.training.lr=1e-3"
         )
 
     x = sub.add_parser(

@@ -17,7 +17,9 @@ into ``<results_dir>/runs/<run_id>/`` (TensorBoard events, ``metrics.csv``, ``ch
 curve PNG) and merges the runs' CSVs into ``<results_dir>/results.csv``, a tidy table
 ``run_id, scenario, method, seed, env_step, metric, value`` with ``metric = "<scope>/<name>"``
 (e.g. ``test/greedy_return``, ``test/win_rate``, ``update/delta_h``). Finished runs are skipped
-when the experiment is started again; unfinished ones resume from their last checkpoint.
+when the experiment is started again; unfinished ones resume from their last checkpoint, and
+finished ones train on when ``total_steps`` has grown (:func:`run_state`), so a budget can be
+raised step by step. A results directory whose runs have another config is refused.
 """
 
 from __future__ import annotations
@@ -43,6 +45,47 @@ def is_finished(spec: RunSpec) -> bool:
         return False
     with path.open(newline="") as f:
         return any(row and row[0] == "final" for row in csv.reader(f))
+
+
+def run_state(spec: RunSpec) -> str:
+    """``"new"`` (nothing trained yet), ``"partial"`` (a checkpoint to resume: a killed run, or a
+    finished one whose budget the grid now raises: it trains on to it) or ``"finished"``.
+
+    Raises ``ConfigError`` when the directory holds a run of another config (it would be resumed
+    with the wrong settings, or mixed into the results), or one finished on a larger budget than
+    asked: results are never replaced or mixed silently."""
+    saved_path = spec.logdir / "config.json"
+    if not saved_path.is_file():
+        return "partial" if (spec.logdir / "checkpoint.pt").is_file() else "new"
+    from bdps_agents.config import ExperimentConfig
+    from bdps_agents.training.resume import config_differences
+
+    try:
+        saved = ExperimentConfig.model_validate(json.loads(saved_path.read_text()))
+    except (ValueError, UnicodeDecodeError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise ConfigError(
+            f"{saved_path} is not a config this version can read ({first}): give the experiment "
+            "another --results-dir, or move that run away"
+        ) from None
+    differ = config_differences(saved, spec.config)
+    if differ:
+        key, (old, new) = next(iter(differ.items()))
+        more = f" (and {len(differ) - 1} more fields)" if len(differ) > 1 else ""
+        raise ConfigError(
+            f"{spec.logdir} holds a run with {key}={old!r}, the experiment now asks {new!r}"
+            f"{more}: give the experiment another --results-dir (its runs are kept)"
+        )
+    if not is_finished(spec):
+        return "partial" if (spec.logdir / "checkpoint.pt").is_file() else "new"
+    done, asked = saved.training.total_steps, spec.config.training.total_steps
+    if done > asked:
+        raise ConfigError(
+            f"{spec.run_id} finished with training.total_steps={done}, more than the {asked} "
+            "asked now: compare at the smaller budget with `bdps plot RESULTS_DIR --max-step "
+            f"{asked}`, or give the experiment another --results-dir"
+        )
+    return "partial" if done < asked else "finished"
 
 
 def run_one(spec: RunSpec) -> dict[str, Any]:
@@ -117,12 +160,15 @@ def run_experiment(
     """
     specs = expand(grid, results_dir)
     root = Path(results_dir or grid.results_dir)
+    # every existing run checked before anything is written or trained
+    states = {spec.run_id: run_state(spec) for spec in specs}
     root.mkdir(parents=True, exist_ok=True)
     (root / "experiment.json").write_text(json.dumps(grid.model_dump(mode="json"), indent=2))
-    todo = [s for s in specs if not is_finished(s)]
+    todo = [s for s in specs if states[s.run_id] != "finished"]
+    resumed = sum(state == "partial" for state in states.values())
     print(
-        f"experiment {grid.name}: {len(specs)} runs ({len(specs) - len(todo)} already finished) "
-        f"-> {root}",
+        f"experiment {grid.name}: {len(specs)} runs ({len(specs) - len(todo)} already finished, "
+        f"{resumed} to resume) -> {root}",
         flush=True,
     )
     start = time.time()

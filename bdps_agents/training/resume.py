@@ -60,18 +60,24 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def config_differences(saved: ExperimentConfig, cfg: ExperimentConfig) -> dict[str, tuple]:
+    """``field -> (saved value, new value)`` for the fields (dotted) in which ``cfg`` differs
+    from ``saved`` beyond :data:`RESUMABLE_CHANGES`."""
+    old = _flatten(saved.model_dump(mode="json"))
+    new = _flatten(cfg.model_dump(mode="json"))
+    return {
+        k: (old.get(k), new.get(k))
+        for k in sorted(old.keys() | new.keys())
+        if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)
+    }
+
+
 def check_resumable(saved: ExperimentConfig, cfg: ExperimentConfig, path: Path) -> None:
     """Refuse to resume with a config that differs from the checkpoint's beyond
     :data:`RESUMABLE_CHANGES`, naming the differing fields."""
-    old = _flatten(saved.model_dump(mode="json"))
-    new = _flatten(cfg.model_dump(mode="json"))
-    differ = sorted(
-        k
-        for k in old.keys() | new.keys()
-        if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)
-    )
+    differ = config_differences(saved, cfg)
     if differ:
-        lines = "\n".join(f"  {k}: checkpoint {old.get(k)!r}, now {new.get(k)!r}" for k in differ)
+        lines = "\n".join(f"  {k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in differ.items())
         raise ConfigError(
             f"cannot resume from {path}: the config differs from the checkpoint's in "
             f"{', '.join(differ)} (only {', '.join(sorted(RESUMABLE_CHANGES))} may change):\n"

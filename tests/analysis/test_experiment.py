@@ -45,7 +45,7 @@ def test_grid_on_local_ray_writes_tidy_csv_and_figures(make_grid, tmp_path: Path
     grid = make_grid(tmp_path)
     root = run_experiment(grid)
     out = capsys.readouterr().out
-    assert "experiment tiny: 4 runs (0 already finished)" in out and "[4/4]" in out
+    assert "experiment tiny: 4 runs (0 already finished," in out and "[4/4]" in out
     rows = _rows(root / "results.csv")
     assert list(rows[0]) == RESULTS_HEADER
     cells = {(r["method"], r["seed"]) for r in rows}
@@ -65,7 +65,7 @@ def test_grid_on_local_ray_writes_tidy_csv_and_figures(make_grid, tmp_path: Path
     # a second start finds every run finished: nothing is retrained, the CSV is rebuilt
     stamp = (root / "runs" / finals[0]["run_id"] / "checkpoint.pt").stat().st_mtime_ns
     run_experiment(grid)
-    assert "4 runs (4 already finished)" in capsys.readouterr().out
+    assert "4 runs (4 already finished," in capsys.readouterr().out
     assert (root / "runs" / finals[0]["run_id"] / "checkpoint.pt").stat().st_mtime_ns == stamp
     assert len(_rows(root / "results.csv")) == len(rows)
 
@@ -88,6 +88,59 @@ def test_local_mode_runs_sequentially_and_cli_plots(make_grid, tmp_path: Path, c
     assert cli_main(["plot", str(root), "--max-step", "0", "--out", str(tmp_path / "p")]) == 2
     err = capsys.readouterr().err
     assert "holds no results up to env step 0" in err and err.count("\n") == 1
+
+
+def _finals(root: Path) -> list[dict[str, str]]:
+    return [r for r in _rows(root / "results.csv") if r["metric"] == "final/greedy_return"]
+
+
+def test_a_raised_budget_trains_finished_runs_on_and_other_settings_are_refused(
+    make_grid, tiny_run, tmp_path: Path, capsys
+) -> None:
+    one = {"methods": {"qmix": {"algorithm.name": "qmix"}}, "seeds": [0]}
+    grid = make_grid(tmp_path, **one)
+    root = run_experiment(grid, local=True)
+    (first,) = _finals(root)
+    capsys.readouterr()
+    # the budget grows: the finished run resumes to it, keeping one final result
+    run_experiment(grid.model_copy(update={"total_steps": 400}), local=True)
+    assert "1 runs (0 already finished, 1 to resume)" in capsys.readouterr().out
+    (grown,) = _finals(root)
+    assert int(grown["env_step"]) >= 400 > int(first["env_step"])
+    # a smaller budget, or another setting, would mix results of two settings: refused
+    # before anything is written
+    stamp = (root / "experiment.json").stat().st_mtime_ns
+    with pytest.raises(ConfigError, match=r"total_steps=400, more than the 200.*--max-step 200"):
+        run_experiment(grid, local=True)
+    other_lr = make_grid(tmp_path, **one, overrides={**tiny_run, "algorithm.lr": 0.123})
+    with pytest.raises(ConfigError, match=r"algorithm.lr=.*asks 0.123.*--results-dir"):
+        run_experiment(other_lr, local=True)
+    assert (root / "experiment.json").stat().st_mtime_ns == stamp
+    # in another results directory the same grid starts afresh
+    other = run_experiment(grid, local=True, results_dir=tmp_path / "other")
+    assert int(_finals(other)[0]["env_step"]) < 400
+
+
+def test_cli_steps_and_seeds_set_the_grid(tmp_path: Path, capsys) -> None:
+    from bdps_agents.cli import _grid_items, _with_grid_overrides, build_parser, main
+
+    args = build_parser().parse_args(["reproduce", "lbf-ablation", "--steps", "5000"])
+    args.seeds = [4, 7]
+    grid = _with_grid_overrides(load_grid("lbf-ablation"), _grid_items(args))
+    assert grid.total_steps == 5000 and grid.seeds == [4, 7]
+    specs = expand(grid)
+    assert {s.config.training.total_steps for s in specs} == {5000}
+    assert {s.seed for s in specs} == {4, 7}
+    for bad, message in [
+        (["--steps", "0"], "--steps must be a positive number"),
+        (["--seeds", "-1"], "--seed must be an integer from 0"),
+    ]:
+        assert main(["reproduce", "lbf-ablation", "--local", *bad]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["reproduce", "lbf-ablation", "--seeds", "0,x"])
+    assert "comma-separated integers" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -194,7 +194,7 @@ def test_a_grid_goes_on_past_a_failed_run_and_reports_it(
     (tmp_path / "grid.yaml").write_text(json.dumps(grid.model_dump(mode="json")))
     assert cli.main(["experiment", str(tmp_path / "grid.yaml"), "--local"]) == 1
     out, err = capsys.readouterr()
-    assert "3 runs (2 already finished)" in out
+    assert "3 runs (2 already finished," in out
     assert err.startswith("error: 1 of 3 runs failed") and err.count("\n") == 1
 
 
