@@ -5,6 +5,8 @@ mixer are QMIX's; what acting did reaches the learner's statistics; every scenar
 
 from __future__ import annotations
 
+import csv
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -29,7 +31,7 @@ from bdps_agents.exploration import warmup
 from bdps_agents.networks.agent import RecurrentAgent
 from bdps_agents.policy import AgentInputs, masked_argmax
 from bdps_agents.presets import load_config, scenario_names
-from bdps_agents.training import build_run
+from bdps_agents.training import build_run, load_checkpoint, train
 
 OBS, ACTIONS = 6, 5
 
@@ -302,3 +304,38 @@ def test_bad_settings_name_the_key():
         build_config({"algorithm": {"name": "eoi"}, "eoi": {"explore_ratio": 1.5}})
     with pytest.raises(ConfigError, match="eoi.reward_obs"):
         build_config({"algorithm": {"name": "eoi"}, "eoi": {"reward_obs": "previous"}})
+
+
+def test_a_run_with_the_learner_process_logs_eoi_and_checkpoints_its_models(
+    small_lbf_config, tmp_path
+):
+    cfg = small_lbf_config(
+        {
+            "algorithm.name": "eoi",
+            "eoi.episode_prob": 1.0,
+            "eoi.explore_ratio": 0.5,
+            "training.total_steps": 600,
+            "training.steps_per_update": 10,
+            "training.log_interval": 10,
+            "training.test_interval": 600,
+            "training.overlap_learning": True,
+        }
+    )
+    result = train(cfg, tmp_path)
+    with (result.logdir / "metrics.csv").open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["scope"] == "update"]
+    rates = [float(r["value"]) for r in rows if r["metric"] == "eoi_replace_rate"]
+    shares = [float(r["value"]) for r in rows if r["metric"] == "eoi_episode_share"]
+    assert rates and shares and all(s == 1.0 for s in shares)
+    assert 0.3 < float(np.mean(rates)) < 0.7  # explore_ratio 0.5, counted where acting happened
+    assert {r["metric"] for r in rows} >= {"eoi_accuracy", "intrinsic_td_loss", "intrinsic_reward"}
+    # the checkpoint holds the child's trained models, target and optimisers
+    _, saved = load_checkpoint(result.checkpoint)
+    state = saved["algorithm"]
+    initial = build_run(cfg)  # the same seed: the run's initial weights
+    fresh = initial.algorithm.state_dict()
+    initial.close()
+    for key in ("policy.intrinsic_q.net.0.weight", "policy.classifier.net.0.weight",
+                "target_intrinsic_q.net.0.weight"):  # fmt: skip
+        assert not torch.equal(state[key], fresh[key]), key
+    assert len(state["_optimizers"]) == 3  # QMIX's, the classifier's, Q^p's
