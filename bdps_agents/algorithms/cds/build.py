@@ -23,9 +23,7 @@ def cds_agent_inputs(cfg: ExperimentConfig, spec: Any) -> AgentInputs:
     c: CDSOptions = cfg.section("cds")
     net = cfg.network
     agent_id = net.agent_id_input if c.agent_id_input is None else c.agent_id_input
-    return AgentInputs(
-        spec.n_agents, spec.obs_dim, spec.n_actions, net.last_action_input, agent_id
-    )
+    return AgentInputs(spec.n_agents, spec.obs_dim, spec.n_actions, net.last_action_input, agent_id)
 
 
 def build_cds_policy(cfg: ExperimentConfig, spec: Any) -> CDSPolicy:

@@ -142,6 +142,7 @@ class CDS(ValueDecomposition):
         kl = policy_divergence(q, ep["mask"][:, :-1], self.kl_scale, self.reference_intrinsic)
         return obs_term, self.beta2 * kl
 
+    @torch.no_grad()
     def td_rewards(self, ep: dict[str, torch.Tensor], online: AgentQ) -> torch.Tensor:
         """r + β·(anneal)·r_int, r_int = mean over agents of the two terms (no gradient)."""
         obs_term, kl_term = self.intrinsic_terms(ep, online)
@@ -195,8 +196,9 @@ class CDS(ValueDecomposition):
         (module docstring, step 3)."""
         x, ids, next_obs = self.predictor_inputs(ep, online)
         keep = ep["valid"]  # (B, T): every agent of a valid step
-        loss_q, loss_p = self.train_predictors(x[keep].flatten(0, -2), ids[keep].flatten(0, -2),
-                                               next_obs[keep].flatten(0, -2))
+        loss_q, loss_p = self.train_predictors(
+            x[keep].flatten(0, -2), ids[keep].flatten(0, -2), next_obs[keep].flatten(0, -2)
+        )
         local = online.extras["local"][:, :-1]  # (B, T, n, A)
         valid = ep["valid"].float()
         l1 = (local.abs().mean((-2, -1)) * valid).sum() / valid.sum().clamp_min(1.0)
