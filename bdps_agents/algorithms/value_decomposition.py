@@ -14,7 +14,7 @@ One update, top to bottom (``_update_with_batch``):
 5. target: double-Q action a' = argmax_online Q(τ', ·) among available actions, evaluated by the
    target networks: Q_tot'(s_{t+1}) = target_mixer(Q̄_i(τ', a'), s_{t+1});
 6. y_t = r_t + γ(1 − terminated_t)·Q_tot'(s_{t+1}), or its TD(λ) mixture (``td_lambda_targets``);
-   truncated episodes still bootstrap;
+   truncated episodes still bootstrap; **hook** ``td_rewards``: the r_t used (CDS: r + β·r_int);
 7. L_TD = masked mean of (Q_tot − y)²;
 8. **hook** ``auxiliary_losses``: weighted extra losses (BDPS: L_U, Eq. 7, and L_V, Eq. 8);
    **hook** ``diagnostics``: numbers to log (BDPS: ΔH, Eq. 10);
@@ -154,7 +154,7 @@ class ValueDecomposition(
     Use it with an :class:`~bdps_agents.replay.EpisodeReplayBuffer`; ``batch_size`` in the
     trainer counts episodes. ``extra_trainable``: further modules the optimiser updates
     (subclasses' own mixers). Subclasses override the hooks ``episode_tensors``,
-    ``agent_q_values``, ``auxiliary_losses`` and ``diagnostics``, not the update.
+    ``agent_q_values``, ``auxiliary_losses``, ``diagnostics`` and ``td_rewards``, not the update.
     """
 
     # how non-finite agent Q-values are reported (a method names its networks)
@@ -295,6 +295,10 @@ class ValueDecomposition(
         """Numbers to log with the update, computed before the optimiser step (no gradient)."""
         return {}
 
+    def td_rewards(self, ep: dict[str, torch.Tensor], online: AgentQ) -> torch.Tensor:
+        """The rewards ``(B, T)`` of the TD targets, under no_grad (CDS adds β·r_int)."""
+        return ep["rew"]
+
     # -- the update -----------------------------------------------------------------------------
     def td_loss(
         self,
@@ -303,7 +307,8 @@ class ValueDecomposition(
         target: AgentQ | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """L_TD of the mixed Q-values (steps 4-7); unrolls the networks if not given."""
-        q = (online or self.agent_q_values(ep)).q  # (B, T+1, n, A)
+        online = online or self.agent_q_values(ep)
+        q = online.q  # (B, T+1, n, A)
         if target is None:
             with torch.no_grad():
                 target = self.agent_q_values(ep, target=True)
@@ -320,8 +325,9 @@ class ValueDecomposition(
             # mixer: the target's lagged-network wrapper hides the mixer's attributes)
             chosen = mixer_action_inputs(self.mixer, q_target[:, 1:], a_next, ep["mask"][:, 1:])
             q_tot_next = self.target_mixer(q_next, ep["state"][:, 1:], **chosen)
+            rew = self.td_rewards(ep, online)
             y = td_lambda_targets(
-                ep["rew"], ep["terminated"], ep["valid"], q_tot_next, self.gamma, self.td_lambda
+                rew, ep["terminated"], ep["valid"], q_tot_next, self.gamma, self.td_lambda
             )
         valid = ep["valid"].float()
         loss = ((q_tot - y) ** 2 * valid).sum() / valid.sum()
