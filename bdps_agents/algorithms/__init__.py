@@ -31,6 +31,8 @@ ENTRY_POINT_GROUP = "bdps_agents.algorithms"
 # one line per built-in algorithm: name -> its spec
 BUILTIN_ALGORITHMS: dict[str, str] = {
     "bdps": "bdps_agents.algorithms.bdps:SPEC",
+    "cds": "bdps_agents.algorithms.cds:SPEC",
+    "eoi": "bdps_agents.algorithms.eoi:SPEC",
     "qmix": "bdps_agents.algorithms.qmix:SPEC",
     "rode": "bdps_agents.algorithms.rode:SPEC",
     "seps": "bdps_agents.algorithms.seps:SPEC",

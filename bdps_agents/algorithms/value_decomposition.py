@@ -14,7 +14,7 @@ One update, top to bottom (``_update_with_batch``):
 5. target: double-Q action a' = argmax_online Q(τ', ·) among available actions, evaluated by the
    target networks: Q_tot'(s_{t+1}) = target_mixer(Q̄_i(τ', a'), s_{t+1});
 6. y_t = r_t + γ(1 − terminated_t)·Q_tot'(s_{t+1}), or its TD(λ) mixture (``td_lambda_targets``);
-   truncated episodes still bootstrap;
+   truncated episodes still bootstrap; **hook** ``td_rewards``: the r_t used (CDS: r + β·r_int);
 7. L_TD = masked mean of (Q_tot − y)²;
 8. **hook** ``auxiliary_losses``: weighted extra losses (BDPS: L_U, Eq. 7, and L_V, Eq. 8);
    **hook** ``diagnostics``: numbers to log (BDPS: ΔH, Eq. 10);
@@ -41,6 +41,7 @@ from tianshou.data import Batch, ReplayBuffer
 from tianshou.data.types import RolloutBatchProtocol
 from torch import nn
 
+from bdps_agents.algorithms.td_targets import td_lambda_targets
 from bdps_agents.device import host_to_device, module_device
 from bdps_agents.learner_process import DeviceLearner, LearnerProcess
 from bdps_agents.networks.mixer import check_mixer, mixer_action_inputs
@@ -121,32 +122,6 @@ class GradNormOptimizer(Algorithm.Optimizer):
         return float(norm)
 
 
-def td_lambda_targets(
-    rew: torch.Tensor,
-    terminated: torch.Tensor,
-    valid: torch.Tensor,
-    q_next: torch.Tensor,
-    gamma: float,
-    td_lambda: float,
-) -> torch.Tensor:
-    """λ-returns, backwards over time; all inputs ``(B, T)``, ``q_next[:, t]`` = Q_tot'(s_{t+1}).
-
-    G_t = r_t + γ(1 − d_t)·[(1 − λ)·Q'_{t+1} + λ·G_{t+1}], and at the last valid step of an
-    episode the bracket is Q'_{t+1} alone. λ = 0 gives one-step targets r_t + γ(1 − d_t)·Q'_{t+1}.
-    """
-    B, T = rew.shape
-    not_done = 1.0 - terminated.float()
-    out = torch.zeros_like(rew)
-    later = torch.zeros(B, dtype=rew.dtype, device=rew.device)
-    for t in range(T - 1, -1, -1):
-        has_next = valid[:, t + 1] if t + 1 < T else torch.zeros_like(valid[:, t])
-        blend = (1.0 - td_lambda) * q_next[:, t] + td_lambda * later
-        cont = torch.where(has_next, blend, q_next[:, t])
-        out[:, t] = rew[:, t] + gamma * not_done[:, t] * cont
-        later = out[:, t]
-    return out * valid.float()
-
-
 class ValueDecomposition(
     OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorithmMixin
 ):
@@ -155,7 +130,7 @@ class ValueDecomposition(
     Use it with an :class:`~bdps_agents.replay.EpisodeReplayBuffer`; ``batch_size`` in the
     trainer counts episodes. ``extra_trainable``: further modules the optimiser updates
     (subclasses' own mixers). Subclasses override the hooks ``episode_tensors``,
-    ``agent_q_values``, ``auxiliary_losses`` and ``diagnostics``, not the update.
+    ``agent_q_values``, ``auxiliary_losses``, ``diagnostics`` and ``td_rewards``, not the update.
     """
 
     # how non-finite agent Q-values are reported (a method names its networks)
@@ -306,6 +281,10 @@ class ValueDecomposition(
         """Numbers to log with the update, computed before the optimiser step (no gradient)."""
         return {}
 
+    def td_rewards(self, ep: dict[str, torch.Tensor], online: AgentQ) -> torch.Tensor:
+        """The rewards ``(B, T)`` of the TD targets, under no_grad (CDS adds β·r_int)."""
+        return ep["rew"]
+
     # -- the update -----------------------------------------------------------------------------
     def td_loss(
         self,
@@ -316,7 +295,8 @@ class ValueDecomposition(
         """L_TD of the mixed Q-values (steps 4-7); unrolls the networks if not given. The
         statistics are sums over the valid steps, as 0-dim tensors (``q_taken_sum``,
         ``target_sum``, ``valid_steps``): read together with the rest (one host sync)."""
-        q = (online or self.agent_q_values(ep)).q  # (B, T+1, n, A)
+        online = online or self.agent_q_values(ep)
+        q = online.q  # (B, T+1, n, A)
         if target is None:
             with torch.no_grad():
                 target = self.agent_q_values(ep, target=True)
@@ -333,8 +313,9 @@ class ValueDecomposition(
             # mixer: the target's lagged-network wrapper hides the mixer's attributes)
             chosen = mixer_action_inputs(self.mixer, q_target[:, 1:], a_next, ep["mask"][:, 1:])
             q_tot_next = self.target_mixer(q_next, ep["state"][:, 1:], **chosen)
+            rew = self.td_rewards(ep, online)
             y = td_lambda_targets(
-                ep["rew"], ep["terminated"], ep["valid"], q_tot_next, self.gamma, self.td_lambda
+                rew, ep["terminated"], ep["valid"], q_tot_next, self.gamma, self.td_lambda
             )
         valid = ep["valid"].float()
         n_valid = valid.sum()

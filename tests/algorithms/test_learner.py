@@ -13,7 +13,7 @@ from tianshou.data import Batch
 from torch import nn
 
 from bdps_agents.algorithms.qmix.algorithm import QMIX
-from bdps_agents.algorithms.value_decomposition import td_lambda_targets
+from bdps_agents.algorithms.td_targets import td_lambda_targets
 from bdps_agents.networks import QMixer, RecurrentAgent, StackedGRUCell, StackedLinear, VDNMixer
 from bdps_agents.networks.stacked import RowGroups
 from bdps_agents.policy import AgentInputs, MultiAgentQPolicy

@@ -59,6 +59,8 @@ def test_learner_beats_random_on_small_lbf(tmp_path, algo):
     # within 25k steps: greedy return 0.0 on seed 0; docs/methods/rode.md)
     data["rode"] = {"n_roles": 2, "start_steps": 5_000, "role_interval": 1, "move_threshold": 1}
     data["rode"].update(move_actions=[1, 2, 3, 4], role_eps_anneal_steps=5_000)
+    # CDS: its LBF presets' settings (GRF's β1 0.5, β2 1, β 0.05; QPLEX; no agent-id input)
+    data["cds"] = {"beta1": 0.5, "beta2": 1.0, "beta": 0.05, "agent_id_input": False}
     cfg = build_config(data)
     baseline = random_policy_return(cfg, episodes=128)
     result = train(cfg, tmp_path)
