@@ -10,6 +10,7 @@ must be finite.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import (
@@ -237,7 +238,6 @@ class TrainingConfig(StrictModel):
     )
     device: str = Field(
         "cpu",
-        pattern=DEVICE_PATTERN,
         description="where the gradient steps run: cpu, cuda, cuda:N, or auto (CUDA when "
         "available). Acting stays on the CPU; on a GPU the learner is a copy whose acting "
         "networks are copied back after each update (bdps_agents.device). Asking for CUDA where "
@@ -245,6 +245,13 @@ class TrainingConfig(StrictModel):
     )
     logdir: str = "runs"
     progress: bool = True
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, device: str) -> str:
+        if not re.match(DEVICE_PATTERN, device):
+            raise ValueError(f"must be cpu, cuda, cuda:N or auto, got {device!r}")
+        return device
 
     @model_validator(mode="before")
     @classmethod

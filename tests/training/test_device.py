@@ -51,8 +51,9 @@ def test_asking_for_cuda_without_one_is_a_one_line_error(capsys, tmp_path) -> No
         str(tmp_path / "run"),
     ]
     assert cli_main([*args, "--set", "training.device=cuda", "--no-progress"]) == 2
-    err = capsys.readouterr().err
-    assert "has no CUDA device" in err and err.count("\n") == 1
+    captured = capsys.readouterr()
+    assert "has no CUDA device" in captured.err and captured.err.count("\n") == 1
+    assert captured.out == ""  # refused before the run's first line
     assert not (tmp_path / "run").exists()  # refused before the run directory was made
 
 
