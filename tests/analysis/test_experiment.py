@@ -182,6 +182,35 @@ def test_shipped_experiments_expand() -> None:
         load_grid("no-such-experiment")
 
 
+@pytest.mark.parametrize("name", experiment_names())
+def test_every_shipped_experiment_validates_every_run(name: str) -> None:
+    grid = load_grid(name)
+    specs = expand(grid)
+    assert len(specs) == len(grid.scenarios) * len(grid.methods) * len(grid.seeds)
+    # a method's overrides reach its runs: e.g. the algorithm it names
+    for spec in specs:
+        named = grid.methods[spec.method].get("algorithm", {}).get("name")
+        assert named is None or spec.config.algorithm.name == named
+
+
+def test_the_paper_comparisons_run_the_papers_methods_at_its_budgets() -> None:
+    fig3 = expand(load_grid("paper-fig3-smax"))
+    assert {run_label(s.config) for s in fig3} == {
+        "qmix",
+        "qmix-none",
+        "cds",
+        "eoi",
+        "rode",
+        "seps",
+        "bdps",
+    }
+    budget = {s.scenario: s.config.training.total_steps for s in fig3}
+    assert budget["smax/5m_vs_6m"] == 2_000_000 and budget["smax/27m_vs_30m"] == 5_000_000
+    fig4 = expand(load_grid("paper-fig4-sharing"))
+    assert {run_label(s.config) for s in fig4} == {"qmix", "qmix-none", "bdps-individual", "bdps"}
+    assert {s.seed for s in fig4} == set(range(5))
+
+
 @pytest.mark.requires(module="ray", extra="ray")
 def test_ray_vector_env_samples_for_the_collector(config_with) -> None:
     import ray
