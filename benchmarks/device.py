@@ -52,15 +52,16 @@ def update_ms(scenario: str, algo: str, device: str, updates: int) -> float:
         if device != "cpu":
             factory = functools.partial(build_algorithm, cfg, run.spec)
             algorithm.remote_learner = DeviceLearner(algorithm, factory, device)
-        algorithm.update(run.buffer, 32)  # untimed: builds the device copy, warms caches
-        if device != "cpu":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(updates):
-            algorithm.update(run.buffer, 32)
-        if device != "cpu":
-            torch.cuda.synchronize()
-        return (time.perf_counter() - start) / updates * 1000
+        with policy_within_training_step(run.policy):
+            algorithm.update(run.buffer, 32)  # untimed: builds the device copy, warms caches
+            if device != "cpu":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(updates):
+                algorithm.update(run.buffer, 32)
+            if device != "cpu":
+                torch.cuda.synchronize()
+            return (time.perf_counter() - start) / updates * 1000
     finally:
         run.close()
 

@@ -154,7 +154,7 @@ class SePS(ValueDecomposition):
         a = act.reshape(-1)[keep]
         generator = self.policy.torch_rng
         if self.vae_max_tuples is not None and len(a) > self.vae_max_tuples:
-            pick = torch.randperm(len(a), generator=generator)[: self.vae_max_tuples]
+            pick = torch.randperm(len(a), generator=generator)[: self.vae_max_tuples].to(a.device)
             agent, o, a, rew, o_next = agent[pick], o[pick], a[pick], rew[pick], o_next[pick]
         out = self.policy.vae.loss(agent, o, a, rew, o_next, self.kl_weight, generator)
         return out.total, {"vae_mse": out.mse.item(), "vae_kl": out.kl.item()}
