@@ -57,6 +57,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.no_progress:
         overrides.append("training.progress=false")
     cfg = load_config(args.scenario, overrides)
+    from bdps_agents.device import resolve_device
+
+    resolve_device(cfg.training.device)  # a missing GPU is refused before anything is printed
     label = run_label(cfg)
     print(
         f"{'resuming' if args.resume else 'training'} {label} ({cfg.network.sharing} sharing) "
@@ -133,15 +136,23 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _experiment(args: argparse.Namespace) -> int:
+def _run_grid(args: argparse.Namespace, name: str) -> tuple[Path, Exception | None]:
+    """Run an experiment file or shipped name with the command's options: its results
+    directory, and the ``GridRunError`` that listed failed runs (None if none failed)."""
     from bdps_agents.experiment import GridRunError, run_experiment
     from bdps_agents.grid import load_grid
 
-    grid = _with_grid_overrides(load_grid(args.config), _grid_items(args))
+    grid = load_grid(name).with_overrides(_grid_items(args))
     try:
-        root = run_experiment(grid, **_grid_options(args))
-    except GridRunError as err:
-        print(f"error: {err}", file=sys.stderr)
+        return run_experiment(grid, **_grid_options(args)), None
+    except GridRunError as err:  # the runs that finished are in the results
+        return Path(args.results_dir or grid.results_dir), err
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    root, failure = _run_grid(args, args.config)
+    if failure is not None:
+        print(f"error: {failure}", file=sys.stderr)
         return 1
     print(f"plot it with: bdps plot {root}")
     return 0
@@ -174,20 +185,6 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
-def _with_grid_overrides(grid, items: list[str] | None):
-    """``--set total_steps=N`` style changes to the experiment file's top-level fields."""
-    from bdps_agents.grid import GridConfig
-    from bdps_agents.presets import apply_overrides
-
-    if not items:
-        return grid
-    data = apply_overrides(grid.model_dump(mode="json"), items)
-    try:
-        return GridConfig.model_validate(data)
-    except ValueError as err:
-        raise ConfigError(f"invalid experiment override {items}: {err}") from None
-
-
 def _plot(args: argparse.Namespace) -> int:
     from bdps_agents.experiment import refresh_results
     from bdps_agents.plotting import plot_results, summary_table
@@ -216,19 +213,11 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from bdps_agents.experiment import GridRunError, run_experiment
-    from bdps_agents.grid import load_grid
     from bdps_agents.plotting import plot_results, summary_table
     from bdps_agents.results import load_results
 
-    grid = _with_grid_overrides(load_grid(args.name), _grid_items(args))
-    failure = None
-    try:
-        root = run_experiment(grid, **_grid_options(args))
-    except GridRunError as err:  # plot the runs that finished, then report
-        failure = err
-        root = Path(args.results_dir or grid.results_dir)
-    for path in plot_results(root):
+    root, failure = _run_grid(args, args.name)
+    for path in plot_results(root):  # the runs that finished, also when some failed
         print(f"wrote {path}")
     print(summary_table(load_results(root)))
     if failure is not None:

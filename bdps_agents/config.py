@@ -10,6 +10,7 @@ must be finite.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import (
@@ -23,6 +24,9 @@ from pydantic import (
 )
 
 from bdps_agents.legacy import upgrade_legacy_config
+
+# training.device: resolved (and checked against the machine) by bdps_agents.device
+DEVICE_PATTERN = r"^(cpu|cuda|cuda:\d+|auto)$"
 
 
 class ConfigError(ValueError):
@@ -232,18 +236,21 @@ class TrainingConfig(StrictModel):
         "(benchmarks/README.md); "
         "the policy that collects lags the learner by one gradient step",
     )
-    device: Literal["cpu"] = Field(
-        "cpu", description="only cpu: nothing moves the networks to a GPU yet"
+    device: str = Field(
+        "cpu",
+        description="where the gradient steps run: cpu, cuda, cuda:N, or auto (CUDA when "
+        "available). Acting stays on the CPU; on a GPU the learner is a copy whose acting "
+        "networks are copied back after each update (bdps_agents.device). Asking for CUDA where "
+        "there is none is an error when the run is built",
     )
     logdir: str = "runs"
     progress: bool = True
 
-    @field_validator("device", mode="before")
+    @field_validator("device")
     @classmethod
-    def _cpu_only(cls, device: Any) -> Any:
-        # the field is read nowhere yet: anything but cpu would silently train on the CPU
-        if device != "cpu":
-            raise ValueError("must be 'cpu': GPU training is not wired yet")
+    def _device_name(cls, device: str) -> str:
+        if not re.match(DEVICE_PATTERN, device):
+            raise ValueError(f"must be cpu, cuda, cuda:N or auto, got {device!r}")
         return device
 
     @model_validator(mode="before")

@@ -62,6 +62,19 @@ class GridConfig(StrictModel):
         # the file is read, and `--set overrides.training.seed=...` replaces the leaf it names
         return nest_overrides(_entries(overrides), None)
 
+    def with_overrides(self, items: list[str]) -> GridConfig:
+        """This grid with ``KEY=VALUE`` changes to its fields (``bdps experiment --set``, e.g.
+        ``total_steps=100000``, ``overrides.training.lr=1e-3``), validated again."""
+        from bdps_agents.presets import apply_overrides
+
+        if not items:
+            return self
+        data = apply_overrides(self.model_dump(mode="json"), items)
+        try:
+            return GridConfig.model_validate(data)
+        except ValueError as err:
+            raise ConfigError(f"invalid experiment override {items}: {err}") from None
+
 
 def _entries(overrides: dict[str, Any], where: str = "") -> list[tuple[str, Any, str]]:
     return [(key, value, f"{where}key {key!r}") for key, value in overrides.items()]

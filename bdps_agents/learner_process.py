@@ -1,7 +1,7 @@
 """Gradient updates in a child process, overlapping with collection (``training.overlap_learning``).
 
 On two cores, collecting and learning in turn leaves one core idle. With a
-:class:`LearnerProcess` attached (``algorithm.learner_process``), ``algorithm.update`` still
+:class:`LearnerProcess` attached (``algorithm.remote_learner``), ``algorithm.update`` still
 samples and assembles the episode batch in this process, but hands it to a child process that
 owns a copy of the algorithm (networks, target networks, optimiser) and returns at once; the
 next collect step runs while the child computes the gradient step. At the next ``update`` call
@@ -32,6 +32,7 @@ from tianshou.data import Batch
 
 # the child imports this module by name (spawn): nothing here may import the training stack
 # (bdps_agents.memory is a low-level module that imports none of it)
+from bdps_agents.device import state_to_cpu
 from bdps_agents.memory import reuse_freed_memory
 
 
@@ -51,19 +52,16 @@ def _learner_main(
     torch_threads: int,
     reuse_memory: bool,
     seed: int,
+    device: str = "cpu",
 ) -> None:
-    """The child: build the algorithm, load the parent's state, then serve requests."""
+    """The child: build the algorithm (on ``device``), load the parent's state, then serve
+    requests."""
     torch.set_num_threads(torch_threads)
     if reuse_memory:
         reuse_freed_memory()
     try:
-        algorithm = factory()
-        _load_full_state(algorithm, state)
+        algorithm = _build_learner(factory, state, seed, torch.device(device))
         del state
-        # BDPS: the VAE's sampling. A stream of its own, not a copy of the acting policy's
-        # (which would correlate the VAE's noise with the role sampling of the parent)
-        for generator in algorithm.policy.torch_generators().values():
-            generator.manual_seed(seed)
         own = _policy_tensors(algorithm)
         conn.send(("ready", None))
     except BaseException as exc:  # report, do not hang the parent
@@ -87,14 +85,40 @@ def _learner_main(
                     for name, tensor in own.items():
                         shared[name].copy_(tensor)
                 conn.send(("stats", (stats, algorithm.num_updates)))
-            elif kind == "state":
-                conn.send(("state", _full_state(algorithm)))
+            elif kind == "state":  # on the CPU: CUDA tensors must not cross the pipe
+                conn.send(("state", state_to_cpu(_full_state(algorithm))))
             elif kind == "close":
                 return
             else:
                 raise ValueError(f"unknown learner request {kind!r}")
         except BaseException as exc:
             conn.send(("error", (exc, traceback.format_exc())))
+
+
+def _build_learner(
+    factory: Callable[[], Any], state: dict[str, Any], seed: int, device: torch.device
+) -> Any:
+    """The learner's copy of the algorithm: built by ``factory``, moved to ``device``, with the
+    acting algorithm's state (``load_state_dict`` copies onto the device; the optimiser moves
+    its moments to its parameters' device)."""
+    algorithm = factory().to(device)
+    _load_full_state(algorithm, state)
+    # BDPS: the VAE's sampling. A stream of its own, not a copy of the acting policy's
+    # (which would correlate the VAE's noise with the role sampling of the acting one)
+    for generator in algorithm.policy.torch_generators().values():
+        generator.manual_seed(seed)
+    return algorithm
+
+
+def learner_seed(algorithm: Any) -> int:
+    """Seed of the learner copy's own generators, drawn from the acting policy's
+    (deterministic, and a resumed run draws it again from the restored generator)."""
+    policy = algorithm.policy
+    generators = policy.torch_generators()
+    if generators:  # the first one (BDPS: its only one, the role sampling's)
+        generator = next(iter(generators.values()))
+        return int(torch.randint(0, 2**62, (1,), generator=generator))
+    return int(policy.rng.integers(2**62))
 
 
 def _full_state(algorithm: Any) -> dict[str, Any]:
@@ -119,7 +143,7 @@ class LearnerProcess:
     """Runs ``algorithm``'s gradient steps in a child process (see the module docstring).
 
     :param algorithm: the algorithm of this process (it keeps acting and holds the buffer's
-        batches); attach the learner as ``algorithm.learner_process = LearnerProcess(...)``.
+        batches); attach the learner as ``algorithm.remote_learner = LearnerProcess(...)``.
     :param factory: a picklable callable building an identical algorithm in the child, e.g.
         ``functools.partial(build_algorithm, cfg, spec)``; the child then loads this
         algorithm's state, so it starts from the same weights.
@@ -138,11 +162,13 @@ class LearnerProcess:
         factory: Callable[[], Any],
         torch_threads: int = 1,
         reuse_freed_memory: bool = True,
+        device: str = "cpu",
     ) -> None:
         self.algorithm = algorithm
         self.factory = factory
         self.torch_threads = torch_threads
         self.reuse_freed_memory = reuse_freed_memory
+        self.device = device
         self._process: Any = None
         self._conn: multiprocessing.connection.Connection | None = None
         self._shared: dict[str, torch.Tensor] = {}
@@ -180,7 +206,8 @@ class LearnerProcess:
                 self._shared,
                 self.torch_threads,
                 self.reuse_freed_memory,
-                self._child_seed(),
+                learner_seed(self.algorithm),
+                self.device,
             ),
             name="bdps-learner",
             daemon=True,
@@ -193,16 +220,6 @@ class LearnerProcess:
         except BaseException:
             self.close()
             raise
-
-    def _child_seed(self) -> int:
-        """Seed of the child's own generators, drawn from this policy's (deterministic, and
-        a resumed run draws it again from the restored generator)."""
-        policy = self.algorithm.policy
-        generators = policy.torch_generators()
-        if generators:  # the first one (BDPS: its only one, the role sampling's)
-            generator = next(iter(generators.values()))
-            return int(torch.randint(0, 2**62, (1,), generator=generator))
-        return int(policy.rng.integers(2**62))
 
     def close(self) -> None:
         """Stop the child (waiting for nothing in flight); safe to call twice."""
@@ -291,3 +308,56 @@ class LearnerProcess:
         if full_state:
             self._send("state", None)
             _load_full_state(self.algorithm, self._receive("state"))
+
+
+class DeviceLearner:
+    """Gradient steps on a device (a GPU) in this process, while ``algorithm`` acts on the CPU
+    (``training.device`` without ``training.overlap_learning``; :mod:`bdps_agents.device`).
+
+    The same protocol as :class:`LearnerProcess` (``submit``, ``sync``, ``close``), without its
+    lag: ``submit`` runs the step on the device copy and then copies its acting networks into
+    ``algorithm.policy``, so the next collect step acts with them, as inline training does.
+    The device copy is built at the first ``submit`` from ``algorithm``'s state at that moment
+    (a restored checkpoint carries over); ``sync(full_state=True)`` copies its optimiser,
+    target networks and update count back for a checkpoint.
+    """
+
+    def __init__(self, algorithm: Any, factory: Callable[[], Any], device: str) -> None:
+        self.algorithm = algorithm
+        self.factory = factory
+        self.device = torch.device(device)
+        self._learner: Any = None
+
+    @property
+    def started(self) -> bool:
+        return self._learner is not None
+
+    def start(self) -> None:
+        if not self.started:
+            state = _full_state(self.algorithm)
+            self._learner = _build_learner(
+                self.factory, state, learner_seed(self.algorithm), self.device
+            )
+
+    def submit(self, batch: Batch) -> TrainingStats:
+        if len(batch.get_keys()) == 0:  # no complete episode yet: nothing to learn from
+            return self.algorithm._update_with_batch(batch)
+        self.start()
+        learner = self._learner
+        with torch_train_mode(learner):
+            stats = learner._update_with_batch(batch)
+        for scheduler in learner.lr_schedulers:
+            scheduler.step()
+        with torch.no_grad():
+            acting = _policy_tensors(self.algorithm)
+            for name, tensor in _policy_tensors(learner).items():
+                acting[name].copy_(tensor)
+        self.algorithm.num_updates = learner.num_updates
+        return stats
+
+    def sync(self, full_state: bool = False) -> None:
+        if full_state and self.started:
+            _load_full_state(self.algorithm, state_to_cpu(_full_state(self._learner)))
+
+    def close(self) -> None:
+        self._learner = None

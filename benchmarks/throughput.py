@@ -188,22 +188,22 @@ def time_collection(
                 t0 = time.perf_counter()
                 algorithm.update(buffer, args.batch_episodes)
                 update_time += time.perf_counter() - t0
-            if algorithm.learner_process is not None:
-                algorithm.learner_process.sync()  # the last step counts too
+            if algorithm.remote_learner is not None:
+                algorithm.remote_learner.sync()  # the last step counts too
             return n_iter * per_collect / (time.perf_counter() - start), update_time / n_iter
 
         e2e, update_s = end_to_end()
         out = {"collect": collect, "e2e": e2e, "update_ms": 1000 * update_s}
         out["update_gflop"] = update_gflop(algorithm, buffer, args.batch_episodes)
         if factory is not None:
-            algorithm.learner_process = LearnerProcess(algorithm, factory)
+            algorithm.remote_learner = LearnerProcess(algorithm, factory)
             try:
-                algorithm.learner_process.start()  # spawning is not part of the figure
+                algorithm.remote_learner.start()  # spawning is not part of the figure
                 out["e2e_overlap"], wait_s = end_to_end()
                 out["wait_ms"] = 1000 * wait_s
             finally:
-                algorithm.learner_process.close()
-                algorithm.learner_process = None
+                algorithm.remote_learner.close()
+                algorithm.remote_learner = None
     venv.close()
     return out
 

@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "vector_envs": 1,
     "env_spec": 1,
     "memory": 1,
+    "device": 1,
     "networks": 1,
     "policy": 1,
     "replay": 1,

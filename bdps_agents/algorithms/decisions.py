@@ -22,8 +22,8 @@ from torch.nn import functional as F
 def replayed_assignment(stored: np.ndarray, lengths: torch.Tensor) -> torch.Tensor:
     """``stored`` ``(B, T, n)`` assignments of the acted steps -> ``(B, T+1, n)`` long: step L
     of an episode of length L (the observation after its last action) keeps the last one chosen."""
-    x = torch.as_tensor(stored, dtype=torch.long)
-    rows = torch.arange(len(lengths))
+    x = torch.as_tensor(stored, dtype=torch.long).to(lengths.device)
+    rows = torch.arange(len(lengths), device=lengths.device)
     out = torch.cat([x, x[:, -1:]], 1)
     out[rows, lengths] = x[rows, lengths - 1]
     return out
@@ -46,7 +46,7 @@ class DecisionSteps:
     def of(cls, lengths: torch.Tensor, steps: int, interval: int) -> DecisionSteps:
         """``lengths`` ``(B,)`` of episodes padded to ``steps`` steps."""
         J = -(-steps // interval)
-        j = torch.arange(J + 1)
+        j = torch.arange(J + 1, device=lengths.device)
         n_dec = -(-lengths // interval)  # decisions per episode
         pos = torch.minimum(j[None] * interval, lengths[:, None])
         pos = torch.where(j[None] < n_dec[:, None], pos, lengths[:, None])
@@ -61,7 +61,7 @@ class DecisionSteps:
 
     def at(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``(B, T+1, ...)`` at the J+1 positions: ``(B, J+1, ...)``."""
-        return x[torch.arange(x.shape[0])[:, None], self.pos]
+        return x[torch.arange(x.shape[0], device=x.device)[:, None], self.pos]
 
     def targets(
         self,
@@ -76,7 +76,7 @@ class DecisionSteps:
         The interval's reward sum is discounted once, as RODE does."""
         B, T = rew.shape
         J = self.count
-        padded = torch.zeros(B, J * self.interval)
+        padded = rew.new_zeros(B, J * self.interval)
         padded[:, :T] = rew
         interval_rew = padded.unflatten(1, (J, self.interval)).sum(-1)
         ended = terminated.any(1)  # the episode ended in a terminal state

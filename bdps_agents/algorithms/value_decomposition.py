@@ -41,7 +41,9 @@ from tianshou.data import Batch, ReplayBuffer
 from tianshou.data.types import RolloutBatchProtocol
 from torch import nn
 
-from bdps_agents.learner_process import LearnerProcess
+from bdps_agents.algorithms.td_targets import td_lambda_targets
+from bdps_agents.device import host_to_device, module_device
+from bdps_agents.learner_process import DeviceLearner, LearnerProcess
 from bdps_agents.networks.mixer import check_mixer, mixer_action_inputs
 from bdps_agents.policy import MultiAgentQPolicy, masked_argmax
 from bdps_agents.replay import EpisodeReplayBuffer
@@ -120,32 +122,6 @@ class GradNormOptimizer(Algorithm.Optimizer):
         return float(norm)
 
 
-def td_lambda_targets(
-    rew: torch.Tensor,
-    terminated: torch.Tensor,
-    valid: torch.Tensor,
-    q_next: torch.Tensor,
-    gamma: float,
-    td_lambda: float,
-) -> torch.Tensor:
-    """λ-returns, backwards over time; all inputs ``(B, T)``, ``q_next[:, t]`` = Q_tot'(s_{t+1}).
-
-    G_t = r_t + γ(1 − d_t)·[(1 − λ)·Q'_{t+1} + λ·G_{t+1}], and at the last valid step of an
-    episode the bracket is Q'_{t+1} alone. λ = 0 gives one-step targets r_t + γ(1 − d_t)·Q'_{t+1}.
-    """
-    B, T = rew.shape
-    not_done = 1.0 - terminated.float()
-    out = torch.zeros_like(rew)
-    later = torch.zeros(B, dtype=rew.dtype, device=rew.device)
-    for t in range(T - 1, -1, -1):
-        has_next = valid[:, t + 1] if t + 1 < T else torch.zeros_like(valid[:, t])
-        blend = (1.0 - td_lambda) * q_next[:, t] + td_lambda * later
-        cont = torch.where(has_next, blend, q_next[:, t])
-        out[:, t] = rew[:, t] + gamma * not_done[:, t] * cont
-        later = out[:, t]
-    return out * valid.float()
-
-
 class ValueDecomposition(
     OffPolicyAlgorithm[MultiAgentQPolicy], LaggedNetworkFullUpdateAlgorithmMixin
 ):
@@ -197,9 +173,10 @@ class ValueDecomposition(
         self.target_agent = self._add_lagged_network(policy.agent)
         self.target_mixer = self._add_lagged_network(mixer)
         self.num_updates = 0
-        # set to a LearnerProcess to run the gradient steps in a child process, overlapping
-        # with collection (training.overlap_learning; bdps_agents.learner_process)
-        self.learner_process: LearnerProcess | None = None
+        # where the gradient steps run when not here: a LearnerProcess (a child process,
+        # overlapping with collection: training.overlap_learning) or a DeviceLearner (a copy
+        # on a GPU: training.device); bdps_agents.learner_process
+        self.remote_learner: LearnerProcess | DeviceLearner | None = None
 
     # -- state ----------------------------------------------------------------------------------
     def get_extra_state(self) -> dict[str, Any]:
@@ -227,11 +204,11 @@ class ValueDecomposition(
             missing_keys.remove(key)
 
     def update(self, buffer: ReplayBuffer, sample_size: int | None) -> TrainingStats:
-        if self.learner_process is None:
+        if self.remote_learner is None:
             return super().update(buffer, sample_size)
         # sampling and batch assembly stay here (the buffer lives here); the step runs there
         # (the batches are the plain Batch objects of _preprocess_batch)
-        submit = cast(Callable[[RolloutBatchProtocol], TrainingStats], self.learner_process.submit)
+        submit = cast(Callable[[RolloutBatchProtocol], TrainingStats], self.remote_learner.submit)
         return self._update(sample_size, buffer, submit)
 
     def _create_grad_norm_optimizer(
@@ -259,25 +236,34 @@ class ValueDecomposition(
             return cast(RolloutBatchProtocol, Batch())
         return cast(RolloutBatchProtocol, buffer.episode_batch(indices))
 
+    @property
+    def device(self) -> torch.device:
+        """Where this algorithm's networks are, and so where its update builds its tensors."""
+        return module_device(self.policy)
+
+    def to_device(self, array: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """A host array of the episode batch as a tensor on :attr:`device` (once per update)."""
+        return host_to_device(array, self.device, dtype)
+
     def episode_tensors(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Torch views of an episode batch, with agent inputs for steps 0..T."""
-        obs = torch.as_tensor(batch.obs.obs, dtype=torch.float32)  # (B, T+1, n, d)
-        act = torch.as_tensor(batch.act, dtype=torch.long)  # (B, T, n)
-        mask = torch.as_tensor(batch.obs.mask).bool()  # (B, T+1, n, A)
+        obs = self.to_device(batch.obs.obs, torch.float32)  # (B, T+1, n, d)
+        act = self.to_device(batch.act, torch.long)  # (B, T, n)
+        mask = self.to_device(batch.obs.mask).bool()  # (B, T+1, n, A)
         # padded steps have no available action; let argmax see all so nothing becomes NaN
         mask = mask | ~mask.any(-1, keepdim=True)
         B, T1, n, _ = obs.shape
-        last = torch.zeros(B, T1, n, self.policy.n_actions)
+        last = obs.new_zeros(B, T1, n, self.policy.n_actions)
         last[:, 1:] = nn.functional.one_hot(act, self.policy.n_actions).float()
         return {
             "inputs": self.policy.inputs(obs, last),
             "obs": obs,  # (B, T+1, n, d): the observations alone (RODE's and SePS's models)
-            "state": torch.as_tensor(batch.obs.state, dtype=torch.float32),  # (B, T+1, S)
+            "state": self.to_device(batch.obs.state, torch.float32),  # (B, T+1, S)
             "act": act,
             "mask": mask,
-            "rew": torch.as_tensor(batch.rew, dtype=torch.float32) * self.reward_scale,
-            "terminated": torch.as_tensor(batch.terminated),
-            "valid": torch.as_tensor(batch.valid),
+            "rew": self.to_device(batch.rew, torch.float32) * self.reward_scale,
+            "terminated": self.to_device(batch.terminated),
+            "valid": self.to_device(batch.valid),
         }
 
     # -- hooks ----------------------------------------------------------------------------------
@@ -305,8 +291,10 @@ class ValueDecomposition(
         ep: dict[str, torch.Tensor],
         online: AgentQ | None = None,
         target: AgentQ | None = None,
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """L_TD of the mixed Q-values (steps 4-7); unrolls the networks if not given."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """L_TD of the mixed Q-values (steps 4-7); unrolls the networks if not given. The
+        statistics are sums over the valid steps, as 0-dim tensors (``q_taken_sum``,
+        ``target_sum``, ``valid_steps``): read together with the rest (one host sync)."""
         online = online or self.agent_q_values(ep)
         q = online.q  # (B, T+1, n, A)
         if target is None:
@@ -330,11 +318,12 @@ class ValueDecomposition(
                 rew, ep["terminated"], ep["valid"], q_tot_next, self.gamma, self.td_lambda
             )
         valid = ep["valid"].float()
-        loss = ((q_tot - y) ** 2 * valid).sum() / valid.sum()
-        n_valid = valid.sum().item()
+        n_valid = valid.sum()
+        loss = ((q_tot - y) ** 2 * valid).sum() / n_valid
         stats = {
-            "q_taken_mean": (q_tot.detach() * valid).sum().item() / n_valid,
-            "target_mean": (y * valid).sum().item() / n_valid,
+            "q_taken_sum": (q_tot.detach() * valid).sum(),
+            "target_sum": (y * valid).sum(),
+            "valid_steps": n_valid,
         }
         return loss, stats
 
@@ -345,30 +334,47 @@ class ValueDecomposition(
         online = self.agent_q_values(ep)
         with torch.no_grad():
             target = self.agent_q_values(ep, target=True)
-        td, stats = self.td_loss(ep, online, target)
+        td, sums = self.td_loss(ep, online, target)
         auxiliary = self.auxiliary_losses(ep, online)
         loss = td
-        extras: dict[str, float] = {}
         for aux in auxiliary:
             loss = loss + aux.weight * aux.value
-            extras[aux.name] = aux.value.item()
+        # the update's one host sync for its core statistics and the finiteness check
+        q_sum, y_sum, n_valid, loss_value, td_value, *aux_values = (
+            torch.stack(
+                [
+                    sums["q_taken_sum"],
+                    sums["target_sum"],
+                    sums["valid_steps"],
+                    loss.detach(),
+                    td.detach(),
+                    *(aux.value.detach() for aux in auxiliary),
+                ]
+            )
+            .double()
+            .tolist()
+        )  # double: exact for any float dtype the values have
+        q_taken_mean = q_sum / n_valid
+        extras: dict[str, float] = {}
+        for aux, value in zip(auxiliary, aux_values, strict=True):
+            extras[aux.name] = value
             extras.update(aux.stats)
         extras.update(self.diagnostics(ep, online))
         self.check_finite(
             {
-                self.q_values_label: stats["q_taken_mean"],
-                "TD loss": td,
-                **{aux.label: aux.value for aux in auxiliary},
+                self.q_values_label: q_taken_mean,
+                "TD loss": td_value,
+                **{aux.label: value for aux, value in zip(auxiliary, aux_values, strict=True)},
             }
         )
         grad_norm = self.step(loss)
         return self.stats_class.of(
             extras,
-            loss=loss.item(),
-            td_loss=td.item(),
+            loss=loss_value,
+            td_loss=td_value,
             grad_norm=grad_norm,
-            q_taken_mean=stats["q_taken_mean"],
-            target_mean=stats["target_mean"],
+            q_taken_mean=q_taken_mean,
+            target_mean=y_sum / n_valid,
         )
 
     def check_finite(self, values: dict[str, torch.Tensor | float]) -> None:

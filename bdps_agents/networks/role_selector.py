@@ -27,6 +27,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from bdps_agents.device import randn_on
+
 
 class RoleOutput(NamedTuple):
     """One role decision for N agents."""
@@ -166,7 +168,7 @@ class RoleSelector(nn.Module):
         ``recon`` is in the scaled space (:meth:`scaled`)."""
         mu, logvar = self.encode(self.features(self.scaled(adv)))
         if sample:
-            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            eps = randn_on(mu.shape, generator, mu)
             z = mu + (0.5 * logvar).exp() * eps
         else:
             z = mu

@@ -1,9 +1,10 @@
 """From a config to a :class:`Run`: vector envs, algorithm, replay buffer, collectors.
 
-With ``training.overlap_learning`` the gradient steps run in a child process
-(:mod:`bdps_agents.learner_process`); the run waits for the step in flight and copies the
-child's whole learner back (:meth:`Run.sync_learner`) before each test and checkpoint and at the
-end, so tests and checkpoints see the latest networks, optimiser and update count.
+With ``training.overlap_learning`` the gradient steps run in a child process, and with a
+``training.device`` other than the CPU on a copy of the algorithm there
+(:mod:`bdps_agents.learner_process`); the run copies that learner back
+(:meth:`Run.sync_learner`) before each test and checkpoint and at the end, so tests and
+checkpoints see the latest networks, optimiser and update count. Acting is always on the CPU.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from tianshou.env import BaseVectorEnv
 from bdps_agents.algorithms import build_algorithm
 from bdps_agents.algorithms.value_decomposition import ValueDecomposition
 from bdps_agents.config import ConfigError, EnvConfig, ExperimentConfig, default_vector_env
+from bdps_agents.device import resolve_device
 from bdps_agents.env_spec import EnvSpec
 from bdps_agents.exploration import LinearSchedule
 from bdps_agents.joint_env import JointEnv
-from bdps_agents.learner_process import LearnerProcess
+from bdps_agents.learner_process import DeviceLearner, LearnerProcess
 from bdps_agents.memory import DEFAULT_EPISODE_SLOTS, check_replay_memory, reuse_freed_memory
 from bdps_agents.policy import MultiAgentQPolicy
 from bdps_agents.replay import EpisodeReplayBuffer
@@ -156,16 +158,17 @@ class Run:
         return self.algorithm.policy
 
     def sync_learner(self, full_state: bool = False) -> None:
-        """With ``training.overlap_learning``: wait for the gradient step in flight and adopt its
-        networks (``full_state``: also the optimiser and target networks, for a checkpoint)."""
-        if self.algorithm.learner_process is not None:
-            self.algorithm.learner_process.sync(full_state)
+        """With a learner elsewhere (``training.overlap_learning``, ``training.device``): wait for
+        the gradient step in flight and adopt its networks (``full_state``: also the optimiser
+        and target networks, for a checkpoint)."""
+        if self.algorithm.remote_learner is not None:
+            self.algorithm.remote_learner.sync(full_state)
 
     def close(self, quietly: bool = False) -> None:
         """Close both vector envs (once) and the learner process. ``quietly``: ignore errors
         from workers that already died, so that they do not hide the error that killed them."""
-        if self.algorithm.learner_process is not None:
-            self.algorithm.learner_process.close()
+        if self.algorithm.remote_learner is not None:
+            self.algorithm.remote_learner.close()
         for venv in (self.train_envs, self.test_envs):
             if venv.is_closed:
                 continue
@@ -201,6 +204,7 @@ def build_run(cfg: ExperimentConfig) -> Run:
     torch.set_num_threads(tc.torch_threads)
     if tc.reuse_freed_memory:
         reuse_freed_memory()
+    device = resolve_device(tc.device)  # before anything is built: a missing GPU is one line
     seed_everything(tc.seed)
     probe = make_joint(cfg.env)
     spec = EnvSpec.of(probe)
@@ -209,11 +213,16 @@ def build_run(cfg: ExperimentConfig) -> Run:
     buffer = make_replay_buffer(cfg, spec)
     algorithm = build_algorithm(cfg, spec)
     if tc.overlap_learning:
-        algorithm.learner_process = LearnerProcess(
+        algorithm.remote_learner = LearnerProcess(
             algorithm,
             functools.partial(build_algorithm, cfg, spec),
             torch_threads=tc.torch_threads,
             reuse_freed_memory=tc.reuse_freed_memory,
+            device=str(device),
+        )
+    elif device.type != "cpu":
+        algorithm.remote_learner = DeviceLearner(
+            algorithm, functools.partial(build_algorithm, cfg, spec), str(device)
         )
     # the replay buffer stores no info: the training envs need not hand it over
     train_envs = make_vector_env(cfg.env, cfg.env.num_train_envs, tc.seed, keep_info=False)

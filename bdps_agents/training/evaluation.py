@@ -32,6 +32,9 @@ def evaluate(
     cfg, data = load_checkpoint(checkpoint)
     if seed is not None:
         cfg.training.seed = seed
+    # greedy episodes take no gradient step: no learner elsewhere, on any machine (a checkpoint
+    # of a GPU run evaluates where there is none)
+    cfg.training.device, cfg.training.overlap_learning = "cpu", False
     run = build_run(cfg)
     try:
         load_algorithm_state(run.algorithm, data["algorithm"], checkpoint)

@@ -26,12 +26,15 @@ def rng_states(run: Run) -> dict[str, Any]:
     if not isinstance(state, tuple):
         raise TypeError("numpy's global generator is not the legacy MT19937; cannot save it")
     kind, key, pos, has_gauss, gauss = state
-    return {
+    states = {
         "python": random.getstate(),
         "numpy": (kind, key.tolist(), pos, has_gauss, gauss),
         "torch": torch.get_rng_state(),
         "replay_sampler": run.buffer._sample_rng.bit_generator.state,
     }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # one state per CUDA device
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
 
 
 def set_rng_states(run: Run, states: dict[str, Any]) -> None:
@@ -40,6 +43,11 @@ def set_rng_states(run: Run, states: dict[str, Any]) -> None:
     kind, key, pos, has_gauss, gauss = states["numpy"]
     np.random.set_state((kind, np.asarray(key, dtype=np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(states["torch"])
+    cuda = states.get("cuda")
+    # written on a machine with the same number of CUDA devices: put back; else (e.g. a GPU
+    # run resumed on a CPU) there is nothing to put it in
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
     run.buffer._sample_rng.bit_generator.state = states["replay_sampler"]
     if "policy" in states:  # written before the algorithm's state_dict carried them
         legacy = {"numpy": states["policy"]}

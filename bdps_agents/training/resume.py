@@ -45,6 +45,7 @@ RESUMABLE_CHANGES = frozenset(
         "training.checkpoint_interval",
         "training.reuse_freed_memory",
         "training.overlap_learning",
+        "training.device",  # where the updates run: a GPU run may resume on a CPU
     }
 )
 

@@ -14,6 +14,7 @@ import torch
 from tianshou.algorithm.algorithm_base import policy_within_training_step, torch_train_mode
 from tianshou.data import Collector
 
+from bdps_agents import learner_process
 from bdps_agents.algorithms import build_algorithm
 from bdps_agents.algorithms.clustering import davies_bouldin
 from bdps_agents.algorithms.seps.clustering import cluster_agents
@@ -275,12 +276,12 @@ def test_the_parent_acts_with_the_childs_assignment(small_lbf_config, monkeypatc
     overlapped.load_state_dict(inline.state_dict())
     _, batches = _batches(inline, cfg, 4)
     inline.policy.torch_rng.manual_seed(CHILD_SEED)  # k-means draws as the child's
-    monkeypatch.setattr(LearnerProcess, "_child_seed", lambda self: CHILD_SEED)
+    monkeypatch.setattr(learner_process, "learner_seed", lambda algorithm: CHILD_SEED)
     for batch in batches[:3]:  # 2 pre-training updates, then the clustering one
         _update(inline, batch)
     assert inline.policy.clustered
     with LearnerProcess(overlapped, functools.partial(build_algorithm, cfg, spec)) as learner:
-        overlapped.learner_process = learner
+        overlapped.remote_learner = learner
         for batch in batches[:2]:
             learner.submit(batch)
         learner.sync()

@@ -122,11 +122,11 @@ def test_a_raised_budget_trains_finished_runs_on_and_other_settings_are_refused(
 
 
 def test_cli_steps_and_seeds_set_the_grid(tmp_path: Path, capsys) -> None:
-    from bdps_agents.cli import _grid_items, _with_grid_overrides, build_parser, main
+    from bdps_agents.cli import _grid_items, build_parser, main
 
     args = build_parser().parse_args(["reproduce", "lbf-ablation", "--steps", "5000"])
     args.seeds = [4, 7]
-    grid = _with_grid_overrides(load_grid("lbf-ablation"), _grid_items(args))
+    grid = load_grid("lbf-ablation").with_overrides(_grid_items(args))
     assert grid.total_steps == 5000 and grid.seeds == [4, 7]
     specs = expand(grid)
     assert {s.config.training.total_steps for s in specs} == {5000}

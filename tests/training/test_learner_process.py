@@ -15,9 +15,10 @@ import torch
 from tianshou.algorithm.algorithm_base import policy_within_training_step, torch_train_mode
 from tianshou.data import Collector
 
+from bdps_agents import learner_process
 from bdps_agents.algorithms import build_algorithm
 from bdps_agents.algorithms.value_decomposition import NonFiniteError
-from bdps_agents.learner_process import LearnerProcess, LearnerProcessError
+from bdps_agents.learner_process import DeviceLearner, LearnerProcess, LearnerProcessError
 from bdps_agents.replay import EpisodeReplayBuffer
 from bdps_agents.training import (
     EnvSpec,
@@ -72,9 +73,9 @@ def test_child_runs_the_same_updates_one_step_later(setup_run, algorithm_variant
     inline, overlapped, batches, factory = setup_run(algorithm_variant)
     for generator in inline.policy.torch_generators().values():  # as the child reseeds its own
         generator.manual_seed(CHILD_SEED)
-    monkeypatch.setattr(LearnerProcess, "_child_seed", lambda self: CHILD_SEED)
+    monkeypatch.setattr(learner_process, "learner_seed", lambda algorithm: CHILD_SEED)
     with LearnerProcess(overlapped, factory) as learner:
-        overlapped.learner_process = learner
+        overlapped.remote_learner = learner
         after_inline = []
         for batch in batches:
             with torch_train_mode(inline):
@@ -104,6 +105,55 @@ def test_child_runs_the_same_updates_one_step_later(setup_run, algorithm_variant
             assert torch.equal(adam_a[key]["exp_avg"], adam_b[key]["exp_avg"])
         first_key = next(iter(initial))  # and the updates did change the networks
         assert not torch.equal(after_inline[-1][0][first_key], initial[first_key])
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(
+                not torch.cuda.is_available(), reason="no CUDA device on this machine"
+            ),
+        ),
+    ],
+)
+def test_a_device_learner_runs_the_same_updates_without_lag(
+    setup_run, algorithm_variant, monkeypatch, device
+):
+    """``training.device``'s learner, here on the CPU (the code path a GPU takes) and on CUDA
+    where there is one: after each submit the acting policy equals the inline one's (exactly on
+    the CPU, to float tolerance on a GPU), and a full sync brings the optimiser back too."""
+    inline, acting, batches, factory = setup_run(algorithm_variant)
+    for generator in inline.policy.torch_generators().values():  # as the learner reseeds its own
+        generator.manual_seed(CHILD_SEED)
+    monkeypatch.setattr(learner_process, "learner_seed", lambda algorithm: CHILD_SEED)
+    learner = DeviceLearner(acting, factory, device)
+    acting.remote_learner = learner
+    initial = _policy_state(acting)
+    for i, batch in enumerate(batches):
+        with torch_train_mode(inline):
+            want = inline._update_with_batch(batch)
+        got = learner.submit(batch)
+        assert got.loss == pytest.approx(want.loss, rel=0 if device == "cpu" else 1e-4)
+        assert acting.num_updates == inline.num_updates == i + 1
+        for key, value in _policy_state(inline).items():
+            torch.testing.assert_close(
+                _policy_state(acting)[key],
+                value,
+                **({"rtol": 0, "atol": 0} if device == "cpu" else {}),
+            )
+    assert all(
+        t.device.type == "cpu" for t in acting.state_dict().values() if isinstance(t, torch.Tensor)
+    )
+    learner.sync(full_state=True)
+    adam_a = inline.optim.state_dict()["state"]
+    adam_b = acting.optim.state_dict()["state"]
+    for key in adam_a:
+        torch.testing.assert_close(adam_b[key]["exp_avg"].cpu(), adam_a[key]["exp_avg"])
+    first_key = next(iter(initial))  # and the updates did change the networks
+    assert not torch.equal(_policy_state(acting)[first_key], initial[first_key])
 
 
 def test_a_non_finite_loss_in_the_child_raises_here(setup_run):

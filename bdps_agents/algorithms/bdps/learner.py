@@ -120,11 +120,11 @@ class BDPS(ValueDecomposition):
                 "collect(random=True) bypasses it: prefill with bdps_agents.pipeline.warmup"
             )
         ep = super().episode_tensors(batch)
-        lengths = torch.as_tensor(batch.lengths)
+        lengths = self.to_device(batch.lengths)
         ep["role"] = replayed_assignment(batch.policy.role, lengths)
         if self.policy.bilevel:
             ep["group"] = replayed_assignment(batch.policy.group, lengths)
-        ep["alive"] = torch.as_tensor(batch.obs.alive).bool()  # (B, T+1, n)
+        ep["alive"] = self.to_device(batch.obs.alive).bool()  # (B, T+1, n)
         ep["lengths"] = lengths
         return ep
 
@@ -162,7 +162,7 @@ class BDPS(ValueDecomposition):
         adv = masked_advantage(q[:, :T].detach(), ep["mask"][:, :T])  # (B, T, n, A)
         windows = adv[:, : n_windows * T_U].unflatten(1, (n_windows, T_U))  # (B, J, T_U, n, A)
         windows = windows.permute(0, 1, 3, 2, 4)  # (B, J, n, T_U, A)
-        decision = torch.arange(1, n_windows + 1) * T_U
+        decision = torch.arange(1, n_windows + 1, device=q.device) * T_U
         inside = decision[None] < ep["lengths"][:, None]  # (B, J) decision inside the episode
         counts = inside[:, :, None] & ep["alive"][:, decision]  # (B, J, n) and agent alive
         flat, weight = windows.flatten(0, 2), counts.flatten().float()

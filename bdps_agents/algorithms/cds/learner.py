@@ -174,7 +174,8 @@ class CDS(ValueDecomposition):
         N, size = len(x), self.predictor_minibatch
         losses: list[tuple[float, float]] = []
         for _ in range(self.predictor_epochs):
-            order = torch.randperm(N, generator=self.policy.torch_rng)
+            # drawn on the CPU, where the policy's generator is
+            order = torch.randperm(N, generator=self.policy.torch_rng).to(x.device)
             for start in range(0, N, size):
                 if self.predictor_max_steps is not None and len(losses) >= self.predictor_max_steps:
                     break

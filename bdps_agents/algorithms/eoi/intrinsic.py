@@ -112,7 +112,7 @@ class Transitions:
         return cls(
             obs=obs[:, :-1][keep],
             next_obs=obs[:, 1:][keep],
-            agent=torch.arange(n).expand(B, T, n)[keep],
+            agent=torch.arange(n, device=act.device).expand(B, T, n)[keep],
             act=act[keep],
             done=terminated[:, :, None].expand(B, T, n)[keep].float(),
             next_mask=mask[:, 1:][keep],

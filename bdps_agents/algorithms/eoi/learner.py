@@ -113,22 +113,23 @@ class EOI(ValueDecomposition):
 
     def transitions(self, batch: Batch) -> Transitions:
         """The batch's tuples at valid steps (the shared learner's tensors of the episodes)."""
-        obs = torch.as_tensor(batch.obs.obs, dtype=torch.float32)
-        mask = torch.as_tensor(batch.obs.mask).bool()
+        obs = self.to_device(batch.obs.obs, torch.float32)
+        mask = self.to_device(batch.obs.mask).bool()
         mask = mask | ~mask.any(-1, keepdim=True)
         return Transitions.of(
             obs,
-            torch.as_tensor(batch.act, dtype=torch.long),
+            self.to_device(batch.act, torch.long),
             mask,
-            torch.as_tensor(batch.terminated),
-            torch.as_tensor(batch.valid),
+            self.to_device(batch.terminated),
+            self.to_device(batch.valid),
         )
 
     def train_intrinsic(self, data: Transitions) -> dict[str, float]:
         """Steps 1-2 of the module docstring; returns their statistics."""
         policy = self.policy
         accuracy = policy.classifier.accuracy(data.next_obs, data.agent)
-        order = torch.randperm(len(data), generator=policy.torch_rng)
+        # drawn on the CPU, where the policy's generator is
+        order = torch.randperm(len(data), generator=policy.torch_rng).to(data.obs.device)
         chunks = order.split(self.minibatch)[: self.max_minibatches]
         sums = {"classifier_loss": 0.0, "intrinsic_td_loss": 0.0}
         reward_sum = q_sum = 0.0

@@ -134,7 +134,7 @@ class RODE(ValueDecomposition):
         with torch.no_grad():
             z = policy.action_repr.embeddings()
         generator = torch.Generator().manual_seed(self.seed)
-        labels = kmeans(z, policy.n_roles, generator)
+        labels = kmeans(z.cpu(), policy.n_roles, generator)  # once, small: on the CPU
         masks = role_action_spaces(
             labels, policy.n_roles, self.noop_action, self.move_actions, self.move_threshold
         )
@@ -164,10 +164,10 @@ class RODE(ValueDecomposition):
                 "bdps_agents.exploration.warmup, not collect(random=True))"
             )
         ep = super().episode_tensors(batch)
-        lengths = torch.as_tensor(batch.lengths)
+        lengths = self.to_device(batch.lengths)
         ep["lengths"] = lengths
         ep["role"] = replayed_assignment(batch.policy.role, lengths)
-        ep["alive"] = torch.as_tensor(batch.obs.alive).bool()  # (B, T+1, n)
+        ep["alive"] = self.to_device(batch.obs.alive).bool()  # (B, T+1, n)
         # the target's next action is chosen among the role's available actions, as acting does
         ep["mask"] = role_action_masks(self.policy.role_masks, ep["role"], ep["mask"])
         return ep
@@ -237,6 +237,7 @@ class RODE(ValueDecomposition):
         out = {"rode_clustered": float(bool(self.policy.clustered))}
         out.update({f"role_{i}_actions": float(s) for i, s in enumerate(masks.sum(-1).tolist())})
         if bool(self.policy.clustered) and masks.shape[1] <= 53:
-            bits = (masks.double() * 2.0 ** torch.arange(masks.shape[1])).sum(-1).tolist()
+            powers = 2.0 ** torch.arange(masks.shape[1], device=masks.device)
+            bits = (masks.double() * powers).sum(-1).tolist()
             out.update({f"role_{i}_mask": b for i, b in enumerate(bits)})
         return out

@@ -111,7 +111,7 @@ class RODEPolicy(MultiAgentQPolicy):
                 "in every role"
             )
         z = self.action_repr.embeddings()
-        m = masks.to(z.dtype)
+        m = masks.to(z)  # dtype and device of the embeddings
         self.action_embed.copy_(z)
         self.role_embed.copy_((m @ z) / m.sum(-1, keepdim=True))
         self.role_masks.copy_(masks)

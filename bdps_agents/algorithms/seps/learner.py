@@ -122,7 +122,8 @@ class SePS(ValueDecomposition):
         (online, target, Adam moments) starts as a copy of network 0."""
         policy = self.policy
         mu, _ = policy.vae.encode()
-        result = cluster_agents(mu, self.n_clusters, self.max_clusters, policy.torch_rng)
+        # once, small: on the CPU, where the policy's generator is
+        result = cluster_agents(mu.cpu(), self.n_clusters, self.max_clusters, policy.torch_rng)
         target = list(self.target_agent.parameters())
         for online, lagged in zip(policy.agent.parameters(), target, strict=True):
             online[1:] = online[:1].clone()  # stacked weights: (G, ...) with network g at [g]
@@ -147,13 +148,13 @@ class SePS(ValueDecomposition):
         obs, act, valid = ep["obs"], ep["act"], ep["valid"]
         B, T, n = act.shape
         keep = valid[:, :, None].expand(B, T, n).reshape(-1)
-        agent = torch.arange(n).expand(B, T, n).reshape(-1)[keep]
+        agent = torch.arange(n, device=act.device).expand(B, T, n).reshape(-1)[keep]
         rew = ep["rew"][:, :, None].expand(B, T, n).reshape(-1)[keep]
         o, o_next = obs[:, :-1].flatten(0, 2)[keep], obs[:, 1:].flatten(0, 2)[keep]
         a = act.reshape(-1)[keep]
         generator = self.policy.torch_rng
         if self.vae_max_tuples is not None and len(a) > self.vae_max_tuples:
-            pick = torch.randperm(len(a), generator=generator)[: self.vae_max_tuples]
+            pick = torch.randperm(len(a), generator=generator)[: self.vae_max_tuples].to(a.device)
             agent, o, a, rew, o_next = agent[pick], o[pick], a[pick], rew[pick], o_next[pick]
         out = self.policy.vae.loss(agent, o, a, rew, o_next, self.kl_weight, generator)
         return out.total, {"vae_mse": out.mse.item(), "vae_kl": out.kl.item()}

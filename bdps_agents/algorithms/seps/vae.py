@@ -19,6 +19,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from bdps_agents.device import randn_on
 from bdps_agents.networks.role_selector import gaussian_kl
 
 
@@ -86,7 +87,7 @@ class AgentVAE(nn.Module):
         ``act (M,)`` long, ``rew (M,)``; z = μ + σ·ε drawn per tuple from ``generator``."""
         mu_all, logvar_all = self.encode()  # one encoder pass for the N ids, then gathered
         mu, logvar = mu_all[agent], logvar_all[agent]
-        noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+        noise = randn_on(mu.shape, generator, mu)
         z = mu + (0.5 * logvar).exp() * noise
         act_onehot = nn.functional.one_hot(act, self.n_actions).to(obs.dtype)
         pred = self.decoder(torch.cat([z, obs, act_onehot], -1))
