@@ -272,7 +272,11 @@ def test_every_scenario_has_a_cds_preset_that_validates(scenario):
     if family == "grf":
         assert betas == (0.5, 1.0, 0.05)
     elif name in expected:
-        assert betas == expected[name]
+        b1, b2, b = expected[name]
+        # SMAX's return tops at 2, SMAC's (the reference's) at 20: β scaled to keep β·r_int : r
+        assert betas == (b1, b2, b / 10 if family == "smax" else b)
+    if family == "smax":
+        assert cfg.options.beta == pytest.approx(0.01) or name in expected
     assert (cfg.options.anneal_start_steps is not None) == (name == "corridor")
 
 
