@@ -29,6 +29,16 @@ from bdps_agents.legacy import upgrade_legacy_config
 DEVICE_PATTERN = r"^(cpu|cuda|cuda:\d+|auto)$"
 
 
+def known_mixer(name: str | None) -> str | None:
+    """A mixer setting: None (the algorithm's default) or a registered mixer's name."""
+    from bdps_agents.algorithms.mixers import available_mixers  # lists names, loads none
+
+    known = available_mixers()
+    if name is not None and name not in known:
+        raise ValueError(f"unknown mixer {name!r}; known mixers: {', '.join(known)}")
+    return name
+
+
 class ConfigError(ValueError):
     """A configuration or scenario file is invalid; the message names the offending field."""
 
@@ -193,12 +203,7 @@ class AlgorithmConfig(StrictModel):
     @field_validator("mixer")
     @classmethod
     def _known_mixer(cls, name: str | None) -> str | None:
-        from bdps_agents.algorithms.mixers import available_mixers  # lists names, loads none
-
-        known = available_mixers()
-        if name is not None and name not in known:
-            raise ValueError(f"unknown mixer {name!r}; known mixers: {', '.join(known)}")
-        return name
+        return known_mixer(name)
 
 
 class TrainingConfig(StrictModel):

@@ -5,21 +5,19 @@ L1 penalty shrinks the local heads; the local heads are stacked per agent; prese
 
 from __future__ import annotations
 
-import gymnasium as gym
-import numpy as np
 import pytest
 import torch
 from tianshou.algorithm.algorithm_base import torch_train_mode
 
-from bdps_agents.algorithms import algorithm_spec, build_algorithm
+from bdps_agents.algorithms import algorithm_spec
 from bdps_agents.config import ConfigError, build_config
-from bdps_agents.env_spec import EnvSpec
 from bdps_agents.exploration import warmup
 from bdps_agents.networks.cds import CDSAgent, observation_term, policy_divergence
 from bdps_agents.networks.mixer import QMixer, VDNMixer
 from bdps_agents.networks.qplex import QPLEXMixer
 from bdps_agents.presets import load_config, scenario_names
 from bdps_agents.training import build_run
+from tests.algorithms.synthetic import synthetic_algorithm
 
 N, OBS, ACTIONS, HIDDEN = 3, 4, 3, 8
 
@@ -27,16 +25,7 @@ N, OBS, ACTIONS, HIDDEN = 3, 4, 3, 8
 def _learner(n_agents: int = N, **cds):
     """A CDS learner for a synthetic env (no env needed: only sizes)."""
     data = {"algorithm": {"name": "cds"}, "network": {"hidden_dim": HIDDEN}, "cds": cds}
-    spaces = {
-        "obs": gym.spaces.Box(-np.inf, np.inf, (n_agents, OBS), np.float32),
-        "mask": gym.spaces.Box(0, 1, (n_agents, ACTIONS), np.int8),
-        "state": gym.spaces.Box(-np.inf, np.inf, (4,), np.float32),
-    }
-    spec = EnvSpec(
-        n_agents, ACTIONS, OBS, 4, 10, gym.spaces.Dict(spaces),
-        gym.spaces.MultiDiscrete([ACTIONS] * n_agents),
-    )  # fmt: skip
-    return build_algorithm(build_config(data), spec)
+    return synthetic_algorithm(data, n_agents, OBS, ACTIONS)
 
 
 # ------------------------------------------------------------------ the observation term

@@ -26,29 +26,20 @@ from bdps_agents.algorithms.eoi.intrinsic import (
 from bdps_agents.algorithms.eoi.learner import EOI
 from bdps_agents.algorithms.eoi.policy import EOIPolicy
 from bdps_agents.config import ConfigError, build_config
-from bdps_agents.env_spec import EnvSpec
 from bdps_agents.exploration import warmup
 from bdps_agents.networks.agent import RecurrentAgent
 from bdps_agents.policy import AgentInputs, masked_argmax
 from bdps_agents.presets import load_config, scenario_names
 from bdps_agents.training import build_run, load_checkpoint, train
+from tests.algorithms.synthetic import synthetic_algorithm
 
 OBS, ACTIONS = 6, 5
 
 
 def _learner(n_agents: int, **eoi) -> EOI:
     """An EOI learner for a synthetic env of ``n_agents`` (only sizes are needed)."""
-    cfg = build_config({"algorithm": {"name": "eoi"}, "network": {"hidden_dim": 8}, "eoi": eoi})
-    spaces = {
-        "obs": gym.spaces.Box(-np.inf, np.inf, (n_agents, OBS), np.float32),
-        "mask": gym.spaces.Box(0, 1, (n_agents, ACTIONS), np.int8),
-        "state": gym.spaces.Box(-np.inf, np.inf, (4,), np.float32),
-    }
-    spec = EnvSpec(
-        n_agents, ACTIONS, OBS, 4, 10, gym.spaces.Dict(spaces),
-        gym.spaces.MultiDiscrete([ACTIONS] * n_agents),
-    )  # fmt: skip
-    return build_algorithm(cfg, spec)
+    cfg_data = {"algorithm": {"name": "eoi"}, "network": {"hidden_dim": 8}, "eoi": eoi}
+    return synthetic_algorithm(cfg_data, n_agents, OBS, ACTIONS)
 
 
 def _observations(n: int, rows: int, planted: bool, generator: torch.Generator):

@@ -7,8 +7,6 @@ from __future__ import annotations
 import csv
 import functools
 
-import gymnasium as gym
-import numpy as np
 import pytest
 import torch
 from tianshou.algorithm.algorithm_base import policy_within_training_step, torch_train_mode
@@ -23,6 +21,7 @@ from bdps_agents.env_spec import EnvSpec
 from bdps_agents.learner_process import LearnerProcess
 from bdps_agents.replay import EpisodeReplayBuffer
 from bdps_agents.training import load_checkpoint, make_joint, make_vector_env, train
+from tests.algorithms.synthetic import synthetic_algorithm
 
 OBS, ACTIONS = 3, 3
 
@@ -30,17 +29,8 @@ OBS, ACTIONS = 3, 3
 # ------------------------------------------------------------------ planted transitions
 def _learner(n_agents: int, **seps):
     """A SePS learner for a synthetic env of ``n_agents`` (no env needed: only sizes)."""
-    cfg = build_config({"algorithm": {"name": "seps"}, "network": {"hidden_dim": 8}, "seps": seps})
-    spaces = {
-        "obs": gym.spaces.Box(-np.inf, np.inf, (n_agents, OBS), np.float32),
-        "mask": gym.spaces.Box(0, 1, (n_agents, ACTIONS), np.int8),
-        "state": gym.spaces.Box(-np.inf, np.inf, (4,), np.float32),
-    }
-    spec = EnvSpec(
-        n_agents, ACTIONS, OBS, 4, 10, gym.spaces.Dict(spaces),
-        gym.spaces.MultiDiscrete([ACTIONS] * n_agents),
-    )  # fmt: skip
-    return build_algorithm(cfg, spec)
+    cfg_data = {"algorithm": {"name": "seps"}, "network": {"hidden_dim": 8}, "seps": seps}
+    return synthetic_algorithm(cfg_data, n_agents, OBS, ACTIONS)
 
 
 def _episodes(flipped: list[bool], generator: torch.Generator, B: int = 16, T: int = 4) -> dict:

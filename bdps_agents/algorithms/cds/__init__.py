@@ -14,6 +14,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from bdps_agents.algorithms import AlgorithmOptions, AlgorithmSpec
+from bdps_agents.config import known_mixer
 
 
 class CDSOptions(AlgorithmOptions):
@@ -99,12 +100,7 @@ class CDSOptions(AlgorithmOptions):
     @field_validator("mixer")
     @classmethod
     def _known_mixer(cls, name: str | None) -> str | None:
-        from bdps_agents.algorithms.mixers import available_mixers  # lists names, loads none
-
-        known = available_mixers()
-        if name is not None and name not in known:
-            raise ValueError(f"unknown mixer {name!r}; known mixers: {', '.join(known)}")
-        return name
+        return known_mixer(name)
 
 
 SPEC = AlgorithmSpec(
