@@ -19,14 +19,16 @@ def td_lambda_targets(
     G_t = r_t + γ(1 − d_t)·[(1 − λ)·Q'_{t+1} + λ·G_{t+1}], and at the last valid step of an
     episode the bracket is Q'_{t+1} alone. λ = 0 gives one-step targets r_t + γ(1 − d_t)·Q'_{t+1}.
     """
-    B, T = rew.shape
-    not_done = 1.0 - terminated.float()
-    out = torch.zeros_like(rew)
-    later = torch.zeros(B, dtype=rew.dtype, device=rew.device)
-    for t in range(T - 1, -1, -1):
-        has_next = valid[:, t + 1] if t + 1 < T else torch.zeros_like(valid[:, t])
-        blend = (1.0 - td_lambda) * q_next[:, t] + td_lambda * later
-        cont = torch.where(has_next, blend, q_next[:, t])
-        out[:, t] = rew[:, t] + gamma * not_done[:, t] * cont
-        later = out[:, t]
-    return out * valid.float()
+    # G_t = a_t + c_t·G_{t+1}, with everything that does not depend on G computed for all t at
+    # once: one operation per step in the loop
+    has_next = torch.zeros_like(valid)
+    has_next[:, :-1] = valid[:, 1:]
+    discount = gamma * (1.0 - terminated.to(rew.dtype))
+    bootstrap = torch.where(has_next, (1.0 - td_lambda) * q_next, q_next)
+    a = (rew + discount * bootstrap).T.contiguous()  # time-major: each step reads one row
+    c = (discount * td_lambda * has_next.to(rew.dtype)).T.contiguous()
+    out = torch.empty_like(a)
+    later = torch.zeros_like(a[0])
+    for t in range(a.shape[0] - 1, -1, -1):
+        later = torch.addcmul(a[t], c[t], later, out=out[t])
+    return out.T * valid.to(rew.dtype)

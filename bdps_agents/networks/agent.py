@@ -62,16 +62,17 @@ class RecurrentAgent(nn.Module):
         # time-major inside: each step of the recurrence reads one contiguous (B, n, ...) slice;
         # the narrow input is transposed, not the 3H-wide gates
         x = x.transpose(0, 1).contiguous()
-        rows = onehot = None  # how the layers applied to all steps at once / each step choose
+        rows = None  # how the layers applied to all steps at once choose
         if index is not None and self.groups > 1:
             if index.is_floating_point():
                 index = index.argmax(-1)
-            index = index.transpose(0, 1)
+            index = index.transpose(0, 1).contiguous()
             rows = RowGroups.of(index, self.groups)  # once, for the three all-steps layers
-            onehot = self.fc_in.onehot(index.contiguous(), x.dtype)  # for the recurrence
+        else:
+            index = None
         e = torch.relu(self.fc_in(x, rows))
         h = self.initial_state(B, n).to(x) if h0 is None else h0
-        hidden = self.rnn.unroll(e, h, onehot, rows)
+        hidden = self.rnn.unroll(e, h, index, rows)
         q = self.fc_out(hidden, rows).transpose(0, 1)
         hidden = hidden.transpose(0, 1)
         return (q, hidden) if return_hidden else q

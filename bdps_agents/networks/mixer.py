@@ -8,11 +8,13 @@ its available actions ``(..., n)`` (:func:`mixer_action_inputs`); the others get
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from bdps_agents.networks import gemm
 
 
 def mixer_action_inputs(
@@ -80,11 +82,30 @@ class QMixer(nn.Module):
     ) -> torch.Tensor:
         """agent_qs ``(..., n)``, state ``(..., S)`` -> Q_tot ``(...)``; ignores the actions."""
         lead = agent_qs.shape[:-1]
-        w1 = self.hyper_w1(state).abs().view(*lead, self.n_agents, self.embed_dim)
-        b1 = self.hyper_b1(state)
-        hidden = F.elu((agent_qs.unsqueeze(-2) @ w1).squeeze(-2) + b1)
-        w2 = self.hyper_w2(state).abs()
-        return (hidden * w2).sum(-1) + self.hyper_b2(state).squeeze(-1)
+        # the four layers that read the state run as one product (same weights, one pass)
+        first: tuple[nn.Linear, ...] = (
+            cast(nn.Linear, self.hyper_w1[0]),
+            self.hyper_b1,
+            cast(nn.Linear, self.hyper_w2[0]),
+            cast(nn.Linear, self.hyper_b2[0]),
+        )
+        weight = torch.cat([layer.weight for layer in first])
+        bias = torch.cat([layer.bias for layer in first])
+        h_w1, b1, h_w2, h_b2 = gemm.linear(state, weight.T, bias).split(
+            [layer.out_features for layer in first], -1
+        )
+        w1 = _second(self.hyper_w1, h_w1).abs().view(*lead, self.n_agents, self.embed_dim)
+        # Σ_i Q_i·W1[i, :] as a product and a sum: cheaper than a batch of (1 x n)(n x e) products
+        hidden = F.elu((agent_qs.unsqueeze(-1) * w1).sum(-2) + b1)
+        w2 = _second(self.hyper_w2, h_w2).abs()
+        return (hidden * w2).sum(-1) + _second(self.hyper_b2, h_b2).squeeze(-1)
+
+
+def _second(hypernet: nn.Sequential, hidden: torch.Tensor) -> torch.Tensor:
+    """The rest of a two-layer hypernetwork (activation, then its second linear layer), given
+    the first layer's output."""
+    out = cast(nn.Linear, hypernet[2])
+    return gemm.linear(hypernet[1](hidden), out.weight.T, out.bias)
 
 
 class VDNMixer(nn.Module):

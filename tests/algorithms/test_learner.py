@@ -202,7 +202,7 @@ def test_fused_gru_unroll_matches_autograd_of_the_step_loop(mode, T):
     cell = StackedGRUCell(groups, D, H).double()
     x = torch.randn(T, B, n, D, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(B, n, H, dtype=torch.float64, requires_grad=True)
-    onehot = rows = None
+    index = onehot = rows = None
     if mode.startswith("index"):
         index = torch.randint(0, G, (T, B, n))
         onehot = nn.functional.one_hot(index, G).double()
@@ -217,7 +217,7 @@ def test_fused_gru_unroll_matches_autograd_of_the_step_loop(mode, T):
     expected = torch.stack(steps)
     expected_grads = torch.autograd.grad((expected * weights).sum(), params)
 
-    fused = cell.unroll(x, h0, onehot, rows)
+    fused = cell.unroll(x, h0, index, rows)
     grads = torch.autograd.grad((fused * weights).sum(), params)
     torch.testing.assert_close(fused, expected)
     names = ["inputs", "h0", "input weight", "input bias", "recurrent weight", "recurrent bias"]
@@ -229,14 +229,12 @@ def test_fused_gru_unroll_matches_autograd_of_the_step_loop(mode, T):
 def test_fused_gru_unroll_passes_gradcheck(groups):
     torch.manual_seed(3)
     cell = StackedGRUCell(groups, 2, 3).double()
-    onehot = None
-    if groups > 1:
-        onehot = nn.functional.one_hot(torch.randint(0, groups, (4, 2, 2)), groups).double()
+    index = torch.randint(0, groups, (4, 2, 2)) if groups > 1 else None
     x = torch.randn(4, 2, 2, 2, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(2, 2, 3, dtype=torch.float64, requires_grad=True)
     # the weights are the cell's own parameters: gradcheck perturbs them in place
     assert torch.autograd.gradcheck(
-        lambda x_, h, *_: cell.unroll(x_, h, onehot),
+        lambda x_, h, *_: cell.unroll(x_, h, index),
         (x, h0, cell.ih.weight, cell.ih.bias, cell.hh.weight, cell.hh.bias),
     )
 

@@ -1,0 +1,177 @@
+"""The GRU recurrence over a whole sequence as one autograd node, with a hand-written backward.
+
+``StackedGRUCell.unroll`` projects the inputs of all steps at once (``gi = W_ih x + b_ih``, one
+product) and hands them here. Each step then costs one small product, ``W_hh h`` (one shared
+cell, one per slot, or G cells side by side for a per-row assignment), and the step's
+gate arithmetic: one pass of the compiled kernel (:mod:`bdps_agents.networks.native`) where it
+built, else the same arithmetic as PyTorch operations. The backward mirrors it: per step one
+kernel pass and one product, and the recurrent weight gradient as one product over all steps.
+Standard GRU gradients (gate order r, z, n); the tests check both paths against autograd.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from bdps_agents.networks import gemm, native
+
+if TYPE_CHECKING:
+    from bdps_agents.networks.stacked import StackedLinear
+
+
+class _Recurrent:
+    """``W_hh h + b_hh`` of one step and its gradient, for the three ways ``hh`` is shared.
+
+    One shared cell, or a per-row assignment ``index (T, R)`` (long) of G cells: one product
+    with all cells' weights side by side, ``(R, H) @ (H, G * 3H)``, whose row r's group the
+    kernel (or a gather) reads: no per-step spreading of the input, and a fixed product shape.
+    One cell per slot (``index`` None, G > 1): the layer's own batched product."""
+
+    def __init__(self, hh: StackedLinear, index: torch.Tensor | None) -> None:
+        self.hh, self.G = hh, hh.groups
+        self.slots = hh.groups > 1 and index is None
+        if not self.slots:
+            H, out = hh.in_dim, hh.out_dim
+            # (G, H, 3H) -> (H, G * 3H): column block g is cell g
+            self.weight = hh.weight.permute(1, 0, 2).reshape(H, self.G * out)
+            self.bias = hh.bias.reshape(-1)
+        self.index = None if index is None else index.reshape(index.shape[0], -1).contiguous()
+
+    def group(self, t: int) -> torch.Tensor | None:
+        return None if self.index is None else self.index[t]
+
+    def gates(self, h: torch.Tensor) -> torch.Tensor:
+        """Every cell's gates ``(R, G * 3H)``; per slot, the slot's own ``(..., 3H)``."""
+        if self.slots:
+            return self.hh(h, None)
+        return gemm.addmm(self.bias, h.reshape(-1, h.shape[-1]), self.weight)
+
+    def select(self, gh: torch.Tensor, t: int, shape: torch.Size) -> torch.Tensor:
+        """The row's own cell's gates ``(*shape, 3H)`` (the PyTorch path)."""
+        out = self.hh.out_dim
+        if self.index is not None:
+            rows = gh.view(-1, self.G, out)
+            gh = rows.gather(1, self.index[t].view(-1, 1, 1).expand(-1, 1, out))
+        return gh.reshape(*shape, out)
+
+    def spread(self, d_gh: torch.Tensor, t: int, into: torch.Tensor) -> None:
+        """Writes ``d_gh (..., 3H)`` into ``into (R, G * 3H)``: the row's group's slot (PyTorch
+        path; the kernel writes it directly)."""
+        out = self.hh.out_dim
+        rows = d_gh.reshape(-1, 1, out)
+        if self.index is None:
+            into.view_as(rows).copy_(rows)
+        else:
+            slot = self.index[t].view(-1, 1, 1).expand(-1, 1, out)
+            into.view(-1, self.G, out).zero_().scatter_(1, slot, rows)
+
+    def input_grad(self, d_gh: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """d loss / d h ``(*shape)`` from ``d_gh``, laid out as :meth:`gates` returns."""
+        if self.slots:
+            return self.hh.slot_input_grad(d_gh).contiguous()
+        return gemm.mm(d_gh.reshape(-1, self.weight.shape[1]), self.weight.T).view(shape)
+
+    def param_grads(
+        self, h_prev: torch.Tensor, d_gh: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """d loss / d (weight, bias) of ``hh`` over all steps, in one product."""
+        if self.slots:
+            return self.hh.slot_param_grads(h_prev, d_gh)
+        H, out = self.hh.in_dim, self.hh.out_dim
+        rows = d_gh.reshape(-1, self.G * out)
+        d_weight = gemm.mm(h_prev.reshape(-1, H).T, rows).view(H, self.G, out).permute(1, 0, 2)
+        return d_weight, rows.sum(0).view(self.G, out)
+
+
+class GRUSequence(torch.autograd.Function):
+    """``apply(gi, h0, weight, bias, index, hh)`` -> hidden states ``(T, ..., H)``.
+
+    ``gi (T, ..., 3H)``: input gates of every step; ``h0 (..., H)``; ``weight``, ``bias``: the
+    recurrent layer's parameters (``hh.weight``, ``hh.bias``, passed so that autograd returns
+    their gradients); ``index (T, ...)`` long or None: the recurrent layer's assignment (None:
+    one shared cell, or one per slot)."""
+
+    @staticmethod
+    def forward(ctx, gi, h0, weight, bias, index, hh):
+        H = h0.shape[-1]
+        T = gi.shape[0]
+        gi, h0 = gi.contiguous(), h0.contiguous()
+        rec = _Recurrent(hh, index)
+        hs = gi.new_empty((T, *h0.shape))
+        rz_all = gi.new_empty((T, *h0.shape[:-1], 2 * H))
+        n_all = torch.empty_like(hs)
+        hn_all = torch.empty_like(hs)
+        kernels = native.gru_kernels()
+        if kernels is not None and not kernels.usable(gi, h0):
+            kernels = None
+        h = h0
+        for t in range(T):
+            gh = rec.gates(h)
+            if kernels is not None and kernels.usable(gh):
+                kernels.forward(rec.group(t), gi[t], gh, h, rz_all[t], n_all[t], hn_all[t], hs[t])
+            else:
+                g, gh = gi[t], rec.select(gh, t, h0.shape[:-1])
+                rz = torch.add(g[..., : 2 * H], gh[..., : 2 * H], out=rz_all[t]).sigmoid_()
+                hn = hn_all[t].copy_(gh[..., 2 * H :])
+                n = torch.tanh(torch.addcmul(g[..., 2 * H :], rz[..., :H], hn), out=n_all[t])
+                torch.lerp(n, h, rz[..., H:], out=hs[t])  # n + z * (h - n)
+            h = hs[t]
+        ctx.rec = rec
+        ctx.save_for_backward(h0, hs, rz_all, n_all, hn_all)
+        return hs
+
+    @staticmethod
+    def backward(ctx, d_hs):
+        h0, hs, rz_all, n_all, hn_all = ctx.saved_tensors
+        rec: _Recurrent = ctx.rec
+        H = h0.shape[-1]
+        T = hs.shape[0]
+        d_hs = d_hs.contiguous()
+        d_gi = rz_all.new_empty((T, *h0.shape[:-1], 3 * H))
+        # the recurrent gates' gradient as the product laid them out: per row, every group's
+        # slot (zeros but its own) when the cells are side by side; per slot, its own
+        width = 3 * H if rec.slots else rec.G * 3 * H
+        d_gh = rz_all.new_empty((T, *h0.shape[:-1], width))
+        kernels = native.gru_kernels()
+        if kernels is not None and kernels.usable(d_hs):
+            dh_all = torch.empty_like(hs)
+            carry = torch.zeros_like(h0)  # the gradient through the next step's W_hh product
+            for t in range(T - 1, -1, -1):
+                last = t == T - 1
+                kernels.backward(
+                    None if rec.slots else rec.group(t),
+                    carry,
+                    d_hs[t],
+                    carry if last else dh_all[t + 1],  # zeros after the last step
+                    rz_all[t] if last else rz_all[t + 1],
+                    rz_all[t],
+                    n_all[t],
+                    hn_all[t],
+                    hs[t - 1] if t > 0 else h0,
+                    dh_all[t],
+                    d_gi[t],
+                    d_gh[t],
+                )
+                carry = rec.input_grad(d_gh[t], h0.shape)
+            dh = torch.addcmul(carry, dh_all[0], rz_all[0][..., H:])
+        else:
+            dh = torch.zeros_like(h0)
+            for t in range(T - 1, -1, -1):
+                dh = dh + d_hs[t]
+                rz, n, hn = rz_all[t], n_all[t], hn_all[t]
+                r, z = rz[..., :H], rz[..., H:]
+                h_prev = hs[t - 1] if t > 0 else h0
+                d_pre_n = dh * (1 - z) * (1 - n * n)  # through tanh
+                # d r, d z, then through both sigmoids
+                d_pre_rz = torch.cat([d_pre_n * hn, dh * (h_prev - n)], -1).mul_(rz * (1 - rz))
+                # whole contiguous rows written at once (slice writes of the 3H row are slow)
+                torch.cat([d_pre_rz, d_pre_n], -1, out=d_gi[t])
+                rec.spread(torch.cat([d_pre_rz, d_pre_n * r], -1), t, d_gh[t])
+                dh = torch.addcmul(rec.input_grad(d_gh[t], h0.shape), dh, z)
+        d_weight = d_bias = None
+        if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
+            h_prev_all = torch.cat([h0.unsqueeze(0), hs[:-1]])
+            d_weight, d_bias = rec.param_grads(h_prev_all, d_gh)
+        return d_gi, dh, d_weight, d_bias, None, None
