@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tianshou.algorithm.optim import AdamOptimizerFactory
-
+from bdps_agents.algorithms.value_decomposition import FusedAdamOptimizerFactory
 from bdps_agents.networks.agent import RecurrentAgent
 from bdps_agents.networks.mixer import QMixer, VDNMixer
 from bdps_agents.networks.qplex import QPLEXMixer
@@ -50,7 +49,7 @@ def learner_kwargs(cfg: ExperimentConfig) -> dict[str, Any]:
     """``ValueDecomposition`` arguments of the ``algorithm`` section (all but policy, mixer)."""
     alg = cfg.algorithm
     return {
-        "optim": AdamOptimizerFactory(lr=alg.lr),
+        "optim": FusedAdamOptimizerFactory(lr=alg.lr),
         "gamma": alg.gamma,
         "td_lambda": alg.td_lambda,
         "double_q": alg.double_q,

@@ -86,7 +86,7 @@ def test_linear_and_its_gradients_match_torch(rows, loss, every_product_on_onedn
 
 
 def test_bucket_sizes_cover_the_count_with_little_padding():
-    sizes = [bucket(c) for c in range(0, 20_000)]
+    sizes = [bucket(c) for c in range(20_000)]
     assert all(s >= c for c, s in enumerate(sizes))
     assert all(s - c < max(32, c / 16) for c, s in enumerate(sizes))
     assert len(set(sizes)) < 150  # few shapes: oneDNN builds each once
