@@ -11,9 +11,10 @@ Standard GRU gradients (gate order r, z, n); the tests check both paths against 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
+from torch import nn
 
 from bdps_agents.networks import gemm, native
 
@@ -175,3 +176,27 @@ class GRUSequence(torch.autograd.Function):
             h_prev_all = torch.cat([h0.unsqueeze(0), hs[:-1]])
             d_weight, d_bias = rec.param_grads(h_prev_all, d_gh)
         return d_gi, dh, d_weight, d_bias, None, None
+
+
+class _TorchGRUWeights:
+    """A one-layer ``nn.GRU``'s recurrent weights as :class:`_Recurrent` reads a one-cell
+    ``StackedLinear``: ``weight (1, H, 3H)`` and ``bias (1, 3H)``, views of the module's own."""
+
+    groups = 1
+
+    def __init__(self, weight_hh: torch.Tensor, bias_hh: torch.Tensor, hidden: int) -> None:
+        self.weight = weight_hh.T.unsqueeze(0)
+        self.bias = bias_hh.unsqueeze(0)
+        self.in_dim, self.out_dim = hidden, 3 * hidden
+
+
+def torch_gru_unroll(gru: nn.GRU, x: torch.Tensor) -> torch.Tensor:
+    """``gru(x)``'s hidden states ``(T, N, H)`` for ``x (N, T, in)`` from zeros, through
+    :class:`GRUSequence` (the same arithmetic as ``nn.GRU``; one layer, batch first, biases)."""
+    if gru.num_layers != 1 or gru.bidirectional or not gru.batch_first or not gru.bias:
+        raise ValueError("torch_gru_unroll takes a one-layer, one-way, batch-first GRU with biases")
+    weights = {name: cast(torch.Tensor, getattr(gru, name)) for name in gru._flat_weights_names}
+    gi = gemm.linear(x.transpose(0, 1), weights["weight_ih_l0"].T, weights["bias_ih_l0"])
+    h0 = x.new_zeros((x.shape[0], gru.hidden_size))
+    cell = _TorchGRUWeights(weights["weight_hh_l0"], weights["bias_hh_l0"], gru.hidden_size)
+    return GRUSequence.apply(gi, h0, cell.weight, cell.bias, None, cell)

@@ -15,6 +15,7 @@ from tianshou.algorithm.algorithm_base import torch_train_mode
 
 from bdps_agents.exploration import warmup
 from bdps_agents.networks import gemm, native
+from bdps_agents.networks.gru_sequence import torch_gru_unroll
 from bdps_agents.networks.stacked import RowGroups, StackedGRUCell, StackedLinear, bucket
 from bdps_agents.training import build_run
 
@@ -173,3 +174,27 @@ def test_the_fast_paths_compute_the_same_update(
             )
     finally:
         run.close()
+
+
+@pytest.mark.parametrize("native_kernels", [True, False])
+def test_an_nn_gru_unrolled_through_the_fused_path_matches_nn_gru(native_kernels):
+    """The role selector's encoder (``torch_gru_unroll``): nn.GRU's hidden states and
+    gradients, with and without the compiled kernels."""
+    torch.manual_seed(5)
+    gru = torch.nn.GRU(6, 16, batch_first=True)
+    x = torch.randn(40, 5, 6, requires_grad=True)
+    params = [x, *gru.parameters()]
+    previous = native.set_native_kernels(native_kernels)
+    try:
+        got = torch_gru_unroll(gru, x)
+    finally:
+        native.set_native_kernels(previous)
+    want = gru(x)[0].transpose(0, 1)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    weights = torch.randn_like(want)
+    grads = torch.autograd.grad((got * weights).sum(), params)
+    expected = torch.autograd.grad((want * weights).sum(), params)
+    for g, e in zip(grads, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="one-layer"):
+        torch_gru_unroll(torch.nn.GRU(6, 16, num_layers=2, batch_first=True), x)
