@@ -27,8 +27,9 @@ class _Recurrent:
 
     One shared cell, or a per-row assignment ``index (T, R)`` (long) of G cells: one product
     with all cells' weights side by side, ``(R, H) @ (H, G * 3H)``, whose row r's group the
-    kernel (or a gather) reads: no per-step spreading of the input, and a fixed product shape.
-    One cell per slot (``index`` None, G > 1): the layer's own batched product."""
+    kernel (or a gather) reads: no per-step spreading of the input, and a fixed product shape;
+    backwards the same, ``(R, 3H) @ (3H, G * H)``. One cell per slot (``index`` None, G > 1):
+    the layer's own batched product."""
 
     def __init__(self, hh: StackedLinear, index: torch.Tensor | None) -> None:
         self.hh, self.G = hh, hh.groups
@@ -39,6 +40,7 @@ class _Recurrent:
             self.weight = hh.weight.permute(1, 0, 2).reshape(H, self.G * out)
             self.bias = hh.bias.reshape(-1)
         self.index = None if index is None else index.reshape(index.shape[0], -1).contiguous()
+        self.carry_weight: torch.Tensor | None = None  # built by the first carry()
 
     def group(self, t: int) -> torch.Tensor | None:
         return None if self.index is None else self.index[t]
@@ -57,22 +59,22 @@ class _Recurrent:
             gh = rows.gather(1, self.index[t].view(-1, 1, 1).expand(-1, 1, out))
         return gh.reshape(*shape, out)
 
-    def spread(self, d_gh: torch.Tensor, t: int, into: torch.Tensor) -> None:
-        """Writes ``d_gh (..., 3H)`` into ``into (R, G * 3H)``: the row's group's slot (PyTorch
-        path; the kernel writes it directly)."""
-        out = self.hh.out_dim
-        rows = d_gh.reshape(-1, 1, out)
-        if self.index is None:
-            into.view_as(rows).copy_(rows)
-        else:
-            slot = self.index[t].view(-1, 1, 1).expand(-1, 1, out)
-            into.view(-1, self.G, out).zero_().scatter_(1, slot, rows)
-
-    def input_grad(self, d_gh: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-        """d loss / d h ``(*shape)`` from ``d_gh``, laid out as :meth:`gates` returns."""
+    def carry(self, d_gh: torch.Tensor) -> torch.Tensor:
+        """d loss / d h of a step's product from its ``d_gh (..., 3H)``: ``(R, G * H)``, every
+        cell's side by side (a row's own is :meth:`own_carry`), or per slot its own."""
         if self.slots:
             return self.hh.slot_input_grad(d_gh).contiguous()
-        return gemm.mm(d_gh.reshape(-1, self.weight.shape[1]), self.weight.T).view(shape)
+        if self.carry_weight is None:  # (G, H, 3H) -> (3H, G * H): column block g is W_g^T
+            self.carry_weight = self.hh.weight.permute(2, 0, 1).reshape(self.hh.out_dim, -1)
+        return gemm.mm(d_gh.reshape(-1, self.hh.out_dim), self.carry_weight)
+
+    def own_carry(self, carry: torch.Tensor, t: int, shape: torch.Size) -> torch.Tensor:
+        """The part of :meth:`carry` of step t that each row's own cell at t gives."""
+        if self.index is not None:
+            H = self.hh.in_dim
+            slot = self.index[t].view(-1, 1, 1).expand(-1, 1, H)
+            carry = carry.view(-1, self.G, H).gather(1, slot)
+        return carry.reshape(shape)
 
     def param_grads(
         self, h_prev: torch.Tensor, d_gh: torch.Tensor
@@ -81,9 +83,16 @@ class _Recurrent:
         if self.slots:
             return self.hh.slot_param_grads(h_prev, d_gh)
         H, out = self.hh.in_dim, self.hh.out_dim
-        rows = d_gh.reshape(-1, self.G * out)
-        d_weight = gemm.mm(h_prev.reshape(-1, H).T, rows).view(H, self.G, out).permute(1, 0, 2)
-        return d_weight, rows.sum(0).view(self.G, out)
+        rows, grads = h_prev.reshape(-1, H), d_gh.reshape(-1, out)
+        if self.index is None:
+            return gemm.mm(rows.T, grads).unsqueeze(0), grads.sum(0, keepdim=True)
+        # each row's input in its cell's block (zeros elsewhere): one product for all cells
+        flat = self.index.reshape(-1)
+        spread = rows.new_zeros(len(rows), self.G, H)
+        spread.scatter_(1, flat.view(-1, 1, 1).expand(-1, 1, H), rows.unsqueeze(1))
+        d_weight = gemm.mm(spread.view(len(rows), -1).T, grads).view(self.G, H, out)
+        d_bias = grads.new_zeros(self.G, out).index_add_(0, flat, grads)
+        return d_weight, d_bias
 
 
 class GRUSequence(torch.autograd.Function):
@@ -131,32 +140,31 @@ class GRUSequence(torch.autograd.Function):
         T = hs.shape[0]
         d_hs = d_hs.contiguous()
         d_gi = rz_all.new_empty((T, *h0.shape[:-1], 3 * H))
-        # the recurrent gates' gradient as the product laid them out: per row, every group's
-        # slot (zeros but its own) when the cells are side by side; per slot, its own
-        width = 3 * H if rec.slots else rec.G * 3 * H
-        d_gh = rz_all.new_empty((T, *h0.shape[:-1], width))
+        d_gh = torch.empty_like(d_gi)
         kernels = native.gru_kernels()
         if kernels is not None and kernels.usable(d_hs):
-            dh_all = torch.empty_like(hs)
-            carry = torch.zeros_like(h0)  # the gradient through the next step's W_hh product
+            zeros = torch.zeros_like(h0)
+            carry, carry_group = zeros, None  # nothing flows back from after the last step
+            dh_now, dh_next = torch.empty_like(h0), zeros  # two buffers, swapped every step
             for t in range(T - 1, -1, -1):
-                last = t == T - 1
                 kernels.backward(
-                    None if rec.slots else rec.group(t),
+                    carry_group,
                     carry,
                     d_hs[t],
-                    carry if last else dh_all[t + 1],  # zeros after the last step
-                    rz_all[t] if last else rz_all[t + 1],
+                    dh_next,
+                    rz_all[t] if t == T - 1 else rz_all[t + 1],  # times zeros after the last
                     rz_all[t],
                     n_all[t],
                     hn_all[t],
                     hs[t - 1] if t > 0 else h0,
-                    dh_all[t],
+                    dh_now,
                     d_gi[t],
                     d_gh[t],
                 )
-                carry = rec.input_grad(d_gh[t], h0.shape)
-            dh = torch.addcmul(carry, dh_all[0], rz_all[0][..., H:])
+                carry, carry_group = rec.carry(d_gh[t]), rec.group(t)
+                spare = torch.empty_like(h0) if t == T - 1 else dh_next  # not the zeros
+                dh_now, dh_next = spare, dh_now
+            dh = torch.addcmul(rec.own_carry(carry, 0, h0.shape), dh_next, rz_all[0][..., H:])
         else:
             dh = torch.zeros_like(h0)
             for t in range(T - 1, -1, -1):
@@ -169,8 +177,9 @@ class GRUSequence(torch.autograd.Function):
                 d_pre_rz = torch.cat([d_pre_n * hn, dh * (h_prev - n)], -1).mul_(rz * (1 - rz))
                 # whole contiguous rows written at once (slice writes of the 3H row are slow)
                 torch.cat([d_pre_rz, d_pre_n], -1, out=d_gi[t])
-                rec.spread(torch.cat([d_pre_rz, d_pre_n * r], -1), t, d_gh[t])
-                dh = torch.addcmul(rec.input_grad(d_gh[t], h0.shape), dh, z)
+                torch.cat([d_pre_rz, d_pre_n * r], -1, out=d_gh[t])
+                own = rec.own_carry(rec.carry(d_gh[t]), t, h0.shape)
+                dh = torch.addcmul(own, dh, z)
         d_weight = d_bias = None
         if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
             h_prev_all = torch.cat([h0.unsqueeze(0), hs[:-1]])

@@ -76,14 +76,17 @@ class GRUKernels:
         ptrs = (gi, gh, h_prev, rz, n, hn, h)
         self._forward(rows, H, groups, _ptr(group), *(t.data_ptr() for t in ptrs))
 
-    def backward(self, group, carry, d_out, dh_next, z_next, rz, n, hn, h_prev, dh, d_gi, d_gh):
-        """One step back (``gru_gates.c``): writes ``dh``, ``d_gi (R, 3H)`` and ``d_gh (R, G *
-        3H)`` (zeros outside the row's group); ``z_next`` is the next step's ``rz``."""
+    def backward(
+        self, carry_group, carry, d_out, dh_next, z_next, rz, n, hn, h_prev, dh, d_gi, d_gh
+    ) -> None:
+        """One step back (``gru_gates.c``): writes ``dh (R, H)``, ``d_gi`` and ``d_gh (R, 3H)``;
+        ``carry (R, G * H)`` holds every cell's gradient through the next step's product, row r
+        reading ``carry_group[r]``'s (None when G = 1); ``z_next`` is the next step's ``rz``."""
         H = dh.shape[-1]
         rows = dh.numel() // H
-        groups = d_gh.numel() // (rows * 3 * H)
+        groups = carry.numel() // (rows * H)
         ptrs = (carry, d_out, dh_next, z_next, rz, n, hn, h_prev, dh, d_gi, d_gh)
-        self._backward(rows, H, groups, _ptr(group), *(t.data_ptr() for t in ptrs))
+        self._backward(rows, H, groups, _ptr(carry_group), *(t.data_ptr() for t in ptrs))
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:

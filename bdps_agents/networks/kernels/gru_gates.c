@@ -33,24 +33,23 @@ void gru_forward(long rows, long H, long groups, const long *restrict group,
     }
 }
 
-/* One step back: dh = carry + d_out + dh_next * z_next, the gradient reaching h_t (carry: the
- * gradient through the next step's recurrent product; dh_next, z_next: the next step's dh and
- * its z, zeros after the last step); rz, n, hn, h_prev as saved by gru_forward for this step.
- * Writes dh (rows, H), d_gi (rows, 3H) and d_gh (rows, groups * 3H): the gradients of the input
- * and recurrent gate pre-activations, the latter in the row's group's slot, zeros elsewhere. */
-void gru_backward(long rows, long H, long groups, const long *restrict group,
+/* One step back: dh = carry + d_out + dh_next * z_next, the gradient reaching h_t. carry:
+ * (rows, groups * H), the gradient through the next step's recurrent product by every cell,
+ * of which row i reads carry_group[i]'s (the cell that step used; carry_group NULL: groups is
+ * 1); dh_next, z_next: the next step's dh and its rz, zeros after the last step; rz, n, hn,
+ * h_prev as saved by gru_forward for this step. Writes dh (rows, H), d_gi and d_gh (rows, 3H):
+ * the gradients of the input and recurrent gate pre-activations. */
+void gru_backward(long rows, long H, long groups, const long *restrict carry_group,
                   const float *restrict carry, const float *restrict d_out,
                   const float *restrict dh_next, const float *restrict z_next,
                   const float *restrict rz, const float *restrict n, const float *restrict hn,
                   const float *restrict h_prev, float *restrict dh, float *restrict d_gi,
                   float *restrict d_gh) {
     for (long i = 0; i < rows; i++) {
-        const float *c = carry + i * H, *d = d_out + i * H, *rzi = rz + i * 2 * H;
+        const float *c = carry + (i * groups + (carry_group ? carry_group[i] : 0)) * H;
+        const float *d = d_out + i * H, *rzi = rz + i * 2 * H;
         const float *ni = n + i * H, *hni = hn + i * H, *hp = h_prev + i * H;
-        float *dhi = dh + i * H, *dgi = d_gi + i * 3 * H, *dgh = d_gh + i * groups * 3 * H;
-        long own = group ? group[i] : 0;
-        for (long k = 0; k < groups * 3 * H; k++) dgh[k] = 0.0f;
-        dgh += own * 3 * H;
+        float *dhi = dh + i * H, *dgi = d_gi + i * 3 * H, *dgh = d_gh + i * 3 * H;
         const float *dn = dh_next + i * H, *zn = z_next + i * 2 * H + H;
         for (long j = 0; j < H; j++) {
             float g = c[j] + d[j] + dn[j] * zn[j];
