@@ -74,10 +74,11 @@ class DecisionSteps:
         ``(B, T)``; ``terminated`` ``(B, T)`` (d = 1 for the interval holding a terminal end);
         ``v_next`` ``(B, J)`` the target value at the next decision (or after the last step).
         The interval's reward sum is discounted once, as RODE does."""
-        B, T = rew.shape
+        B = rew.shape[0]
         J = self.count
+        T = min(rew.shape[1], J * self.interval)  # steps past the last interval are padding
         padded = rew.new_zeros(B, J * self.interval)
-        padded[:, :T] = rew
+        padded[:, :T] = rew[:, :T]
         interval_rew = padded.unflatten(1, (J, self.interval)).sum(-1)
         ended = terminated.any(1)  # the episode ended in a terminal state
         not_done = 1.0 - (self.last & ended[:, None]).float()

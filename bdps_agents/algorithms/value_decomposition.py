@@ -153,6 +153,10 @@ class ValueDecomposition(
     q_values_label = "Q-values (agent network)"
     # the statistics of an update: a subclass declares its own values as fields
     stats_class: type[ValueDecompositionStats] = ValueDecompositionStats
+    # an update's episodes are padded to a multiple of this many steps (at most the longest
+    # stored): the products then meet a few shapes, each of which oneDNN builds a kernel for
+    # once, instead of one per episode length (padded steps are masked: same losses)
+    pad_steps_to_multiple = 8
 
     def __init__(
         self,
@@ -250,7 +254,8 @@ class ValueDecomposition(
         # Tianshou types the batch as a protocol; the episode batch is a plain Batch
         if len(indices) == 0:  # no complete episode yet: skip this update
             return cast(RolloutBatchProtocol, Batch())
-        return cast(RolloutBatchProtocol, buffer.episode_batch(indices))
+        batch = buffer.episode_batch(indices, pad_multiple=self.pad_steps_to_multiple)
+        return cast(RolloutBatchProtocol, batch)
 
     @property
     def device(self) -> torch.device:
@@ -280,6 +285,9 @@ class ValueDecomposition(
             "rew": self.to_device(batch.rew, torch.float32) * self.reward_scale,
             "terminated": self.to_device(batch.terminated),
             "valid": self.to_device(batch.valid),
+            # the longest episode's length, on the CPU (read without a device sync): T may
+            # exceed it (``pad_steps_to_multiple``), and what depends on T must not see that
+            "longest": torch.tensor(int(np.asarray(batch.valid).sum(-1).max(initial=0))),
         }
 
     # -- hooks ----------------------------------------------------------------------------------

@@ -198,3 +198,33 @@ def test_an_nn_gru_unrolled_through_the_fused_path_matches_nn_gru(native_kernels
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="one-layer"):
         torch_gru_unroll(torch.nn.GRU(6, 16, num_layers=2, batch_first=True), x)
+
+
+def test_padding_an_update_with_steps_changes_nothing(algorithm_variant, small_lbf_config):
+    """Episodes padded to more steps (``pad_steps_to_multiple``: fewer product shapes) give
+    every registered algorithm variant the same loss and gradients: padded steps are masked."""
+    run = build_run(small_lbf_config(algorithm_variant))
+    try:
+        warmup(run.train_collector, n_episode=12)
+        buffer = run.buffer
+        starts = buffer.sample_indices(0)
+        lengths = buffer._episode_len[starts]
+        short = starts[lengths < lengths.max()][:4]
+        assert len(short) > 0, "the small LBF task should end episodes at different lengths"
+        plain = buffer.episode_batch(short)
+        padded = buffer.episode_batch(short, pad_multiple=1000)  # to the longest stored
+        assert padded.valid.shape[1] == lengths.max() > plain.valid.shape[1]
+        twin = copy.deepcopy(run.algorithm)
+        with torch_train_mode(run.algorithm):
+            got = run.algorithm._update_with_batch(padded)
+        with torch_train_mode(twin):
+            want = twin._update_with_batch(plain)
+        assert got.loss == pytest.approx(want.loss, rel=1e-5, abs=1e-7)
+        for (name, p), q in zip(run.algorithm.named_parameters(), twin.parameters(), strict=True):
+            if q.grad is not None:
+                scale = float(q.grad.abs().max())
+                torch.testing.assert_close(
+                    p.grad, q.grad, rtol=1e-4, atol=1e-5 * scale + 1e-8, msg=name
+                )
+    finally:
+        run.close()
