@@ -91,8 +91,30 @@ def compare(golden: dict, now: dict) -> bool:
             f"{name}: {len(got)} values, {'identical' if equal else 'DIFFERENT'}; "
             f"test returns {'identical' if tests_equal else 'DIFFERENT'}"
         )
+        if not equal:
+            print(f"  {drift(want, got)}")
         same &= equal and tests_equal
     return same
+
+
+def drift(want: list[tuple], got: list[tuple]) -> str:
+    """Where two recordings part: the first update whose values differ, and the largest
+    relative difference of the first update's values and of all (float noise compounds)."""
+    pairs = {(step, metric): float(value) for step, metric, value in want}
+    rel = [
+        (step, abs(float(value) - pairs[(step, metric)]) / max(abs(pairs[(step, metric)]), 1e-12))
+        for step, metric, value in got
+        if (step, metric) in pairs
+    ]
+    if not rel:
+        return "no common (step, metric) values"
+    differ = sorted(step for step, r in rel if r > 0)
+    first = differ[0] if differ else None
+    at_first = max((r for step, r in rel if step == first), default=0.0)
+    return (
+        f"first different update at env step {first}: max relative difference there "
+        f"{at_first:.1e}; over the whole run {max(r for _, r in rel):.1e}"
+    )
 
 
 if __name__ == "__main__":
