@@ -2,14 +2,15 @@
 seeded LBF runs, or compare them with a recording.
 
     python benchmarks/golden_losses.py record OUT.json
-    python benchmarks/golden_losses.py compare benchmarks/golden/losses-679d9c1.json
+    python benchmarks/golden_losses.py compare benchmarks/golden/losses-e38f8a7.json
 
 The runs are those of tests/algorithms/test_determinism.py (LBF 6x6-2p-1f, 2,100 env steps,
 one update per 10 steps, seed 5), for QMIX with full and no sharing and BDPS with one and two
-levels. The recording ``losses-679d9c1.json`` was made before issue 20's restructure (commit
-679d9c1, where these were ``network.sharing: full | none | individual | bilevel``). Exact
-float equality is expected on the same machine and library versions; another CPU may differ
-in the last bits.
+levels. ``losses-679d9c1.json`` was recorded before issue 20's restructure (commit 679d9c1,
+where these were ``network.sharing: full | none | individual | bilevel``), ``losses-e38f8a7.json``
+after issue 24's fast paths (same values to float rounding, then drifting: benchmarks/README.md).
+Exact float equality is expected on the same machine and library versions; another CPU may
+differ in the last bits.
 """
 
 from __future__ import annotations
