@@ -345,13 +345,10 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
         replace = len(starts) < batch_size
         return self._sample_rng.choice(starts, size=batch_size, replace=replace)
 
-    def episode_indices(
-        self, starts: np.ndarray, pad_multiple: int = 1
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(idx (B, T), valid (B, T), lengths (B,))``; padded slots repeat the start index.
-
-        T is the longest of the episodes, rounded up to a multiple of ``pad_multiple`` but not
-        past the longest episode stored (so that full-length episodes are not padded)."""
+    def episode_indices(self, starts: np.ndarray, pad_multiple: int = 1) -> tuple[np.ndarray, ...]:
+        """``(idx (B, T), valid (B, T), lengths (B,))``; padded slots repeat the start index. T:
+        the longest episode, rounded up to a multiple of ``pad_multiple``, not past the longest
+        stored one (full-length episodes are not padded)."""
         lengths = self._episode_len[starts].astype(np.int64)
         if np.any(lengths == 0):
             raise ValueError("episode_indices got an index that is not a complete episode start")
@@ -365,8 +362,7 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
         return np.where(valid, idx, starts[:, None]), valid, lengths
 
     def episode_batch(self, starts: np.ndarray, pad_multiple: int = 1) -> Batch:
-        """Padded episodes for the given start indices (``pad_multiple``: as
-        :meth:`episode_indices`).
+        """Padded episodes for the given start indices (``pad_multiple``: ``episode_indices``).
 
         Observation-like leaves (``obs``) have ``T + 1`` steps: step ``L`` of an episode of length
         ``L`` is the observation after its last action; later slots are zeros. Transition leaves

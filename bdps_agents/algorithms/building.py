@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bdps_agents.algorithms.value_decomposition import FusedAdamOptimizerFactory
+from bdps_agents.algorithms.optim import FusedAdamOptimizerFactory
 from bdps_agents.networks.agent import RecurrentAgent
 from bdps_agents.networks.mixer import QMixer, VDNMixer
 from bdps_agents.networks.qplex import QPLEXMixer

@@ -31,16 +31,16 @@ from typing import Any, ClassVar, cast
 import numpy as np
 import torch
 from tianshou.algorithm.algorithm_base import (
-    Algorithm,
     LaggedNetworkFullUpdateAlgorithmMixin,
     OffPolicyAlgorithm,
     TrainingStats,
 )
-from tianshou.algorithm.optim import AdamOptimizerFactory, OptimizerFactory
+from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data import Batch, ReplayBuffer
 from tianshou.data.types import RolloutBatchProtocol
 from torch import nn
 
+from bdps_agents.algorithms.optim import FusedAdamOptimizerFactory, GradNormOptimizer
 from bdps_agents.algorithms.td_targets import td_lambda_targets
 from bdps_agents.device import host_to_device, module_device
 from bdps_agents.learner_process import DeviceLearner, LearnerProcess
@@ -108,34 +108,6 @@ class AuxiliaryLoss:
     value: torch.Tensor
     weight: float = 1.0
     stats: dict[str, float] = field(default_factory=dict)
-
-
-class FusedAdamOptimizerFactory(AdamOptimizerFactory):
-    """Tianshou's Adam factory with PyTorch's fused implementation (``fused=True``): the same
-    update rule as one kernel over all parameters instead of a dozen operations per parameter
-    (a quarter of the time on CPU for QMIX's 22 tensors: benchmarks/README.md)."""
-
-    def _create_optimizer_for_params(self, params: Any) -> torch.optim.Optimizer:
-        return torch.optim.Adam(
-            params,
-            lr=self.lr,
-            betas=self.betas,
-            eps=self.eps,
-            weight_decay=self.weight_decay,
-            fused=True,
-        )
-
-
-class GradNormOptimizer(Algorithm.Optimizer):
-    """Tianshou's optimiser wrapper, also returning the gradient norm measured before clipping."""
-
-    def step(self, loss: torch.Tensor, retain_graph=None, create_graph=False) -> float:  # type: ignore[override]
-        self._optim.zero_grad()
-        loss.backward(retain_graph=retain_graph, create_graph=create_graph)
-        limit = self._max_grad_norm if self._max_grad_norm is not None else float("inf")
-        norm = nn.utils.clip_grad_norm_(self._module.parameters(), max_norm=limit)
-        self._optim.step()
-        return float(norm)
 
 
 class ValueDecomposition(

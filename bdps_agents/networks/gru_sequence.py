@@ -11,15 +11,30 @@ Standard GRU gradients (gate order r, z, n); the tests check both paths against 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 import torch
 from torch import nn
 
-from bdps_agents.networks import gemm, native
+import bdps_agents.networks.gemm as gemm
+import bdps_agents.networks.native as native
 
-if TYPE_CHECKING:
-    from bdps_agents.networks.stacked import StackedLinear
+
+class StackedLinear(Protocol):
+    """What the recurrence reads of its recurrent layer (``stacked.StackedLinear``, or an
+    ``nn.GRU``'s weights seen as one cell); named here, not imported: stacked imports this."""
+
+    groups: int
+    in_dim: int
+    out_dim: int
+    weight: torch.Tensor  # (G, H, 3H)
+    bias: torch.Tensor  # (G, 3H)
+
+    def __call__(self, x: torch.Tensor, index: None) -> torch.Tensor: ...
+    def slot_input_grad(self, grad_out: torch.Tensor) -> torch.Tensor: ...
+    def slot_param_grads(
+        self, x: torch.Tensor, grad_out: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 class _Recurrent:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bdps_agents.networks import gemm
+import bdps_agents.networks.gemm as gemm
 
 
 def mixer_action_inputs(

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bdps_agents.networks import gemm
+import bdps_agents.networks.gemm as gemm
 from bdps_agents.networks.gru_sequence import GRUSequence
 
 
