@@ -14,7 +14,8 @@ Three ways to choose the weights, picked by what the caller passes:
   (``onehot(index) ⊗ x``, shape ``(..., G * in)``) and multiplied by the weights viewed as one
   ``(G * in, out)`` matrix: a single GEMM forward and backward. G is small (2-5 in the paper);
   on CPU this beats computing all G outputs and gathering (benchmarks/README.md, "Measurements
-  behind design choices"). It suits few rows (acting, one step of the training recurrence).
+  behind design choices"). It suits few rows: acting (the training recurrence reads all G
+  cells' outputs side by side instead: ``gru_sequence``).
 * ``index`` given as :class:`RowGroups` (the training unroll's input and output layers, applied
   to every time step at once): rows sorted by group, one product per group on exactly its rows
   (``gemm.grouped_linear``), then back to their places. Each row is multiplied by its own
@@ -34,7 +35,7 @@ from bdps_agents.networks.gru_sequence import GRUSequence
 
 
 def bucket(count: int) -> int:
-    """``count`` rounded up to one of a few sizes per power of two (at most 1/32 more, and
+    """``count`` rounded up to one of a few sizes per power of two (at most 1/16 more, and
     multiples of 32): a group's row count differs in every batch, and each new product shape
     costs oneDNN a kernel build (~1 ms) where a seen one is cached."""
     step = max(32, 1 << max(count.bit_length() - 5, 0))
