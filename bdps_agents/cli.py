@@ -126,16 +126,6 @@ def _check_positive(option: str, value: int | None, unit: str) -> None:
         raise ArgumentValueError(f"{option} must be a positive number of {unit}, got {value}")
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from bdps_agents.training import evaluate
-
-    _check_positive("--episodes", args.episodes, "episodes")
-    _check_seed(args.seed)
-    result = evaluate(args.checkpoint, episodes=args.episodes, seed=args.seed)
-    print(json.dumps(result))
-    return 0
-
-
 def _run_grid(args: argparse.Namespace, name: str) -> tuple[Path, Exception | None]:
     """Run an experiment file or shipped name with the command's options: its results
     directory, and the ``GridRunError`` that listed failed runs (None if none failed)."""
@@ -291,11 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.set_defaults(fn=_train)
 
-    e = sub.add_parser("eval", parents=[common], help="greedy episodes with a checkpoint")
-    e.add_argument("--checkpoint", required=True)
-    e.add_argument("--episodes", type=int, default=32)
-    e.add_argument("--seed", type=int, default=None)
-    e.set_defaults(fn=_eval)
+    from bdps_agents.eval_cli import add_eval_parser
+
+    add_eval_parser(sub, common)
 
     def ray_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--results-dir", default=None, help="default: the file's results_dir")

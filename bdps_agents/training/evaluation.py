@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +24,9 @@ def greedy_return(run: Run, episodes: int) -> tuple[float, float]:
     return float(np.mean(stats.returns)), float(np.std(stats.returns))
 
 
-def evaluate(
-    checkpoint: str | Path, episodes: int = 32, seed: int | None = None
-) -> dict[str, float]:
-    """Greedy episodes with a trained checkpoint: mean/std team return and episode metrics
-    (e.g. ``win_rate``)."""
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+@contextmanager
+def checkpoint_run(checkpoint: str | Path, seed: int | None = None) -> Iterator[Run]:
+    """The run of a checkpoint, built on the CPU with its trained networks; closed after."""
     cfg, data = load_checkpoint(checkpoint)
     if seed is not None:
         cfg.training.seed = seed
@@ -38,8 +36,19 @@ def evaluate(
     run = build_run(cfg)
     try:
         load_algorithm_state(run.algorithm, data["algorithm"], checkpoint)
-        mean, std = greedy_return(run, episodes)
-        metrics = run.test_metrics.pop_means()
+        yield run
     finally:
         run.close()
+
+
+def evaluate(
+    checkpoint: str | Path, episodes: int = 32, seed: int | None = None
+) -> dict[str, float]:
+    """Greedy episodes with a trained checkpoint: mean/std team return and episode metrics
+    (e.g. ``win_rate``)."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    with checkpoint_run(checkpoint, seed) as run:
+        mean, std = greedy_return(run, episodes)
+        metrics = run.test_metrics.pop_means()
     return {"episodes": episodes, "return_mean": mean, "return_std": std, **metrics}

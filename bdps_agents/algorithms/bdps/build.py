@@ -48,6 +48,8 @@ def build_bdps_policy(cfg: ExperimentConfig, spec: Any) -> BDPSPolicy:
         role_interval=b.role_interval,
         sample_roles_at_test=b.sample_roles_at_test,
         group_input=b.group_selector_input,
+        group_choice=b.group_choice,
+        role_switch_margin=b.role_switch_margin,
         episode_limit=spec.episode_limit,
         group_agent=group_agent,
         group_selector=group_selector,

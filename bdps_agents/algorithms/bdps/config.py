@@ -43,6 +43,21 @@ class BDPSConfig(AlgorithmOptions):
         "state h^U (Eq. 8's tau). Only the last two let agents with equal roles take different "
         "groups (docs/results.md)",
     )
+    # variants that make the choices matter (docs/algorithm.md, "Do the choices matter?");
+    # the defaults are the paper's mechanism
+    group_choice: Literal["argmax", "partition"] = Field(
+        "argmax",
+        description="argmax: each agent takes its best group, epsilon-greedy (the paper); "
+        "partition: the assignment in which every group holds an alive agent that maximises "
+        "the summed group values (exact), explored with random partitions, and L_V's target "
+        "takes the best partition too",
+    )
+    role_switch_margin: float = Field(
+        0.0,
+        ge=0.0,
+        description="an agent keeps its role unless another role's latent z exceeds its "
+        "current role's by more than this (0: argmax z, the paper's Eq. 3; > 0: roles persist)",
+    )
     sample_roles_at_test: bool = Field(
         False,
         description="sample the role latent z in test episodes too; false = z = mu there, so "

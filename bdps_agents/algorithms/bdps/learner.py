@@ -31,6 +31,7 @@ import torch
 from tianshou.data import Batch
 from torch import nn
 
+from bdps_agents.algorithms.assignments import partition_argmax
 from bdps_agents.algorithms.bdps.diagnostics import masked_advantage, scaled_entropy_gap
 from bdps_agents.algorithms.bdps.policy import BDPSPolicy
 from bdps_agents.algorithms.decisions import DecisionSteps, assignment_stats, replayed_assignment
@@ -205,7 +206,10 @@ class BDPS(ValueDecomposition):
             target_selector = cast(GroupSelector, self.target_group_selector.module)
             q_sel_target, _ = target_selector.unroll(roles, alive, features=features)
             chooser = q_sel if self.double_q else q_sel_target  # as the TD loss chooses
-            best = chooser[:, 1:].argmax(-1, keepdim=True)
+            if policy.group_choice == "partition":  # the best next assignment acting could make
+                best = partition_argmax(chooser[:, 1:], alive[:, 1:])[..., None]
+            else:
+                best = chooser[:, 1:].argmax(-1, keepdim=True)
             q_next = q_sel_target[:, 1:].gather(-1, best).squeeze(-1)
             v_next = self.target_group_mixer(q_next, state[:, 1:])  # (B, J)
             y = dec.targets(ep["rew"], ep["terminated"], v_next, self.gamma)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from tianshou.data import Batch
 
+from bdps_agents.algorithms.assignments import (
+    CounterfactualAssignments,
+    partition_argmax,
+    random_partition,
+)
 from bdps_agents.algorithms.bdps.config import check_sharing_sizes
 from bdps_agents.algorithms.bdps.diagnostics import masked_advantage
 from bdps_agents.networks.agent import RecurrentAgent
@@ -21,6 +26,7 @@ from bdps_agents.policy import (
 )
 
 GROUP_INPUTS = ("roles", "roles+id", "roles+trajectory")
+GROUP_CHOICES = ("argmax", "partition")
 
 
 def group_feature_dim(group_input: str, n_agents: int, hidden_dim: int) -> int:
@@ -31,14 +37,19 @@ def group_feature_dim(group_input: str, n_agents: int, hidden_dim: int) -> int:
     return {"roles": 0, "roles+id": n_agents, "roles+trajectory": hidden_dim}[group_input]
 
 
-class BDPSPolicy(MultiAgentQPolicy):
+class BDPSPolicy(CounterfactualAssignments, MultiAgentQPolicy):
     """Acting with role and group selectors; roles/groups go to the buffer via ``policy``.
 
     ``agent`` holds the k role networks; ``group_agent`` the m group networks (``None`` in the
-    single-level ``individual`` mode); ``group_selector`` likewise.
+    single-level ``individual`` mode); ``group_selector`` likewise. ``set_override("roles" |
+    "groups", ...)`` replaces the selectors' choices in evaluation (selector value).
     """
 
     torch_rng: torch.Generator  # always set (seeded_torch_generator)
+    OVERRIDE_LEVELS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "roles": ("chosen", "random", "random-team", "fixed"),
+        "groups": ("chosen", "random", "random-team", "random-partition", "fixed"),
+    }
 
     def __init__(
         self,
@@ -50,6 +61,8 @@ class BDPSPolicy(MultiAgentQPolicy):
         group_interval: int | None = None,
         sample_roles_at_test: bool = False,
         group_input: str = "roles",
+        group_choice: str = "argmax",
+        role_switch_margin: float = 0.0,
         episode_limit: int | None = None,
         **policy_kwargs: Any,
     ) -> None:
@@ -64,6 +77,11 @@ class BDPSPolicy(MultiAgentQPolicy):
         ``group_input``: what the group selector reads besides one-hot roles: nothing
         (``roles``), the agent's one-hot id (``roles+id``) or its role network's hidden state
         h^U entering the decision step, detached (``roles+trajectory``).
+        ``group_choice``: ``argmax``: each agent takes its best group (the paper);
+        ``partition``: the assignment with every group holding an alive agent that maximises
+        the summed group values (:func:`partition_argmax`), explored with random partitions.
+        ``role_switch_margin``: an agent keeps its role unless another role's latent exceeds
+        its current role's by more than this (0: argmax z, the paper; roles persist with > 0).
         ``episode_limit``: the most steps of an episode (``JointEnv.episode_limit``); T_U and
         T_V must lie below it (Def. 1). Unknown (None): stated in a warning.
 
@@ -94,6 +112,12 @@ class BDPSPolicy(MultiAgentQPolicy):
         self.group_interval = group_interval if self.bilevel else None
         self.sample_roles_at_test = sample_roles_at_test
         self.group_input = group_input
+        if group_choice not in GROUP_CHOICES:
+            raise ValueError(f"group_choice must be one of {GROUP_CHOICES}, got {group_choice!r}")
+        if role_switch_margin < 0:
+            raise ValueError(f"role_switch_margin must be >= 0, got {role_switch_margin}")
+        self.group_choice = group_choice
+        self.role_switch_margin = role_switch_margin
         self.episode_limit = episode_limit
         # roles before any advantage history exists (t = 0): a fixed spread over the k roles
         self.initial_roles = np.arange(self.n_agents) % role_selector.n_roles
@@ -177,6 +201,36 @@ class BDPSPolicy(MultiAgentQPolicy):
             return h_u.detach()
         return None
 
+    def override_sizes(self) -> dict[str, int]:
+        sizes = {"roles": self.role_selector.n_roles}
+        if self.group_selector is not None:
+            sizes["groups"] = self.group_selector.n_groups
+        return sizes
+
+    def persistent_roles(self, z: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        """Roles from latents ``z`` ``(..., k)``: argmax z, except that an agent keeps its
+        ``current`` role unless the best latent exceeds the current role's by more than
+        ``role_switch_margin`` (hysteresis; 0 gives argmax z, Eq. 3)."""
+        best = z.argmax(-1)
+        if self.role_switch_margin <= 0:
+            return best
+        gain = z.max(-1).values - z.gather(-1, current[..., None]).squeeze(-1)
+        return torch.where(gain > self.role_switch_margin, best, current)
+
+    def choose_groups(self, q: torch.Tensor, alive: torch.Tensor, eps: float) -> torch.Tensor:
+        """Groups ``(R, n)`` from group values ``q`` ``(R, n, m)``: ε-greedy per agent
+        (``argmax``), or per env between the best and a random partition (``partition``)."""
+        if self.group_choice == "argmax":
+            return GroupSelector.epsilon_greedy(q, eps, self.rng)
+        greedy = partition_argmax(q, alive)
+        if eps <= 0.0:
+            return greedy
+        explore = torch.as_tensor(self.rng.random(q.shape[0]) < eps)
+        if not explore.any():
+            return greedy
+        random = torch.as_tensor(random_partition(alive.numpy(), q.shape[-1], self.rng))
+        return torch.where(explore[:, None], random.to(greedy), greedy)
+
     def initial_state(self, batch_size: int) -> Batch:
         """QMIX's state (with the step counter ``t``) plus advantage window, assignments and
         the group level's hidden states; all zero, as the Collector resets them at episode
@@ -225,7 +279,12 @@ class BDPSPolicy(MultiAgentQPolicy):
                 adv = torch.as_tensor(state.adv)
                 sample = self.is_within_training_step or self.sample_roles_at_test
                 out = self.role_selector(adv.flatten(0, 1), sample=sample, generator=self.torch_rng)
-                role = torch.where(roles_due[:, None], out.role.view(R, -1), role)
+                chosen_roles = self.persistent_roles(out.z.view(R, self.n_agents, -1), role)
+                role = torch.where(roles_due[:, None], chosen_roles, role)
+            alive_np = np.asarray(obs.alive).astype(bool)
+            if (cf := self.override_for("roles")) is not None:  # counterfactual evaluation
+                k = self.role_selector.n_roles
+                role = cf.apply(role, t % self.role_interval == 0, alive_np, k, self.override_rng)
             group = h_group = None
             h_selector = None
             if self.bilevel:
@@ -233,14 +292,18 @@ class BDPSPolicy(MultiAgentQPolicy):
                 h_group = torch.as_tensor(state.h_group)
                 h_selector = torch.as_tensor(state.h_selector)
                 assert self.group_selector is not None and self.group_interval is not None
-                groups_due = torch.as_tensor(t % self.group_interval == 0)
+                groups_due_np = t % self.group_interval == 0
+                groups_due = torch.as_tensor(groups_due_np)
                 if groups_due.any():  # Eq. 4-5, ε-greedy over group Q-values
-                    alive = torch.as_tensor(np.asarray(obs.alive)).bool()
+                    alive = torch.as_tensor(alive_np)
                     features = self.group_features(h_u)
                     sel = self.group_selector(role, alive, h_selector, features)
-                    chosen = GroupSelector.epsilon_greedy(sel.q, eps, self.rng)
+                    chosen = self.choose_groups(sel.q, alive, eps)
                     group = torch.where(groups_due[:, None], chosen, group)
                     h_selector = torch.where(groups_due[:, None, None], sel.h, h_selector)
+                    if (cf := self.override_for("groups")) is not None:
+                        m = self.group_selector.n_groups
+                        group = cf.apply(group, groups_due_np, alive_np, m, self.override_rng)
             o = torch.as_tensor(np.asarray(obs.obs), dtype=torch.float32)
             x = self.inputs(o, torch.as_tensor(state.last_act))
             q, h, h_group = self.bilevel_q(x, h_u, role, h_group, group)
