@@ -86,7 +86,7 @@ def paired_episodes(
         chunk = seeds_arr[start : start + venv.env_num]
         # one reset per env: a vector env hands the same keywords to every env it resets
         first: list[Any] = [venv.reset(env_id=[i], seed=int(s))[0] for i, s in enumerate(chunk)]
-        obs: Batch = Batch.cat(first)
+        obs: Any = Batch.cat(first)
         ready = np.arange(len(chunk))
         state = None
         while len(ready):
