@@ -21,6 +21,7 @@ from tianshou.data import Collector
 from tianshou.env import BaseVectorEnv
 
 from bdps_agents.algorithms import build_algorithm
+from bdps_agents.algorithms.assignments import ASSIGNMENT_KEYS, distinct_per_env
 from bdps_agents.algorithms.value_decomposition import ValueDecomposition
 from bdps_agents.config import ConfigError, EnvConfig, ExperimentConfig, default_vector_env
 from bdps_agents.device import resolve_device
@@ -126,10 +127,17 @@ class EpisodeMetrics:
     def __call__(self, episode_batch: Any) -> None:  # named as in EpisodeRolloutHookProtocol
         for key in self.keys:
             self.values[key].append(float(episode_batch.info[key][-1]))
+        # greedy play's assignments (roles, groups): distinct ones per env, mean over the steps
+        policy_out = episode_batch.get("policy", None)
+        for key, name in ASSIGNMENT_KEYS.items():
+            if policy_out is not None and key in policy_out.get_keys():
+                count = distinct_per_env(policy_out[key], episode_batch.obs.alive)
+                self.values.setdefault(name, []).append(float(np.mean(count)))
         return  # nothing added to the buffer
 
     def pop_means(self) -> dict[str, float]:
-        """Mean per metric (under its display name) since the last call; clears."""
+        """Mean per metric (under its display name) since the last call; clears. With a
+        role-based policy also ``roles_per_env``/``groups_per_env`` of its episodes."""
         means = {
             self.names.get(key, key): float(np.mean(values))
             for key, values in self.values.items()

@@ -244,3 +244,39 @@ def test_a_policy_without_assignments_cannot_be_overridden():
         overridden(policy, {"roles": "random"}, 0),
     ):
         pass
+
+
+# ----------------------------------------------------------------------------- every method
+ASSIGNMENT_OUT = {
+    "roles": lambda out: out.policy.role,
+    "groups": lambda out: out.policy.group,
+    "clusters": lambda out: out.state.cluster,
+}
+
+
+def test_every_role_based_method_lets_its_choices_be_replaced(algorithm_variant, small_lbf_config):
+    from tianshou.data import Batch
+
+    from bdps_agents.training.build import build_run
+
+    run = build_run(small_lbf_config(algorithm_variant))
+    try:
+        policy = run.policy
+        levels = getattr(policy, "OVERRIDE_LEVELS", {})
+        if not levels:
+            pytest.skip(f"{algorithm_variant['algorithm.name']} chooses no networks per agent")
+        obs = run.test_envs.reset()[0]
+        for level, size in policy.override_sizes().items():
+            last = size - 1
+            with overridden(policy, {level: f"fixed:{last}"}, seed=0):
+                out = policy(Batch(obs=obs, info=Batch()), None)  # t = 0: a decision
+            assert (np.asarray(ASSIGNMENT_OUT[level](out)) == last).all(), level
+            with overridden(policy, {level: "random"}, seed=0):
+                drawn = [
+                    np.asarray(ASSIGNMENT_OUT[level](policy(Batch(obs=obs, info=Batch()), None)))
+                    for _ in range(20)
+                ]
+            assert len(np.unique(drawn)) == size, level  # every choice comes up
+            assert policy.override_for(level) is None  # restored after the block
+    finally:
+        run.close()

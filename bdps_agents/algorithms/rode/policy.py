@@ -19,12 +19,13 @@ persistent buffers: they travel in checkpoints and from the learner process with
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from tianshou.data import Batch
 
+from bdps_agents.algorithms.assignments import CounterfactualAssignments
 from bdps_agents.exploration import LinearSchedule
 from bdps_agents.networks.rode import ActionRepresentation, RODEAgent, RODERoleSelector
 from bdps_agents.policy import MultiAgentQPolicy, masked_argmax, random_available
@@ -39,11 +40,16 @@ def role_action_masks(
     return torch.where(both.any(-1, keepdim=True), both, available)
 
 
-class RODEPolicy(MultiAgentQPolicy):
+class RODEPolicy(CounterfactualAssignments, MultiAgentQPolicy):
     """Acting with a role selector and role-restricted action spaces (module docstring).
 
     ``agent`` is the :class:`RODEAgent`; ``action_repr`` is trained by the learner and only
     its embeddings are used here."""
+
+    # set_override("roles", ...): a random role among its k roles per agent, or one per team
+    OVERRIDE_LEVELS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "roles": ("chosen", "random", "random-team", "fixed")
+    }
 
     agent: RODEAgent  # type: ignore[assignment]  # the key heads take roles and embeddings
     action_embed: torch.Tensor
@@ -89,6 +95,9 @@ class RODEPolicy(MultiAgentQPolicy):
         self.register_buffer("role_embed", z.mean(0).expand(k, d).clone())
         self.register_buffer("role_masks", torch.ones(k, A, dtype=torch.bool))
         self.register_buffer("clustered", torch.tensor(False))
+
+    def override_sizes(self) -> dict[str, int]:
+        return {"roles": self.n_roles}
 
     @staticmethod
     def _check_sharing(agent: Any, n_agents: int) -> None:
@@ -151,6 +160,9 @@ class RODEPolicy(MultiAgentQPolicy):
                     explore, self.rng.integers(self.n_roles, size=greedy.shape), greedy
                 )
                 role = torch.where(torch.as_tensor(due)[:, None], torch.as_tensor(chosen), role)
+                if (cf := self.override_for("roles")) is not None:  # counterfactual evaluation
+                    alive = np.asarray(obs.alive).astype(bool)
+                    role = cf.apply(role, due, alive, self.n_roles, self.override_rng)
             q, h = self.agent.step(x, torch.as_tensor(state.h), role, self.action_embed)
             mask = role_action_masks(self.role_masks, role, torch.as_tensor(mask_np))
             act = masked_argmax(q, mask).numpy()

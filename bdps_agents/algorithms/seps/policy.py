@@ -11,13 +11,14 @@ equal itself in a round trip). The VAE lives here too, for the same reason.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from tianshou.data import Batch
 from torch import nn
 
+from bdps_agents.algorithms.assignments import CounterfactualAssignments
 from bdps_agents.algorithms.seps.vae import AgentVAE
 from bdps_agents.networks.agent import RecurrentAgent
 from bdps_agents.policy import MultiAgentQPolicy, seeded_torch_generator
@@ -55,12 +56,19 @@ class ClusterAssignment(nn.Module):
         self.clustered.fill_(True)
 
 
-class SePSPolicy(MultiAgentQPolicy):
+class SePSPolicy(CounterfactualAssignments, MultiAgentQPolicy):
     """:class:`MultiAgentQPolicy` whose agent network (``RecurrentAgent(..., groups=G)``) is
     chosen per agent by the fixed ``assignment`` buffer.
 
     :param vae: the SePS VAE (trained by the learner during pre-training, then frozen).
     """
+
+    # set_override("clusters", ...): a random network per agent, drawn at the start of each
+    # episode and kept for it (SePS fixes its assignment)
+    OVERRIDE_LEVELS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "clusters": ("chosen", "random", "fixed")
+    }
+    _episode_clusters: torch.Tensor | None = None  # while an override acts: (R, n)
 
     torch_rng: torch.Generator  # always set (seeded_torch_generator)
 
@@ -110,7 +118,30 @@ class SePSPolicy(MultiAgentQPolicy):
 
     def agent_index(self, *leading: int) -> torch.Tensor:
         """Each agent's network id, expanded to ``(*leading, n)``."""
+        if self._episode_clusters is not None:  # acting under a counterfactual override
+            return self._episode_clusters
         return self.assignment.expand(*leading, self.n_agents)
+
+    def override_sizes(self) -> dict[str, int]:
+        return {"clusters": self.n_networks}
+
+    def forward(self, batch: Batch, state: Any | None = None, **kwargs: Any) -> Batch:
+        cf = self.override_for("clusters")
+        if cf is None:
+            return super().forward(batch, state, **kwargs)
+        mask, state = self.acting_inputs(batch, state)
+        R = mask.shape[0]
+        current = state.get("cluster", None)
+        current = self.agent_index(R) if current is None else torch.as_tensor(current)
+        alive = np.asarray(batch.obs.alive).astype(bool)
+        first = np.asarray(state.t) == 0  # drawn once per episode, at its first step
+        self._episode_clusters = cf.apply(current, first, alive, self.n_networks, self.override_rng)
+        try:
+            out = super().forward(batch, state, **kwargs)
+        finally:
+            clusters, self._episode_clusters = self._episode_clusters, None
+        out.state.cluster = clusters.numpy()
+        return out
 
     def agent_q(self, obs: Batch, state: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         o = torch.as_tensor(np.asarray(obs.obs), dtype=torch.float32)
