@@ -226,6 +226,12 @@ class TrainingConfig(StrictModel):
         "None = only the final checkpoint",
     )
     test_episodes: int = Field(32, ge=1)
+    selector_value_episodes: int = Field(
+        0,
+        ge=0,
+        description="role-based methods: at each test, also this many greedy episodes with the "
+        "choices as made and with random ones, paired on env seeds (test/role_value, ...)",
+    )
     log_interval: int = Field(1000, ge=1, description="env steps between training/update logs")
     torch_threads: int = Field(1, ge=1)
     reuse_freed_memory: bool = Field(

@@ -29,6 +29,7 @@ from bdps_agents.training.plan import EpochPlan, collect_step
 from bdps_agents.training.resume import check_resumable, check_resume_progress, resume_run
 from bdps_agents.training.run_dir import RunDirError, default_logdir, run_dir_lock, run_files
 from bdps_agents.training.run_logger import RunLogger, plot_learning_curve
+from bdps_agents.training.selector_value import selector_value_metrics
 
 
 @dataclass
@@ -157,6 +158,11 @@ def _train(
     )
     if tc.progress:  # before the progress bar appears
         print(plan.describe(tc.total_steps, tc.steps_per_update), flush=True)
+    def test_metrics() -> dict[str, float]:
+        """The test episodes' metrics, and the selector value where asked for."""
+        means = run.test_metrics.pop_means()
+        return {**means, **selector_value_metrics(run, tc.selector_value_episodes, tc.seed)}
+
     logger = RunLogger(
         logdir,
         plan.total,
@@ -164,7 +170,7 @@ def _train(
         progress=tc.progress,
         training_interval=tc.log_interval,
         update_interval=max(1, tc.log_interval // tc.steps_per_update),  # counted in updates
-        test_metrics_fn=run.test_metrics.pop_means,
+        test_metrics_fn=test_metrics,
         checkpoint_interval=tc.checkpoint_interval,
         resume=note,
     )
@@ -220,7 +226,7 @@ def _train(
         steps_per_second = logger.new_env_steps / max(elapsed, 1e-9)
         env_steps = logger.total_env_steps
         final_mean, _ = greedy_return(run, tc.test_episodes)  # fresh episodes, after training
-        final_metrics = run.test_metrics.pop_means()
+        final_metrics = test_metrics()
         logger.log_metric("final", env_steps, "greedy_return", final_mean)
         for name, value in final_metrics.items():
             logger.log_metric("final", env_steps, name, value)

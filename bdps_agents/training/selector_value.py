@@ -270,3 +270,22 @@ def evaluate_selector_value(checkpoint: str, episodes: int, seed: int = 0) -> di
         **chosen.means(),
         "selector_value": [value.as_dict() for value in values],
     }
+
+
+def selector_value_metrics(run: Run, episodes: int, seed: int) -> dict[str, float]:
+    """The return's selector values as metrics (``role_value``, ``group_value``,
+    ``group_value_random_team``, ... with ``_ci`` = the 95% half-width), for a run's tests;
+    {} for a policy that chooses no networks per agent."""
+    if episodes < 1 or not getattr(run.policy, "OVERRIDE_LEVELS", {}):
+        return {}
+    _, values = selector_value(run, episodes, EVAL_SEED_BASE + seed)
+    out: dict[str, float] = {}
+    for value in values:
+        if value.metric != "return":
+            continue
+        name = f"{value.level.removesuffix('s')}_value"
+        if value.baseline != "random":
+            name += "_" + value.baseline.replace("-", "_")
+        out[name] = value.mean
+        out[f"{name}_ci"] = (value.high - value.low) / 2
+    return out

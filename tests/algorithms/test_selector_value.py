@@ -280,3 +280,26 @@ def test_every_role_based_method_lets_its_choices_be_replaced(algorithm_variant,
             assert policy.override_for(level) is None  # restored after the block
     finally:
         run.close()
+
+
+def test_a_run_logs_greedy_assignments_and_the_selector_value_at_each_test(
+    small_lbf_config, tmp_path
+):
+    from bdps_agents.training import train
+
+    cfg = small_lbf_config(
+        {
+            "algorithm.name": "bdps",
+            "training.total_steps": 400,
+            "training.test_interval": 200,
+            "training.selector_value_episodes": 4,
+        }
+    )
+    train(cfg, logdir=tmp_path)
+    rows = [line.split(",") for line in (tmp_path / "metrics.csv").read_text().splitlines()]
+    tests = {(scope, name) for scope, _, name, _ in rows[1:]} if rows else set()
+    for name in ("roles_per_env", "groups_per_env", "role_value", "role_value_ci",
+                 "group_value", "group_value_random_team"):  # fmt: skip
+        assert ("test", name) in tests and ("final", name) in tests, name
+    per_env = [float(v) for scope, _, name, v in rows[1:] if name == "groups_per_env"]
+    assert all(1.0 <= v <= 2.0 for v in per_env)
