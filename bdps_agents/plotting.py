@@ -30,6 +30,17 @@ TEST_METRICS: dict[str, tuple[str, str]] = {
     "win_rate": ("win_rate.png", "test win rate"),
     "goal_score": ("goal_score.png", "test episodes with a goal (fraction)"),
     "food_collected": ("food_collected.png", "test food collected (fraction)"),
+    # role-based methods: greedy play's assignments, and the selector value (chosen − random,
+    # paired on env seeds; logged with training.selector_value_episodes > 0)
+    "roles_per_env": ("greedy_roles_per_env.png", "roles per env (greedy)"),
+    "groups_per_env": ("greedy_groups_per_env.png", "groups per env (greedy)"),
+    "role_value": ("role_value.png", "role value (return, chosen − random)"),
+    "group_value": ("group_value.png", "group value (return, chosen − random)"),
+    "group_value_random_team": ("group_value_team.png", "group value (chosen − random team)"),
+    "group_value_random_partition": (
+        "group_value_partition.png",
+        "group value (chosen − random partition)",
+    ),
 }
 
 
