@@ -281,9 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.set_defaults(fn=_train)
 
-    from bdps_agents.eval_cli import add_eval_parser
+    from bdps_agents.eval_cli import add_eval_parser, add_selector_value_parser
 
     add_eval_parser(sub, common)
+    add_selector_value_parser(sub, common)
 
     def ray_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--results-dir", default=None, help="default: the file's results_dir")

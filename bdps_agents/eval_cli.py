@@ -48,3 +48,31 @@ def add_eval_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
         "paired on the same env seeds, with 95%% intervals (role-based methods)",
     )
     e.set_defaults(fn=_eval)
+
+
+def _selector_value(args: argparse.Namespace) -> int:
+    from bdps_agents.cli import _check_positive
+    from bdps_agents.training.selector_report import selector_report
+
+    _check_positive("--episodes", args.episodes, "episodes")
+    path, table = selector_report(args.results_dir, args.episodes, args.overwrite)
+    print(table)
+    print(f"per-run values and intervals over episodes: {path}")
+    return 0
+
+
+def add_selector_value_parser(
+    sub: argparse._SubParsersAction, common: argparse.ArgumentParser
+) -> None:
+    s = sub.add_parser(
+        "selector-value",
+        parents=[common],
+        help="every run of an experiment on the same greedy episodes: return, assignments per "
+        "env, and for role-based methods chosen − random assignments (paired, 95%% CIs)",
+    )
+    s.add_argument("results_dir", help="a bdps experiment / reproduce results directory")
+    s.add_argument("--episodes", type=int, default=100, help="paired episodes per run")
+    s.add_argument(
+        "--overwrite", action="store_true", help="replace an existing selector_value.csv"
+    )
+    s.set_defaults(fn=_selector_value)

@@ -295,11 +295,25 @@ def test_a_run_logs_greedy_assignments_and_the_selector_value_at_each_test(
             "training.selector_value_episodes": 4,
         }
     )
-    train(cfg, logdir=tmp_path)
-    rows = [line.split(",") for line in (tmp_path / "metrics.csv").read_text().splitlines()]
+    logdir = tmp_path / "runs" / "lbf_6x6-2p-1f--bdps--seed0"  # a results dir's run
+    train(cfg, logdir=logdir)
+    rows = [line.split(",") for line in (logdir / "metrics.csv").read_text().splitlines()]
     tests = {(scope, name) for scope, _, name, _ in rows[1:]} if rows else set()
     for name in ("roles_per_env", "groups_per_env", "role_value", "role_value_ci",
                  "group_value", "group_value_random_team"):  # fmt: skip
         assert ("test", name) in tests and ("final", name) in tests, name
     per_env = [float(v) for scope, _, name, v in rows[1:] if name == "groups_per_env"]
     assert all(1.0 <= v <= 2.0 for v in per_env)
+
+    # bdps selector-value on the results dir: one row per quantity, refused a second time
+    from bdps_agents.config import ResultsError
+    from bdps_agents.training.selector_report import selector_report
+
+    path, table = selector_report(tmp_path, episodes=3)
+    report = path.read_text().splitlines()
+    assert report[0].startswith("scenario,method,seed,episodes,quantity")
+    quantities = {line.split(",")[4] for line in report[1:]}
+    assert {"return", "groups_per_env", "role_value:random:return"} <= quantities
+    assert "| bdps | role_value:random:return |" in table
+    with pytest.raises(ResultsError, match="--overwrite"):
+        selector_report(tmp_path, episodes=3)
