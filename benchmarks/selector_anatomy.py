@@ -9,8 +9,8 @@ Plays greedy episodes on fixed env seeds (as ``bdps eval``) and reports, as JSON
   role network r (column) would pick a different greedy action than network u, each reading
   the same input and hidden state (Q^U only, over available actions). Identical networks: 0;
   specialists: large off the diagonal;
-* ``fixed_role_return``: the greedy return with every agent held in role r all episode, next to
-  ``chosen_return`` (the same seeds);
+* ``chosen_return``: the greedy return of these episodes (the returns with roles or groups
+  replaced, fixed ones included, are ``bdps eval --selector-value``'s);
 * ``q_spread_roles`` / ``q_spread_groups``: the mean standard deviation over available actions
   of Q^U and of Q^V: how much each level can change an action;
 * ``group_preference``: at group decisions, d_i = Q_i(group 0) − Q_i(group 1) of every alive
@@ -32,7 +32,7 @@ import torch
 from bdps_agents.algorithms.bdps.policy import BDPSPolicy
 from bdps_agents.policy import masked_argmax
 from bdps_agents.training.evaluation import checkpoint_run
-from bdps_agents.training.selector_value import EVAL_SEED_BASE, overridden, paired_episodes
+from bdps_agents.training.selector_value import EVAL_SEED_BASE, paired_episodes
 
 
 def masked_std(q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -51,11 +51,6 @@ def anatomy(checkpoint: str, episodes: int, seed: int) -> dict[str, Any]:
         k = policy.role_selector.n_roles
         venv, metrics = run.test_envs, run.test_metrics
         seeds = range(EVAL_SEED_BASE + seed, EVAL_SEED_BASE + seed + episodes)
-        chosen = paired_episodes(policy, venv, seeds, metrics.keys, metrics.names)
-        fixed = []
-        for r in range(k):
-            with overridden(policy, {"roles": f"fixed:{r}"}, seed):
-                fixed.append(paired_episodes(policy, venv, seeds, metrics.keys, metrics.names))
 
         differ = np.zeros((k, k))
         count = np.zeros(k)
@@ -106,7 +101,7 @@ def anatomy(checkpoint: str, episodes: int, seed: int) -> dict[str, Any]:
 
             policy.group_agent.step = record_group_q  # type: ignore[method-assign]
         try:
-            paired_episodes(policy, venv, seeds, metrics.keys, metrics.names)
+            chosen = paired_episodes(policy, venv, seeds, metrics.keys, metrics.names)
         finally:
             for name in ("acting_inputs", "choose_groups"):
                 delattr(policy, name)
@@ -118,7 +113,6 @@ def anatomy(checkpoint: str, episodes: int, seed: int) -> dict[str, Any]:
         "checkpoint": checkpoint,
         "episodes": episodes,
         "chosen_return": float(chosen.returns.mean()),
-        "fixed_role_return": [float(f.returns.mean()) for f in fixed],
         "role_disagreement": (differ / np.maximum(count, 1)[:, None]).round(4).tolist(),
         "role_agent_steps": count.tolist(),
         "q_spread_roles": float(np.mean(spreads["roles"])),

@@ -2,7 +2,8 @@
 
 Each finished run's checkpoint plays the same greedy episodes (env seeds ``EVAL_SEED_BASE``
 onwards) as chosen and, for role-based methods, with each level's choices replaced
-(:func:`~bdps_agents.training.selector_value.selector_value`); methods without assignments
+(:func:`~bdps_agents.training.selector_value.selector_value`, against random assignments and
+against every fixed one); methods without assignments
 (QMIX, ...) play the chosen episodes only, so every method's return is measured on the same
 seeds. One CSV row per run and value (``selector_value.csv`` in the results dir), then a table:
 per scenario × method the mean over seeds with a 95% Student-t interval over seeds, next to the
@@ -38,7 +39,7 @@ def run_rows(checkpoint: Path, episodes: int) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     with checkpoint_run(checkpoint) as run:
         if getattr(run.policy, "OVERRIDE_LEVELS", {}):
-            chosen, values = selector_value(run, episodes, EVAL_SEED_BASE)
+            chosen, values = selector_value(run, episodes, EVAL_SEED_BASE, fixed=True)
         else:
             seeds = range(EVAL_SEED_BASE, EVAL_SEED_BASE + episodes)
             metrics = run.test_metrics

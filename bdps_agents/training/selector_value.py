@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from tianshou.data import Batch
@@ -180,11 +180,13 @@ def selector_value(
     episodes: int,
     seed: int,
     baselines: dict[str, Sequence[str]] | None = None,
+    fixed: bool = False,
 ) -> tuple[Episodes, list[PairedValue]]:
     """Greedy episodes as chosen on seeds ``seed .. seed + episodes − 1``, then with each
     level's choices replaced by each of its ``baselines`` (default: :data:`DEFAULT_BASELINES`
-    for the levels the policy offers) on the same seeds: the chosen episodes and the paired
-    values."""
+    for the levels the policy offers; ``fixed``: also ``fixed:i`` for every choice i, which
+    tells a selector that routes by the situation from one that always picks one network) on
+    the same seeds: the chosen episodes and the paired values."""
     policy = run.policy
     levels = getattr(policy, "OVERRIDE_LEVELS", {})
     if not levels:
@@ -196,6 +198,12 @@ def selector_value(
         baselines = {level: DEFAULT_BASELINES[level] for level in levels}
         if getattr(policy, "group_choice", None) == "partition":  # the shape it chooses
             baselines["groups"] = (*baselines["groups"], "random-partition")
+        if fixed:
+            sizes = cast(CounterfactualAssignments, policy).override_sizes()
+            for level, modes in levels.items():
+                if "fixed" in modes:
+                    each = tuple(f"fixed:{i}" for i in range(sizes[level]))
+                    baselines[level] = (*baselines[level], *each)
     seeds = range(seed, seed + episodes)
 
     def play() -> Episodes:
@@ -264,7 +272,7 @@ def evaluate_selector_value(checkpoint: str, episodes: int, seed: int = 0) -> di
     from bdps_agents.training.evaluation import checkpoint_run
 
     with checkpoint_run(checkpoint) as run:
-        chosen, values = selector_value(run, episodes, EVAL_SEED_BASE + seed)
+        chosen, values = selector_value(run, episodes, EVAL_SEED_BASE + seed, fixed=True)
     return {
         "episodes": episodes,
         **chosen.means(),
