@@ -13,7 +13,7 @@ a promise. Sources, newest first:
   BDPS 240-280 (baselines-smax); SMAX 2s3z RODE 148, SePS 157, about 150 for QMIX and 130 for
   BDPS (baselines-smax, sharing-smax-2s3z: 12 runs of 100k in about 2.5 h of one core);
   LBF 8x8-2p-2f about 500 (vdn-vs-qmix-lbf: 6 runs of 100k in about 20 min of one core).
-- docs/results/smax-throughput.md: GRF academy_3_vs_1_with_keeper QMIX 100, BDPS 41.
+- docs/results/throughput.md (full stack): GRF academy_3_vs_1_with_keeper QMIX 100, BDPS 41.
 
 A pair with no measurement takes the scenario's QMIX rate divided by the method's cost per env
 step relative to QMIX (``COST_VS_QMIX``); a scenario with no measured rate has no estimate.
