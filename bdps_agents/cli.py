@@ -203,9 +203,13 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
+    from bdps_agents.grid_budget import experiments_table
     from bdps_agents.plotting import plot_results, summary_table
     from bdps_agents.results import load_results
 
+    if args.list or args.name is None:
+        print(experiments_table())
+        return 0
     root, failure = _run_grid(args, args.name)
     for path in plot_results(root):  # the runs that finished, also when some failed
         print(f"wrote {path}")
@@ -338,10 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-steps", type=int, default=None)
     r.set_defaults(fn=_render)
 
-    rp = sub.add_parser(
-        "reproduce", parents=[common], help="run a shipped experiment, then plot it"
-    )
-    rp.add_argument("name", help="e.g. lbf-ablation")
+    rp = sub.add_parser("reproduce", parents=[common], help="run a shipped experiment, plot it")
+    rp.add_argument("name", nargs="?", help="e.g. lbf-ablation; none: --list")
+    rp.add_argument("--list", action="store_true", help="the shipped experiments and their cost")
     ray_options(rp)
     rp.set_defaults(fn=_reproduce)
 

@@ -34,6 +34,8 @@ from typing import Any
 
 from bdps_agents.config import ConfigError
 from bdps_agents.grid import GridConfig, RunSpec, expand, load_grid
+from bdps_agents.grid_budget import budget_line
+from bdps_agents.run_rates import default_parallel_runs
 
 RESULTS_HEADER = ["run_id", "scenario", "method", "seed", "env_step", "metric", "value"]
 
@@ -171,6 +173,8 @@ def run_experiment(
         f"{resumed} to resume) -> {root}",
         flush=True,
     )
+    parallel = 1 if local else max_parallel or default_parallel_runs(grid.cpus_per_run)
+    print(budget_line(specs, todo, parallel), flush=True)
     start = time.time()
     if local:
         for i, spec in enumerate(todo, 1):

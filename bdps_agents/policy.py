@@ -3,7 +3,8 @@
 Observations arrive as Tianshou stacks the joint env's Dict: ``batch.obs.obs`` ``(R, n, d)``,
 ``batch.obs.mask`` ``(R, n, A)``, ``batch.obs.state`` ``(R, S)``. The recurrent state is a
 ``Batch(h=(R, n, H), last_act=(R, n, A), t=(R,))`` of numpy arrays, which the Collector zeroes
-when an episode ends (a bare torch tensor would not be reset: see docs/tianshou.md of the notes).
+when an episode ends (Tianshou resets the hidden state of finished envs only when it is a
+``Batch`` or numpy array: a bare torch tensor would carry over into the next episode).
 ``t`` is the step within the episode; ``forward`` hands it to the replay buffer as
 ``policy.episode_step``, which is how the buffer recognises episodes cut short by a Collector
 reset (:mod:`bdps_agents.replay`).

@@ -18,8 +18,8 @@ of alive agents:
 
 ``--refit`` also trains fresh role selectors on the same windows, raw and standardised, for each
 λ of ``--kl`` (2,000 Adam steps on 70% of the windows, figures on the other 30%): the
-advantage-scale and λ sweep of docs/results.md. Works with checkpoints of every sharing mode
-(QMIX ones only give windows, for ``--refit``).
+advantage-scale and λ sweep of docs/results/roles-and-groups.md. Works with checkpoints of every
+sharing mode (QMIX ones only give windows, for ``--refit``).
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "presets": 0,
     "results": 0,
     "experiments": 0,  # data: experiment grids
+    "run_rates": 0,  # measured env steps/s: rough durations
     # 1: building blocks: environments, networks, the policy, replay, figures
     "adapters": 1,
     "episode_rule": 1,
@@ -52,6 +53,7 @@ LAYERS: dict[str, int] = {
     # 4: grids of runs, their figures, episode videos
     "experiment": 4,
     "grid": 4,
+    "grid_budget": 4,
     "plotting": 4,
     "render": 4,
     # 5: the command line

@@ -75,7 +75,11 @@ def test_local_mode_runs_sequentially_and_cli_plots(make_grid, tmp_path: Path, c
 
     grid = make_grid(tmp_path, methods={"qmix": {"network.sharing": "full"}}, seeds=[3])
     root = run_experiment(grid, local=True)
-    assert "[1/1] lbf_8x8-2p-2f--qmix--seed3" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "[1/1] lbf_8x8-2p-2f--qmix--seed3" in out
+    # before training: the budget and its rough duration (200 steps at QMIX's LBF rate)
+    budget = "budget: 1 runs, 200 env steps; to train now: 1 runs, at most 200 env steps, ≈ 1 min"
+    assert budget in out and out.index("budget:") < out.index("[1/1]")
     rows = _rows(root / "results.csv")
     assert {r["seed"] for r in rows} == {"3"}
     # `bdps plot` re-merges results.csv from the runs (so a running experiment can be plotted)

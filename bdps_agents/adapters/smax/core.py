@@ -180,10 +180,10 @@ def _scaled_world_state(env: Any, world_state: jax.Array) -> jax.Array:
     SMAX's layout: per unit (allies, then enemies) ``[health fraction, x, y, weapon cooldown,
     unit-type one-hot]`` (zeros for dead units), then every unit's team and type index. Raw map
     coordinates (0..32) and type indices fed to QMIX's state hypernetworks make the mixing weights
-    large (the failure measured on LBF, docs/results.md), and SMAX's cooldown keeps decreasing
-    below zero while a unit does not shoot (-10 after a few dozen steps): any value <= 0 means
-    "ready" to the game, so it is kept at 0 there. Positions are divided by the map size, the
-    cooldown by the unit type's longest cooldown, type indices by the largest index.
+    large (the failure measured on LBF, docs/results/qmix-lbf-8x8.md), and SMAX's cooldown keeps
+    decreasing below zero while a unit does not shoot (-10 after a few dozen steps): any value
+    <= 0 means "ready" to the game, so it is kept at 0 there. Positions are divided by the map
+    size, the cooldown by the unit type's longest cooldown, type indices by the largest index.
     """
     import jax.numpy as jnp
 

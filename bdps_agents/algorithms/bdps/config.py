@@ -27,8 +27,8 @@ class BDPSConfig(AlgorithmOptions):
     n_groups: int = Field(2, ge=2, description="m groups")
     role_interval: int = Field(5, ge=1, description="T_U: env steps between role updates")
     group_interval_multiple: int = Field(1, ge=1, description="e in T_V = e * T_U")
-    # chosen by a sweep on standardised windows (docs/results.md, "Roles that carry
-    # information"); the old 1e-4 only hid a scale problem of raw windows
+    # chosen by a sweep on standardised windows (docs/results/roles-and-groups.md); the old 1e-4
+    # only hid a scale problem of raw windows
     kl_weight: float = Field(0.01, ge=0.0, description="lambda in Eq. 7")
     standardize_advantages: bool = Field(
         True,
@@ -41,7 +41,7 @@ class BDPSConfig(AlgorithmOptions):
         description="what the group selector reads per agent: its one-hot role (paper Sec. "
         "3.2.1); the role and its one-hot agent id; or the role and its role network's hidden "
         "state h^U (Eq. 8's tau). Only the last two let agents with equal roles take different "
-        "groups (docs/results.md)",
+        "groups (docs/results/roles-and-groups.md)",
     )
     # variants that make the choices matter (docs/algorithm.md, "Do the choices matter?");
     # the defaults are the paper's mechanism

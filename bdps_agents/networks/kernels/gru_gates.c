@@ -1,5 +1,5 @@
 /* The elementwise part of one GRU step, forward and backward, fused into one pass over the
- * rows (bdps_agents/networks/native.py compiles and loads it; stacked.py's _GRUSequence calls
+ * rows (bdps_agents/networks/native.py compiles and loads it; gru_sequence.py's GRUSequence calls
  * it between the matrix products). Gate order r, z, n as torch.nn.GRUCell; every array is
  * contiguous float32, rows x width as named. */
 #include <math.h>
