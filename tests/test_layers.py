@@ -58,6 +58,7 @@ LAYERS: dict[str, int] = {
     "render": 4,
     # 5: the command line
     "cli": 5,
+    "eval_cli": 5,  # bdps eval, bdps selector-value
 }
 
 
