@@ -73,6 +73,9 @@ def add_selector_value_parser(
     s.add_argument("results_dir", help="a bdps experiment / reproduce results directory")
     s.add_argument("--episodes", type=int, default=100, help="paired episodes per run")
     s.add_argument(
-        "--overwrite", action="store_true", help="replace an existing selector_value.csv"
+        "--overwrite",
+        action="store_true",
+        help="evaluate runs again that were evaluated before (each run keeps its values in "
+        "its own selector_value.csv; without it they are read back)",
     )
     s.set_defaults(fn=_selector_value)

@@ -58,27 +58,58 @@ def run_rows(checkpoint: Path, episodes: int) -> list[dict[str, object]]:
     return rows
 
 
+def finished(checkpoint: Path) -> bool:
+    """The run of ``checkpoint`` reached its budget: its metrics.csv holds the final
+    evaluation (a run still training, or killed, has an epoch's checkpoint but no final row)."""
+    metrics = checkpoint.parent / "metrics.csv"
+    if not metrics.is_file():
+        return False
+    with metrics.open() as f:
+        return any(line.startswith("final,") for line in f)
+
+
 def selector_report(
     results_dir: str | Path, episodes: int = 100, overwrite: bool = False
 ) -> tuple[Path, str]:
-    """Evaluate every finished run of ``results_dir`` (a ``bdps experiment`` results
-    directory); writes ``selector_value.csv`` there (refused if present, unless
-    ``overwrite``) and returns its path and a markdown table."""
+    """Evaluate every finished run (:func:`finished`) of ``results_dir`` (a ``bdps
+    experiment`` results directory): each run's rows go to its own ``selector_value.csv``, all
+    of them to ``selector_value.csv`` in ``results_dir``; returns its path and a markdown table.
+    A run evaluated before with as many episodes is read back, not played again (its values are
+    replaced only with ``overwrite``)."""
     root = Path(results_dir)
-    checkpoints = sorted(root.glob("runs/*/checkpoint.pt"))
+    checkpoints = [path for path in sorted(root.glob("runs/*/checkpoint.pt")) if finished(path)]
     if not checkpoints:
-        raise ResultsError(f"{root} holds no finished runs (runs/*/checkpoint.pt)")
-    out = root / "selector_value.csv"
-    if out.exists() and not overwrite:
-        raise ResultsError(f"{out} exists: pass --overwrite to replace it")
-    rows = [row for checkpoint in checkpoints for row in run_rows(checkpoint, episodes)]
-    tmp = out.with_suffix(".csv.tmp")
+        raise ResultsError(
+            f"{root} holds no finished runs (runs/*/ with a checkpoint.pt and a final "
+            "evaluation in metrics.csv)"
+        )
+    out = root / "selector_value.csv"  # merged anew from the runs' own files, as results.csv
+    rows = []
+    for checkpoint in checkpoints:
+        # each run's rows are kept beside its checkpoint: a second report (more runs finished)
+        # evaluates only the new ones
+        cached = checkpoint.parent / "selector_value.csv"
+        own = read_rows(cached) if cached.is_file() and not overwrite else []
+        if not own or any(int(row["episodes"]) != episodes for row in own):  # type: ignore[call-overload]
+            own = run_rows(checkpoint, episodes)
+            write_rows(cached, own)
+        rows += own
+    write_rows(out, rows)
+    return out, summary(rows)
+
+
+def write_rows(path: Path, rows: list[dict[str, object]]) -> None:
+    tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(out)
-    return out, summary(rows)
+    tmp.replace(path)
+
+
+def read_rows(path: Path) -> list[dict[str, object]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def summary(rows: list[dict[str, object]]) -> str:

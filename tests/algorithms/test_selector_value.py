@@ -305,7 +305,8 @@ def test_a_run_logs_greedy_assignments_and_the_selector_value_at_each_test(
     per_env = [float(v) for scope, _, name, v in rows[1:] if name == "groups_per_env"]
     assert all(1.0 <= v <= 2.0 for v in per_env)
 
-    # bdps selector-value on the results dir: one row per quantity, refused a second time
+    # bdps selector-value on the results dir: one row per quantity; a second report reads the
+    # run's values back (an unfinished run, without a final row, is left out)
     from bdps_agents.config import ResultsError
     from bdps_agents.training.selector_report import selector_report
 
@@ -315,5 +316,18 @@ def test_a_run_logs_greedy_assignments_and_the_selector_value_at_each_test(
     quantities = {line.split(",")[4] for line in report[1:]}
     assert {"return", "groups_per_env", "role_value:random:return"} <= quantities
     assert "| bdps | role_value:random:return |" in table
-    with pytest.raises(ResultsError, match="--overwrite"):
-        selector_report(tmp_path, episodes=3)
+    cached = logdir / "selector_value.csv"
+    stamp = cached.stat().st_mtime_ns
+    assert selector_report(tmp_path, episodes=3)[1] == table
+    assert cached.stat().st_mtime_ns == stamp  # read back, not played again
+    selector_report(tmp_path, episodes=3, overwrite=True)
+    assert cached.stat().st_mtime_ns != stamp
+    unfinished = tmp_path / "runs" / "lbf_6x6-2p-1f--bdps--seed1"
+    unfinished.mkdir()
+    for name in ("checkpoint.pt", "config.json"):
+        (unfinished / name).write_bytes((logdir / name).read_bytes())
+    (unfinished / "metrics.csv").write_text("scope,env_step,metric,value\n")
+    assert len(selector_report(tmp_path, episodes=3)[0].read_text().splitlines()) == len(report)
+    assert not (unfinished / "selector_value.csv").exists()
+    with pytest.raises(ResultsError, match="no finished runs"):
+        selector_report(tmp_path / "runs", episodes=3)
