@@ -27,6 +27,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import gymnasium
 from pettingzoo import ParallelEnv
 
 from bdps_agents.adapters.base import MultiAgentEnvAdapter
@@ -45,6 +46,7 @@ __all__ = [
     "check_adapter_kwargs",
     "check_parallel_env",
     "make_env",
+    "not_a_parallel_env",
     "register_adapter",
 ]
 
@@ -141,17 +143,36 @@ class AdapterRegistry(Registry[Factory]):
         return check_parallel_env(self.factory(name)(**kwargs), name)
 
 
-def check_parallel_env(env: Any, name: str) -> ParallelEnv:
-    """``env`` if it looks like a PettingZoo ParallelEnv, else ``TypeError`` naming the adapter.
+def not_a_parallel_env(env: Any) -> str | None:
+    """Why ``env`` is not a PettingZoo ParallelEnv, with the fix, or None if it looks like one.
 
-    Duck-typed on purpose: PettingZoo wrappers and third-party envs need not subclass.
-    """
+    Duck-typed on purpose: PettingZoo wrappers and third-party envs need not subclass. An AEC
+    env (``simple_spread_v3.env()``) and a single-agent Gymnasium env are named as such: both
+    would otherwise fail only later, inside ``reset`` or ``step``."""
+    kind = type(env).__name__
+    if hasattr(env, "agent_iter") and hasattr(env, "last"):  # AECEnv and its wrappers
+        return (
+            f"{kind} is a PettingZoo AEC env (agents act in turn): build the parallel version "
+            "(e.g. simple_spread_v3.parallel_env() instead of .env()) or convert it with "
+            "pettingzoo.utils.conversions.aec_to_parallel(env)"
+        )
+    if isinstance(env, gymnasium.Env) and not hasattr(env, "possible_agents"):
+        return (
+            f"{kind} is a single-agent Gymnasium env: a PettingZoo ParallelEnv (possible_agents, "
+            "per-agent dicts) is needed"
+        )
     for attr in ("possible_agents", "reset", "step", "action_space", "observation_space"):
         if not hasattr(env, attr):
-            raise TypeError(
-                f"adapter {name!r} returned {type(env).__name__}, which lacks {attr!r}: "
-                "not a PettingZoo ParallelEnv"
-            )
+            return f"{kind} lacks {attr!r}: not a PettingZoo ParallelEnv"
+    return None
+
+
+def check_parallel_env(env: Any, name: str) -> ParallelEnv:
+    """``env`` if it looks like a PettingZoo ParallelEnv, else ``TypeError`` naming the adapter
+    (:func:`not_a_parallel_env`)."""
+    problem = not_a_parallel_env(env)
+    if problem is not None:
+        raise TypeError(f"adapter {name!r}: {problem}")
     return env
 
 
