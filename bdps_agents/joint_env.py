@@ -72,7 +72,8 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
 
     Attributes: ``agents`` (= ``possible_agents``), ``n_agents``, ``n_actions`` (``A_max``),
     ``obs_dim`` (``d_max``), ``state_dim``, ``episode_limit``, ``metric_keys``, ``metric_names``,
-    ``noop_action``, ``env`` (the wrapped env).
+    ``noop_action``, ``env`` (the wrapped env), ``source`` (``{"adapter", "kwargs",
+    "reward_aggregation"}`` when made by :func:`make_joint_env` or ``bdps train``, else None).
 
     ``reward_aggregation``: ``"sum"`` (the default) or ``"mean"`` of the agents' rewards; see
     the module docstring for envs with one shared team reward.
@@ -181,6 +182,9 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         self._mask = np.zeros((self.n_agents, self.n_actions), dtype=np.int8)
         self._running = False
         self._state_probed = self._use_env_state  # whether an undeclared state() was looked for
+        # the registered adapter and arguments it was made from (config env section), or None
+        # when an env was wrapped by hand: a learner's checkpoint records it for `bdps eval`
+        self.source: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(
@@ -375,7 +379,17 @@ def make_joint_env(
     noop_action: int | None = None,
     **env_kwargs: Any,
 ) -> JointEnv:
-    """``JointEnv(make_env(name, **env_kwargs), ...)``: the learner's entry point to any adapter."""
-    return JointEnv(
+    """``JointEnv(make_env(name, **env_kwargs), ...)``: the learner's entry point to any adapter.
+
+    The env remembers ``name`` and ``env_kwargs`` (``source``), so that a learner built on it
+    records them in its config and ``bdps eval`` can rebuild the env from a saved learner."""
+    joint = JointEnv(
         make_env(name, **env_kwargs), reward_aggregation=reward_aggregation, noop_action=noop_action
     )
+    if noop_action is None:  # the config has no noop_action: another one is not reproducible
+        joint.source = {
+            "adapter": name,
+            "kwargs": dict(env_kwargs),
+            "reward_aggregation": reward_aggregation or "sum",
+        }
+    return joint

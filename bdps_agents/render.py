@@ -183,6 +183,7 @@ def render_episode(
         raise ValueError(f"fps must be positive, got {fps}")
     check_output_path(out)  # before the episode is played, not when the file is written
     cfg, data = training.load_checkpoint(checkpoint)
+    training.check_env_rebuildable(data, checkpoint)
     torch.manual_seed(seed)
     env = training.make_joint(cfg.env)
     venv = DummyVectorEnv([lambda: env])  # in-process: the recorder reads this very env

@@ -224,8 +224,12 @@ class ValueDecomposition(
                 f"got {type(buffer).__name__}"
             )
         # Tianshou types the batch as a protocol; the episode batch is a plain Batch
-        if len(indices) == 0:  # no complete episode yet: skip this update
-            return cast(RolloutBatchProtocol, Batch())
+        if len(indices) == 0:  # a partial episode is never replayed: nothing to learn from
+            raise ValueError(
+                f"{type(self).__name__}.update() found no complete episode in the replay buffer "
+                f"({len(buffer)} steps of unfinished episodes): collect whole episodes first, "
+                "e.g. bdps_agents.pipeline.warmup(collector, n_episode=...)"
+            )
         batch = buffer.episode_batch(indices, pad_multiple=self.pad_steps_to_multiple)
         return cast(RolloutBatchProtocol, batch)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from bdps_agents.training.build import Run, build_run
-from bdps_agents.training.checkpoint import load_checkpoint
+from bdps_agents.training.checkpoint import check_env_rebuildable, load_checkpoint
 from bdps_agents.training.learner_state import load_algorithm_state
 
 
@@ -30,6 +30,7 @@ def evaluate(
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     cfg, data = load_checkpoint(checkpoint)
+    check_env_rebuildable(data, checkpoint)
     if seed is not None:
         cfg.training.seed = seed
     # greedy episodes take no gradient step: no learner elsewhere, on any machine (a checkpoint
