@@ -23,6 +23,7 @@ own ``check_kwargs(**kwargs)`` if it defines one (as the LBF adapter does).
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -42,6 +43,7 @@ __all__ = [
     "MultiAgentEnvAdapter",
     "UnknownAdapterError",
     "adapter_factory",
+    "adapter_scenario_dir",
     "available_adapters",
     "check_adapter_kwargs",
     "check_parallel_env",
@@ -215,6 +217,28 @@ def adapter_factory(name: str) -> Factory:
     process and hand it to their workers, so adapters registered at run time also work in
     spawned worker processes."""
     return _registry.factory(name)
+
+
+def adapter_scenario_dir(name: str) -> Any | None:
+    """The ``scenarios`` folder of a registered adapter (a Traversable), or None if it has none:
+    the folder beside the module of its factory (for a third-party ``"my_pkg.env:make_env"``,
+    ``my_pkg/scenarios``; ship it as package data). Imports the module's parent packages, not
+    the module itself (a lazily registered factory's module is not imported)."""
+    from importlib import resources
+
+    if name not in _registry.names():
+        return None
+    target = _registry.target(name)
+    module = target.partition(":")[0] if target else getattr(_registry.get(name), "__module__", "")
+    try:
+        spec = importlib.util.find_spec(module) if module else None
+    except (ImportError, ValueError):  # reported when the adapter itself is built
+        return None
+    if spec is None:
+        return None
+    package = module if spec.submodule_search_locations is not None else spec.parent
+    folder = resources.files(package).joinpath("scenarios") if package else None
+    return folder if folder is not None and folder.is_dir() else None
 
 
 def available_adapters() -> list[str]:
