@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "adapters": 1,
     "episode_rule": 1,
     "joint_env": 1,
+    "wrapped_env": 1,
     "vector_envs": 1,
     "env_spec": 1,
     "memory": 1,
@@ -56,6 +57,7 @@ LAYERS: dict[str, int] = {
     "render": 4,
     # 5: the command line
     "cli": 5,
+    "cli_options": 5,
 }
 
 
