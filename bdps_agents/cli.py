@@ -9,6 +9,7 @@ bdps plot results/grid                            # mean +- 95% CI figures to re
 bdps render --checkpoint runs/x/checkpoint.pt --out episode.gif
 bdps reproduce lbf-ablation                       # the paper's Fig. 9 comparison, then its plots
 bdps scenarios
+bdps options rode                                 # an algorithm's own settings, with defaults
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 from pathlib import Path
 
 from bdps_agents.algorithms import algorithm_spec, available_algorithms, run_label
+from bdps_agents.cli_options import add_options_command
 from bdps_agents.config import ConfigError, ResultsError
 from bdps_agents.presets import load_config, scenario_names
 
@@ -252,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--algo",
         choices=available_algorithms(),
         default=None,
-        help="a registered algorithm (algorithm.name): "
+        help="a registered algorithm (algorithm.name; its own settings: bdps options NAME): "
         + "; ".join(f"{name}: {algorithm_spec(name).summary}" for name in available_algorithms()),
     )
     t.add_argument(
@@ -350,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("scenarios", parents=[common], help="list scenario presets")
     s.set_defaults(fn=_scenarios)
+    add_options_command(sub, common)
     return parser
 
 

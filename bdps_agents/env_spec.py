@@ -6,6 +6,7 @@ read an :class:`EnvSpec` without importing :mod:`bdps_agents.training`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,3 +37,27 @@ class EnvSpec:
             env.observation_space,
             env.action_space,
         )
+
+    def sizes(self) -> dict[str, int | None]:
+        """The sizes the networks are built for, as plain data (saved with a learner's state)."""
+        return {key: getattr(self, key) for key in SIZE_KEYS}
+
+    def size_mismatch(self, saved: Mapping[str, Any]) -> str | None:
+        """How this env's sizes differ from ``saved`` (:meth:`sizes` of another env), as
+        ``"saved for ...; this env has ..."``, or None when the networks fit both."""
+        if all(saved.get(key) == getattr(self, key) for key in NETWORK_SIZE_KEYS):
+            return None
+        return f"saved for {describe_sizes(saved)}; this env has {describe_sizes(self.sizes())}"
+
+
+# what the networks' shapes depend on; SIZE_KEYS adds what is recorded for the messages
+NETWORK_SIZE_KEYS = ("n_agents", "obs_dim", "state_dim", "n_actions")
+SIZE_KEYS = (*NETWORK_SIZE_KEYS, "episode_limit")
+
+
+def describe_sizes(sizes: Mapping[str, Any]) -> str:
+    """``"n=2 agents, obs 3, state 6, 4 actions"`` of :meth:`EnvSpec.sizes`."""
+    return (
+        f"n={sizes.get('n_agents')} agents, obs {sizes.get('obs_dim')}, state "
+        f"{sizes.get('state_dim')}, {sizes.get('n_actions')} actions"
+    )

@@ -8,6 +8,7 @@ from tianshou.algorithm.algorithm_base import policy_within_training_step
 from tianshou.data import Collector, CollectStats
 
 from bdps_agents.policy import MultiAgentQPolicy
+from bdps_agents.replay import EpisodeReplayBuffer
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,19 @@ class LinearSchedule:
         return self.start + (self.end - self.start) * max(step, 0) / self.steps
 
 
+def check_sub_buffers(buffer: object, n_envs: int) -> None:
+    """``ValueError`` unless an episode replay ``buffer`` has one sub-buffer per env that its
+    collector steps: ``build_learner(num_envs=...)`` must equal the vector env's size. (Tianshou
+    refuses fewer sub-buffers with a terse message, and takes more silently: they would stay
+    empty.)"""
+    if isinstance(buffer, EpisodeReplayBuffer) and buffer.buffer_num != n_envs:
+        raise ValueError(
+            f"the collector steps {n_envs} env(s) but its replay buffer has {buffer.buffer_num} "
+            f"sub-buffer(s), one per training env: build the learner with "
+            f"build_learner(..., num_envs={n_envs})"
+        )
+
+
 def warmup(collector: Collector, n_episode: int) -> CollectStats:
     """Prefill ``collector``'s buffer with ``n_episode`` episodes of uniformly random
     *available* actions (masked ε = 1), played through the collector's policy so that BDPS
@@ -36,6 +50,7 @@ def warmup(collector: Collector, n_episode: int) -> CollectStats:
     policy = collector.policy
     if not isinstance(policy, MultiAgentQPolicy):
         raise TypeError(f"warmup needs a MultiAgentQPolicy, got {type(policy).__name__}")
+    check_sub_buffers(collector.buffer, collector.env_num)
     eps = policy.eps_training
     try:
         with policy_within_training_step(policy):

@@ -28,7 +28,11 @@ joint episode ends when no agent is live; it is ``terminated`` if every agent th
 the last step reported ``terminated=True`` and none ``truncated=True``, otherwise ``truncated``.
 (That rule is :func:`bdps_agents.episode_rule.joint_episode_end`, shared with
 :class:`~bdps_agents.adapters.smax.vector.SMAXVectorEnv`.)
-The team reward is the sum (or mean) of the rewards the env returned on the step.
+The team reward is the sum (or mean) of the rewards the env returned on the step. An env that
+gives every agent the same team reward (MPE's speaker-listener, SMAX, GRF's scoring) wants
+``reward_aggregation="mean"``: the sum counts that reward once per agent. Left at its default,
+``sum``, a first episode whose agents all got the same rewards draws a warning
+(:mod:`bdps_agents.wrapped_env`, which also warns of a ``state()`` without ``state_space``).
 
 Adapters that define ``step_arrays`` (array-native, see :mod:`bdps_agents.adapters.base`) are
 stepped through it, with the same results and without per-agent dicts (``JointEnv`` checks the
@@ -51,40 +55,16 @@ from pettingzoo import ParallelEnv
 from bdps_agents.adapters import make_env
 from bdps_agents.adapters.base import ArrayStep, check_action_array
 from bdps_agents.episode_rule import joint_action_mask, joint_episode_end
+from bdps_agents.wrapped_env import (
+    SharedRewardWatch,
+    check_wrapped_env,
+    episode_limit_of,
+    inner_obs_space,
+    is_array_native,
+    warn_undeclared_state,
+)
 
 __all__ = ["JointEnv", "make_joint_env"]
-
-
-def _inner_obs_space(space: spaces.Space) -> spaces.Space:
-    if isinstance(space, spaces.Dict) and "observation" in space.spaces:
-        return space["observation"]
-    return space
-
-
-def _is_array_native(env: ParallelEnv) -> bool:
-    """Whether ``env`` has a ``step_arrays`` defined no higher in its class hierarchy than its
-    ``step``.
-
-    Looked up on the class, not the instance: PettingZoo wrappers forward unknown attributes to
-    the env they wrap, so the inner ``step_arrays`` would bypass the wrapper's ``step``. For the
-    same reason a subclass that overrides ``step`` alone is stepped through its ``step``."""
-    mro = type(env).__mro__
-
-    def depth(name: str) -> int:  # position of the class that defines ``name``
-        return next((i for i, c in enumerate(mro) if name in vars(c)), len(mro))
-
-    return depth("step_arrays") <= depth("step") < len(mro)
-
-
-def _episode_limit(env: ParallelEnv) -> int | None:
-    """The env's ``episode_limit``, else the unwrapped env's ``max_cycles``, else None."""
-    limit = getattr(env, "episode_limit", None)
-    if limit is None:
-        try:
-            limit = getattr(env.unwrapped, "max_cycles", None)
-        except AttributeError:
-            limit = None
-    return None if limit is None else int(limit)
 
 
 class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
@@ -92,7 +72,11 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
 
     Attributes: ``agents`` (= ``possible_agents``), ``n_agents``, ``n_actions`` (``A_max``),
     ``obs_dim`` (``d_max``), ``state_dim``, ``episode_limit``, ``metric_keys``, ``metric_names``,
-    ``noop_action``, ``env`` (the wrapped env).
+    ``noop_action``, ``env`` (the wrapped env), ``source`` (``{"adapter", "kwargs",
+    "reward_aggregation"}`` when made by :func:`make_joint_env` or ``bdps train``, else None).
+
+    ``reward_aggregation``: ``"sum"`` (the default) or ``"mean"`` of the agents' rewards; see
+    the module docstring for envs with one shared team reward.
 
     ``episode_limit`` (the most steps an episode can last; BDPS checks its intervals against it)
     is the argument if given, else the env's ``episode_limit``, else the ``max_cycles`` of the
@@ -102,10 +86,14 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
     def __init__(
         self,
         env: ParallelEnv,
-        reward_aggregation: Literal["sum", "mean"] = "sum",
+        reward_aggregation: Literal["sum", "mean"] | None = None,
         noop_action: int | None = None,
         episode_limit: int | None = None,
     ) -> None:
+        check_wrapped_env(env)
+        # None: "sum", watched for a shared team reward that it would count once per agent
+        self._shared_reward = SharedRewardWatch(reward_aggregation is None)
+        reward_aggregation = reward_aggregation or "sum"
         if reward_aggregation not in ("sum", "mean"):
             raise ValueError(
                 f"reward_aggregation must be 'sum' or 'mean', got {reward_aggregation!r}"
@@ -128,7 +116,7 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
                     f"{agent!r} has {act_space}"
                 )
             self._n_actions_per_agent.append(int(act_space.n))
-            self._obs_spaces.append(_inner_obs_space(env.observation_space(agent)))
+            self._obs_spaces.append(inner_obs_space(env.observation_space(agent)))
         self._obs_dims = [spaces.flatdim(s) for s in self._obs_spaces]
         self._box_obs = [isinstance(s, spaces.Box) for s in self._obs_spaces]
         self.n_actions = max(self._n_actions_per_agent)
@@ -154,7 +142,7 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
             spaces.flatdim(state_space) if state_space is not None else self.n_agents * self.obs_dim
         )
 
-        self.episode_limit = _episode_limit(env) if episode_limit is None else episode_limit
+        self.episode_limit = episode_limit_of(env) if episode_limit is None else episode_limit
         if self.episode_limit is not None and (
             isinstance(self.episode_limit, bool)
             or not isinstance(self.episode_limit, int)
@@ -183,7 +171,7 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         # (non-Box or unequal observations or action counts take the dict path, which flattens
         # and pads them)
         native = (
-            _is_array_native(env)
+            is_array_native(env)
             and all(self._box_obs)
             and len(set(self._obs_dims)) == 1
             and len(set(self._n_actions_per_agent)) == 1
@@ -193,6 +181,10 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         self._live = np.zeros(self.n_agents, dtype=bool)
         self._mask = np.zeros((self.n_agents, self.n_actions), dtype=np.int8)
         self._running = False
+        self._state_probed = self._use_env_state  # whether an undeclared state() was looked for
+        # the registered adapter and arguments it was made from (config env section), or None
+        # when an env was wrapped by hand: a learner's checkpoint records it for `bdps eval`
+        self.source: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(
@@ -204,6 +196,9 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         if not self._live.any():
             raise RuntimeError("the env has no live agent after reset()")
         self._running = True
+        if not self._state_probed:
+            self._state_probed = True
+            warn_undeclared_state(self.env)
         return self._joint_obs(obs, infos, self._live), self._info(infos)
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
@@ -216,7 +211,6 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         actions = {a: x for a, x, alive in zip(self.agents, act, was_live, strict=True) if alive}
         obs, rewards, terms, truncs, infos = self.env.step(actions)
 
-        reward = self._team_reward([r for a, r in rewards.items() if a in self._index])
         env_agents = set(self.env.agents)
         end = joint_episode_end(
             self._live,
@@ -227,6 +221,7 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         )
         if not end.live.any():
             self._running = False
+        reward = self._team_reward([r for a, r in rewards.items() if a in self._index])
         self._live = end.live
         joint_obs = self._joint_obs(obs, infos, end.visible)
         return joint_obs, reward, bool(end.terminated), bool(end.truncated), self._info(infos)
@@ -249,11 +244,11 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
                 f"{(n, A)} and {(n,)}"
             )
         was_live = self._live
-        reward = self._team_reward(out.rewards[was_live].tolist())
         end = joint_episode_end(was_live, out.terminated, out.truncated)
         live, visible = end.live, end.visible
         if not live.any():
             self._running = False
+        reward = self._team_reward(out.rewards[was_live].tolist())
         self._live = live
         joint = np.asarray(out.obs, dtype=np.float32)
         if not visible.all():
@@ -266,7 +261,9 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         return observation, reward, bool(end.terminated), bool(end.truncated), info
 
     def _team_reward(self, values: list[float]) -> float:
-        """The team reward of one step from the rewards of the agents that acted."""
+        """The team reward of one step from the rewards of the agents that acted (called after
+        the step's end is known)."""
+        self._shared_reward.step(values, episode_over=not self._running)
         reward = float(sum(values))
         if values and self.reward_aggregation == "mean":
             reward /= len(values)
@@ -289,7 +286,9 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
             i = int(np.flatnonzero(unavailable)[0])
             raise ValueError(
                 f"action {acts[i]} is unavailable for agent {self.agents[i]!r}; "
-                f"available actions: {np.flatnonzero(self._mask[i]).tolist()}"
+                f"available actions: {np.flatnonzero(self._mask[i]).tolist()} (a random warm-up "
+                "with Collector.collect(random=True) ignores the masks: use "
+                "bdps_agents.pipeline.warmup(collector, n_episode) instead)"
             )
         return acts
 
@@ -376,11 +375,21 @@ class JointEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
 def make_joint_env(
     name: str,
     *,
-    reward_aggregation: Literal["sum", "mean"] = "sum",
+    reward_aggregation: Literal["sum", "mean"] | None = None,
     noop_action: int | None = None,
     **env_kwargs: Any,
 ) -> JointEnv:
-    """``JointEnv(make_env(name, **env_kwargs), ...)``: the learner's entry point to any adapter."""
-    return JointEnv(
+    """``JointEnv(make_env(name, **env_kwargs), ...)``: the learner's entry point to any adapter.
+
+    The env remembers ``name`` and ``env_kwargs`` (``source``), so that a learner built on it
+    records them in its config and ``bdps eval`` can rebuild the env from a saved learner."""
+    joint = JointEnv(
         make_env(name, **env_kwargs), reward_aggregation=reward_aggregation, noop_action=noop_action
     )
+    if noop_action is None:  # the config has no noop_action: another one is not reproducible
+        joint.source = {
+            "adapter": name,
+            "kwargs": dict(env_kwargs),
+            "reward_aggregation": reward_aggregation or "sum",
+        }
+    return joint

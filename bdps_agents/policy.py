@@ -41,6 +41,14 @@ def seeded_torch_generator(seed: int | None) -> torch.Generator:
     return generator
 
 
+def _obs_kind(obs: Any) -> str:
+    """What a collector handed over instead of a JointEnv observation, for the message."""
+    if isinstance(obs, Batch | dict):
+        keys = sorted(map(str, obs.get_keys() if isinstance(obs, Batch) else obs))
+        return f"observations keyed {keys[:4]} (a raw PettingZoo env's per-agent dict?)"
+    return f"{type(obs).__name__} observations"
+
+
 def random_available(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Uniform random action among the available ones, per row of ``mask (..., A)``."""
     return (rng.random(mask.shape) * mask).argmax(-1) if mask.size else mask.sum(-1)
@@ -185,7 +193,14 @@ class MultiAgentQPolicy(Policy):
     def acting_inputs(self, batch: Batch, state: Any | None) -> tuple[np.ndarray, Batch]:
         """The available-action mask ``(R, n, A)`` bool of a collector batch, and the recurrent
         state (the initial one at the start, when the collector passes none)."""
-        mask_np = np.asarray(batch.obs.mask).astype(bool)
+        obs = batch.obs
+        if not isinstance(obs, Batch) or "mask" not in obs.get_keys():
+            raise TypeError(
+                f"{type(self).__name__} acts on JointEnv observations (obs, state, mask, alive), "
+                f"but the collector's envs returned {_obs_kind(obs)}: make each env of the "
+                "vector env a JointEnv, e.g. DummyVectorEnv([lambda: JointEnv(make_env()), ...])"
+            )
+        mask_np = np.asarray(obs.mask).astype(bool)
         if state is None or not isinstance(state, Batch) or len(state.get_keys()) == 0:
             state = self.initial_state(mask_np.shape[0])
         return mask_np, state

@@ -21,22 +21,30 @@ from bdps_agents.config import ConfigError, ExperimentConfig, build_config
 from bdps_agents.legacy import upgrade_legacy_config
 
 
-def _scenario_dir(family: str) -> Any:
-    """Where the presets of a family live: its adapter's folder, ``adapters/<family>/scenarios``
-    (read as package data of ``bdps_agents``, without importing any adapter)."""
-    return resources.files("bdps_agents").joinpath("adapters", family, "scenarios")
+def _scenario_dir(family: str) -> Any | None:
+    """Where the presets of a family live: a built-in adapter's folder,
+    ``adapters/<family>/scenarios`` (read as package data of ``bdps_agents``, without importing
+    any adapter), else the ``scenarios`` folder of a third-party adapter's package
+    (:func:`~bdps_agents.adapters.adapter_scenario_dir`); None if there is none."""
+    builtin = resources.files("bdps_agents").joinpath("adapters", family, "scenarios")
+    if builtin.is_dir():
+        return builtin
+    from bdps_agents.adapters import adapter_scenario_dir
+
+    return adapter_scenario_dir(family)
 
 
 def scenario_names() -> list[str]:
-    """Presets shipped with the package, as ``family/name`` (family = the adapter's name)."""
+    """Presets of the built-in and the installed adapters, as ``family/name`` (family = the
+    adapter's name)."""
+    from bdps_agents.adapters import available_adapters
+
     names = []
-    for adapter in resources.files("bdps_agents").joinpath("adapters").iterdir():
-        presets = _scenario_dir(adapter.name)
-        if adapter.is_dir() and presets.is_dir():
+    for family in available_adapters():
+        presets = _scenario_dir(family)
+        if presets is not None:
             names += [
-                f"{adapter.name}/{f.name[:-5]}"
-                for f in presets.iterdir()
-                if f.name.endswith(".yaml")
+                f"{family}/{f.name[:-5]}" for f in presets.iterdir() if f.name.endswith(".yaml")
             ]
     return sorted(names)
 
@@ -121,7 +129,8 @@ def load_scenario_dict(scenario: str) -> dict[str, Any]:
         data.setdefault("scenario", path.stem)
         return data
     family, _, name = scenario.partition("/")
-    res = _scenario_dir(family).joinpath(f"{name}.yaml") if family and name else None
+    presets = _scenario_dir(family) if family and name else None
+    res = presets.joinpath(f"{name}.yaml") if presets is not None else None
     if res is None or not res.is_file():
         known = ", ".join(scenario_names())
         raise ConfigError(f"unknown scenario {scenario!r}; known presets: {known}")

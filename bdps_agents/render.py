@@ -29,15 +29,22 @@ from matplotlib.figure import Figure
 
 from bdps_agents.adapters.base import FrameDrawer
 from bdps_agents.adapters.drawing import adapter_of
+from bdps_agents.config import ConfigError
 from bdps_agents.joint_env import JointEnv
 
 __all__ = [
+    "NoFrameDrawerError",
     "check_output_path",
     "draw_frame",
     "frame_drawer",
     "frame_kind",
     "render_episode",
 ]
+
+
+class NoFrameDrawerError(ConfigError, NotImplementedError):
+    """The adapter names no ``frame_drawer``: ``bdps render`` prints it as one ``error:`` line
+    (a :class:`~bdps_agents.config.ConfigError`) saying how to add one."""
 
 
 def frame_drawer(env: Any) -> FrameDrawer:
@@ -48,9 +55,12 @@ def frame_drawer(env: Any) -> FrameDrawer:
     adapter = adapter_of(env)
     target = getattr(adapter, "frame_drawer", None)
     if target is None:
-        raise NotImplementedError(
-            f"render supports lbf and grf (and smax), not {type(adapter).__name__}: it names no "
-            "frame_drawer"
+        raise NoFrameDrawerError(
+            f"cannot render {type(adapter).__name__}: the adapter names no frame_drawer. Give "
+            'its class frame_drawer = "your_package.render:DRAWER", a '
+            "bdps_agents.adapters.base.FrameDrawer(kind, draw, figsize) whose draw(ax, env, "
+            "roles=None, groups=None) draws the current state on a matplotlib Axes "
+            "(docs/scripting.md, CONTRIBUTING.md)"
         )
     module_name, _, attr = str(target).partition(":")
     drawer = getattr(importlib.import_module(module_name), attr)
@@ -168,7 +178,8 @@ def render_episode(
 
     Raises ``FileNotFoundError`` / ``ValueError`` (``CheckpointError``) for a missing, foreign
     or mismatched checkpoint, ``ValueError`` for an ``out`` of another extension (before
-    playing) and ``NotImplementedError`` for adapters other than lbf, grf and smax.
+    playing) and :class:`NoFrameDrawerError` (a ``NotImplementedError``) for an adapter that
+    names no ``frame_drawer``.
     """
     import torch
     from tianshou.data import Collector, CollectStats, ReplayBuffer
@@ -183,6 +194,7 @@ def render_episode(
         raise ValueError(f"fps must be positive, got {fps}")
     check_output_path(out)  # before the episode is played, not when the file is written
     cfg, data = training.load_checkpoint(checkpoint)
+    training.check_env_rebuildable(data, checkpoint)
     torch.manual_seed(seed)
     env = training.make_joint(cfg.env)
     venv = DummyVectorEnv([lambda: env])  # in-process: the recorder reads this very env

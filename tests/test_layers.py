@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "adapters": 1,
     "episode_rule": 1,
     "joint_env": 1,
+    "wrapped_env": 1,
     "vector_envs": 1,
     "env_spec": 1,
     "memory": 1,
@@ -59,6 +60,7 @@ LAYERS: dict[str, int] = {
     # 5: the command line
     "cli": 5,
     "eval_cli": 5,  # bdps eval, bdps selector-value
+    "cli_options": 5,
 }
 
 

@@ -23,10 +23,12 @@ own ``check_kwargs(**kwargs)`` if it defines one (as the LBF adapter does).
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import gymnasium
 from pettingzoo import ParallelEnv
 
 from bdps_agents.adapters.base import MultiAgentEnvAdapter
@@ -41,10 +43,12 @@ __all__ = [
     "MultiAgentEnvAdapter",
     "UnknownAdapterError",
     "adapter_factory",
+    "adapter_scenario_dir",
     "available_adapters",
     "check_adapter_kwargs",
     "check_parallel_env",
     "make_env",
+    "not_a_parallel_env",
     "register_adapter",
 ]
 
@@ -141,17 +145,36 @@ class AdapterRegistry(Registry[Factory]):
         return check_parallel_env(self.factory(name)(**kwargs), name)
 
 
-def check_parallel_env(env: Any, name: str) -> ParallelEnv:
-    """``env`` if it looks like a PettingZoo ParallelEnv, else ``TypeError`` naming the adapter.
+def not_a_parallel_env(env: Any) -> str | None:
+    """Why ``env`` is not a PettingZoo ParallelEnv, with the fix, or None if it looks like one.
 
-    Duck-typed on purpose: PettingZoo wrappers and third-party envs need not subclass.
-    """
+    Duck-typed on purpose: PettingZoo wrappers and third-party envs need not subclass. An AEC
+    env (``simple_spread_v3.env()``) and a single-agent Gymnasium env are named as such: both
+    would otherwise fail only later, inside ``reset`` or ``step``."""
+    kind = type(env).__name__
+    if hasattr(env, "agent_iter") and hasattr(env, "last"):  # AECEnv and its wrappers
+        return (
+            f"{kind} is a PettingZoo AEC env (agents act in turn): build the parallel version "
+            "(e.g. simple_spread_v3.parallel_env() instead of .env()) or convert it with "
+            "pettingzoo.utils.conversions.aec_to_parallel(env)"
+        )
+    if isinstance(env, gymnasium.Env) and not hasattr(env, "possible_agents"):
+        return (
+            f"{kind} is a single-agent Gymnasium env: a PettingZoo ParallelEnv (possible_agents, "
+            "per-agent dicts) is needed"
+        )
     for attr in ("possible_agents", "reset", "step", "action_space", "observation_space"):
         if not hasattr(env, attr):
-            raise TypeError(
-                f"adapter {name!r} returned {type(env).__name__}, which lacks {attr!r}: "
-                "not a PettingZoo ParallelEnv"
-            )
+            return f"{kind} lacks {attr!r}: not a PettingZoo ParallelEnv"
+    return None
+
+
+def check_parallel_env(env: Any, name: str) -> ParallelEnv:
+    """``env`` if it looks like a PettingZoo ParallelEnv, else ``TypeError`` naming the adapter
+    (:func:`not_a_parallel_env`)."""
+    problem = not_a_parallel_env(env)
+    if problem is not None:
+        raise TypeError(f"adapter {name!r}: {problem}")
     return env
 
 
@@ -194,6 +217,28 @@ def adapter_factory(name: str) -> Factory:
     process and hand it to their workers, so adapters registered at run time also work in
     spawned worker processes."""
     return _registry.factory(name)
+
+
+def adapter_scenario_dir(name: str) -> Any | None:
+    """The ``scenarios`` folder of a registered adapter (a Traversable), or None if it has none:
+    the folder beside the module of its factory (for a third-party ``"my_pkg.env:make_env"``,
+    ``my_pkg/scenarios``; ship it as package data). Imports the module's parent packages, not
+    the module itself (a lazily registered factory's module is not imported)."""
+    from importlib import resources
+
+    if name not in _registry.names():
+        return None
+    target = _registry.target(name)
+    module = target.partition(":")[0] if target else getattr(_registry.get(name), "__module__", "")
+    try:
+        spec = importlib.util.find_spec(module) if module else None
+    except (ImportError, ValueError):  # reported when the adapter itself is built
+        return None
+    if spec is None:
+        return None
+    package = module if spec.submodule_search_locations is not None else spec.parent
+    folder = resources.files(package).joinpath("scenarios") if package else None
+    return folder if folder is not None and folder.is_dir() else None
 
 
 def available_adapters() -> list[str]:

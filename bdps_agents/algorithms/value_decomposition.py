@@ -24,9 +24,9 @@ One update, top to bottom (``_update_with_batch``):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -42,72 +42,17 @@ from torch import nn
 
 from bdps_agents.algorithms.optim import FusedAdamOptimizerFactory, GradNormOptimizer
 from bdps_agents.algorithms.td_targets import td_lambda_targets
+from bdps_agents.algorithms.update_stats import (
+    AgentQ,
+    AuxiliaryLoss,
+    NonFiniteError,
+    ValueDecompositionStats,
+)
 from bdps_agents.device import host_to_device, module_device
 from bdps_agents.learner_process import DeviceLearner, LearnerProcess
 from bdps_agents.networks.mixer import check_mixer, mixer_action_inputs
 from bdps_agents.policy import MultiAgentQPolicy, masked_argmax
 from bdps_agents.replay import EpisodeReplayBuffer
-
-
-class NonFiniteError(FloatingPointError):
-    """A loss or Q-value became NaN or infinite during an update."""
-
-
-@dataclass(kw_only=True)
-class ValueDecompositionStats(TrainingStats):
-    """One update's statistics. A method's own values (auxiliary losses, diagnostics) are
-    fields of its subclass (``stats_class``) where it declares them, else entries of the dict
-    field named by ``overflow``; Tianshou's loggers write both (a dict as ``<field>/<key>``)."""
-
-    overflow: ClassVar[str] = "extras"
-
-    loss: float | None = None  # the total loss: L_TD + Σ w·(auxiliary loss)
-    td_loss: float | None = None
-    q_taken_mean: float | None = None
-    target_mean: float | None = None
-    grad_norm: float | None = None
-    extras: dict[str, float] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, values: dict[str, float], **core: Any) -> ValueDecompositionStats:
-        """``core`` fields plus ``values``, each in its field or, undeclared, in ``overflow``."""
-        declared = {f.name for f in fields(cls)} - {cls.overflow}
-        own = {key: value for key, value in values.items() if key in declared}
-        rest = {key: value for key, value in values.items() if key not in declared}
-        kwargs: dict[str, Any] = {**core, **own, cls.overflow: rest}
-        return cls(**kwargs)
-
-    def _get_self_dict(self) -> dict[str, Any]:
-        dicts = [name for name, value in self.__dict__.items() if isinstance(value, dict)]
-        own = {k: v for k, v in self.__dict__.items() if k not in dicts}
-        for name in dicts:
-            own.update(self.__dict__[name])
-        return own
-
-
-@dataclass
-class AgentQ:
-    """What ``agent_q_values`` returns: per-agent Q-values ``(B, T+1, n, A)`` and any tensors
-    of the same unroll that a method's auxiliary losses or diagnostics read."""
-
-    q: torch.Tensor
-    extras: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-@dataclass
-class AuxiliaryLoss:
-    """An extra loss of a method, added to L_TD as ``weight * value``.
-
-    :param name: its key in the update statistics (``role_loss``).
-    :param label: how a non-finite value is reported (``VAE loss (role selector, Eq. 7)``).
-    :param stats: further statistics of its computation, logged with the update's.
-    """
-
-    name: str
-    label: str
-    value: torch.Tensor
-    weight: float = 1.0
-    stats: dict[str, float] = field(default_factory=dict)
 
 
 class ValueDecomposition(
@@ -169,6 +114,7 @@ class ValueDecomposition(
         # overlapping with collection: training.overlap_learning) or a DeviceLearner (a copy
         # on a GPU: training.device); bdps_agents.learner_process
         self.remote_learner: LearnerProcess | DeviceLearner | None = None
+        self._warned_no_episode = False  # update() on a buffer without a whole episode
 
     # -- state ----------------------------------------------------------------------------------
     def get_extra_state(self) -> dict[str, Any]:
@@ -224,7 +170,17 @@ class ValueDecomposition(
                 f"got {type(buffer).__name__}"
             )
         # Tianshou types the batch as a protocol; the episode batch is a plain Batch
-        if len(indices) == 0:  # no complete episode yet: skip this update
+        if len(indices) == 0:  # a partial episode is never replayed: nothing to learn from
+            # skipped, as a trainer without a warm-up asks for updates before the first episode
+            # ends; said once, since the stats' loss=None is easy to miss
+            if not self._warned_no_episode:
+                self._warned_no_episode = True
+                warnings.warn(
+                    f"{type(self).__name__}.update() skipped (loss=None): the replay buffer holds "
+                    f"no complete episode yet ({len(buffer)} steps of unfinished ones); warm up "
+                    "with bdps_agents.pipeline.warmup(collector, n_episode=...) first",
+                    stacklevel=4,
+                )
             return cast(RolloutBatchProtocol, Batch())
         batch = buffer.episode_batch(indices, pad_multiple=self.pad_steps_to_multiple)
         return cast(RolloutBatchProtocol, batch)

@@ -58,7 +58,13 @@ def make_joint(env_cfg: EnvConfig, factory: Callable[..., Any] | None = None) ->
             f"env.kwargs {env_cfg.kwargs} do not fit adapter {env_cfg.adapter!r}: {err}"
         ) from err
     env = check_parallel_env(made, env_cfg.adapter)
-    return JointEnv(env, env_cfg.reward_aggregation)
+    joint = JointEnv(env, env_cfg.reward_aggregation)
+    joint.source = {
+        "adapter": env_cfg.adapter,
+        "kwargs": dict(env_cfg.kwargs),
+        "reward_aggregation": env_cfg.reward_aggregation,
+    }
+    return joint
 
 
 def _worker_env(env_cfg: EnvConfig, factory: Callable[..., Any]) -> JointEnv:

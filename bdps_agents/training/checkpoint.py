@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from bdps_agents.config import ExperimentConfig, build_config
+from bdps_agents.env_spec import EnvSpec
 from bdps_agents.legacy import upgrade_legacy_config
 from bdps_agents.training.run_logger import fsync_dir
 
@@ -221,6 +222,29 @@ def _plain_legacy_rng(data: dict[str, Any], path: Path, version: int) -> None:
                 walk(value, f"{where}/{i}")
 
     walk(data, "")
+
+
+def env_record(spec: EnvSpec, wrapped: str, from_config: bool) -> dict[str, Any]:
+    """What a checkpoint says of its env: the sizes its networks were built for (``sizes``),
+    the wrapped env's class or adapter name (``wrapped``) and whether the config's ``env``
+    section rebuilds it (``from_config``: false for a script's learner on an env wrapped by
+    hand, which ``bdps eval`` cannot build)."""
+    return {"sizes": spec.sizes(), "wrapped": wrapped, "from_config": from_config}
+
+
+def check_env_rebuildable(data: dict[str, Any], path: str | Path) -> None:
+    """:class:`CheckpointError` for a checkpoint whose config does not describe its env (a
+    learner saved from a script on an env wrapped by hand): rebuilding ``config.env`` would
+    build another env (the default adapter) and fail with a misleading size mismatch."""
+    env = data.get("env")
+    if isinstance(env, dict) and env.get("from_config") is False:
+        raise CheckpointError(
+            f"{path} was saved from a learner on an env wrapped by hand ({env.get('wrapped')}), "
+            "which its config does not describe, so the env cannot be rebuilt here: register the "
+            "env as an adapter and build it with make_joint_env(name, **kwargs) before "
+            "build_learner (docs/scripting.md), or load it in the script with "
+            "Learner.from_checkpoint(path, env=...)"
+        )
 
 
 def load_checkpoint(path: str | Path) -> tuple[ExperimentConfig, dict[str, Any]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from bdps_agents.training.build import Run, build_run
-from bdps_agents.training.checkpoint import load_checkpoint
+from bdps_agents.training.checkpoint import check_env_rebuildable, load_checkpoint
 from bdps_agents.training.learner_state import load_algorithm_state
 
 
@@ -28,6 +28,7 @@ def greedy_return(run: Run, episodes: int) -> tuple[float, float]:
 def checkpoint_run(checkpoint: str | Path, seed: int | None = None) -> Iterator[Run]:
     """The run of a checkpoint, built on the CPU with its trained networks; closed after."""
     cfg, data = load_checkpoint(checkpoint)
+    check_env_rebuildable(data, checkpoint)
     if seed is not None:
         cfg.training.seed = seed
     # greedy episodes take no gradient step: no learner elsewhere, on any machine (a checkpoint

@@ -14,7 +14,12 @@ import torch
 
 from bdps_agents.algorithms.value_decomposition import ValueDecomposition
 from bdps_agents.training.build import Run
-from bdps_agents.training.checkpoint import CheckpointError, first_line, write_checkpoint
+from bdps_agents.training.checkpoint import (
+    CheckpointError,
+    env_record,
+    first_line,
+    write_checkpoint,
+)
 
 
 def rng_states(run: Run) -> dict[str, Any]:
@@ -69,6 +74,7 @@ def save_checkpoint(
         "config": run.cfg.model_dump(mode="json"),
         # policy, mixers, target networks, and (Tianshou adds it) "_optimizers": Adam's state
         "algorithm": algorithm.state_dict(),
+        "env": env_record(run.spec, run.cfg.env.adapter, from_config=True),
         "lr_schedulers": [s.state_dict() for s in algorithm.lr_schedulers],
         "env_step": env_step,  # total, warm-up included
         "num_updates": algorithm.num_updates,  # for reading; restored from "algorithm"

@@ -77,7 +77,9 @@ def test_render_refuses_missing_or_foreign_checkpoints(tmp_path):
 
 
 def test_unsupported_env_is_refused():
-    with pytest.raises(NotImplementedError, match="render supports lbf and grf"):
+    with pytest.raises(
+        NotImplementedError, match="names no frame_drawer. Give its class frame_drawer"
+    ):
         frame_kind(object())
 
 

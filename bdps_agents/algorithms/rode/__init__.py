@@ -29,7 +29,9 @@ class RODEOptions(AlgorithmOptions):
         ge=0,
         description="env steps of training (after warm-up) during which the action "
         "representations learn; then k-means fixes the role action spaces once. Counted as "
-        "gradient steps: ceil(start_steps / training.steps_per_update)",
+        "gradient steps: ceil(start_steps / training.steps_per_update), so a script that "
+        "updates at another ratio sets training.steps_per_update to its own; at least "
+        "training.total_steps is warned of (the roles would never form)",
     )
     noop_action: int | None = Field(
         0, ge=0, description="the action every role includes (no-op in SMAC/SMAX/LBF); null: none"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from bdps_agents.algorithms.building import agent_inputs, learner_kwargs, policy_kwargs, qmix_mixer
@@ -36,11 +37,20 @@ def build_rode_policy(cfg: ExperimentConfig, spec: Any) -> RODEPolicy:
 
 def build_rode(cfg: ExperimentConfig, spec: Any) -> RODE:
     r: RODEOptions = cfg.section("rode")
+    start_update = math.ceil(r.start_steps / cfg.training.steps_per_update)
+    if r.start_steps >= cfg.training.total_steps:
+        warnings.warn(
+            f"rode.start_steps ({r.start_steps}) is not below training.total_steps "
+            f"({cfg.training.total_steps}): RODE would never form its role action spaces (the "
+            f"k-means runs after update {start_update}, i.e. rode.start_steps / "
+            "training.steps_per_update gradient steps); lower rode.start_steps",
+            stacklevel=2,
+        )
     return RODE(
         policy=build_rode_policy(cfg, spec),
         mixer=build_mixer(cfg, spec),  # algorithm.mixer; the role mixer is QMIX's, as RODE's
         role_mixer=qmix_mixer(cfg, spec),
-        start_update=math.ceil(r.start_steps / cfg.training.steps_per_update),
+        start_update=start_update,
         noop_action=r.noop_action,
         move_actions=r.move_actions,
         move_threshold=r.move_threshold,
