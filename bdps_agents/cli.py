@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from bdps_agents.algorithms import algorithm_spec, available_algorithms, run_label
-from bdps_agents.config import ConfigError, ResultsError
+from bdps_agents.config import SEED_MAX, ConfigError, ResultsError
 from bdps_agents.presets import load_config, scenario_names
 
 # --sharing values that named BDPS before algorithms were registered units: their overrides now
@@ -49,6 +49,7 @@ def _algorithm_overrides(algo: str | None, sharing: str | None) -> list[str]:
 def _train(args: argparse.Namespace) -> int:
     from bdps_agents.training import CheckpointError, default_logdir, train
 
+    _check_seed(args.seed)
     overrides = list(args.set or []) + _algorithm_overrides(args.algo, args.sharing)
     if args.steps is not None:
         overrides.append(f"training.total_steps={args.steps}")
@@ -110,10 +111,6 @@ def _interrupted(logdir: Path, argv: list[str]) -> str:
 class ArgumentValueError(ConfigError):
     """A command-line value the command cannot use; ``main()`` prints it as one ``error:`` line
     (a ``ConfigError``, which it already catches)."""
-
-
-# numpy's legacy seeding (training.seed_everything) takes seeds below 2**32
-SEED_MAX = 2**32 - 1
 
 
 def _check_seed(seed: int | None) -> None:

@@ -25,6 +25,9 @@ from pydantic import (
 
 from bdps_agents.legacy import upgrade_legacy_config
 
+# numpy's legacy seeding (training.seed_everything) takes seeds from 0 to 2**32 - 1
+SEED_MAX = 2**32 - 1
+
 # training.device: resolved (and checked against the machine) by bdps_agents.device
 DEVICE_PATTERN = r"^(cpu|cuda|cuda:\d+|auto)$"
 
@@ -210,7 +213,7 @@ class TrainingConfig(StrictModel):
     """Driver: budget, update ratio, evaluation, logging."""
 
     total_steps: int = Field(200_000, ge=1, description="env steps")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     steps_per_update: int = Field(50, ge=1, description="env steps collected per gradient step")
     test_interval: int = Field(
         10_000,
@@ -335,11 +338,13 @@ class ExperimentConfig(StrictModel):
         """The chosen algorithm's own settings (an ``AlgorithmOptions`` of its spec)."""
         return self.section(self.algorithm.name)
 
-    def check_env(self, n_agents: int, episode_limit: int | None) -> None:
+    def check_env(
+        self, n_agents: int, episode_limit: int | None, n_actions: int | None = None
+    ) -> None:
         """Constraints that need the environment's sizes (e.g. BDPS's Def. 1), as ConfigError."""
         try:
             check_sharing_mode(self)
-            self.options.check_env(n_agents, episode_limit)
+            self.options.check_env(n_agents, episode_limit, n_actions)
         except ValueError as err:
             raise ConfigError(str(err)) from None
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from bdps_agents.config import (
+    SEED_MAX,
     ConfigError,
     ExperimentConfig,
     StrictModel,
@@ -30,7 +31,7 @@ class GridConfig(StrictModel):
         description='method name -> overrides, e.g. {"algorithm.name": "bdps"}; combined with '
         "`overrides` (the same key with different values in both is an error)",
     )
-    seeds: list[int] = Field(min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = Field(min_length=1)
     total_steps: int | None = Field(None, ge=1, description="overrides training.total_steps")
     overrides: dict[str, Any] = Field(default_factory=dict, description="applied to every run")
     cpus_per_run: float = Field(1.0, gt=0, description="Ray CPUs reserved per run")

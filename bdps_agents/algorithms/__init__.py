@@ -46,8 +46,11 @@ SHARING_MODES = ("full", "none", "roles")
 class AlgorithmOptions(StrictModel):
     """An algorithm's own config section (``<name>: {...}``); empty for plain QMIX."""
 
-    def check_env(self, n_agents: int, episode_limit: int | None) -> None:
-        """Constraints that need the environment's sizes; raise ``ValueError`` naming the key."""
+    def check_env(
+        self, n_agents: int, episode_limit: int | None, n_actions: int | None = None
+    ) -> None:
+        """Constraints that need the environment's sizes (``n_actions``: None where unknown);
+        raise ``ValueError`` naming the key."""
 
     def label_suffix(self) -> str | None:
         """A variant's tag in run names (``bdps-individual``), None for the default."""
@@ -215,5 +218,5 @@ def algorithm_variants() -> dict[str, dict[str, Any]]:
 def build_algorithm(cfg: ExperimentConfig, spec: Any) -> Any:
     """The Tianshou algorithm (with its policy) that ``cfg.algorithm.name`` builds for an env
     of sizes ``spec`` (a :class:`~bdps_agents.training.EnvSpec`), after the env checks."""
-    cfg.check_env(spec.n_agents, spec.episode_limit)
+    cfg.check_env(spec.n_agents, spec.episode_limit, spec.n_actions)
     return algorithm_spec(cfg.algorithm.name).builder()(cfg, spec)

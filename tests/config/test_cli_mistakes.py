@@ -1,0 +1,56 @@
+"""Issue 33: a user's mistake in a ``bdps train`` setting, an environment variable or a path
+ends in one ``error:`` line (exit code 2) naming the fix, before anything is trained."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bdps_agents.cli import main as cli_main
+
+TRAIN = ["train", "--scenario", "lbf/8x8-2p-2f", "--steps", "2000", "--no-progress"]
+
+
+def one_error_line(capsys, code: int) -> str:
+    """The CLI's single ``error:`` line on stderr (and exit code 2)."""
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--seed", str(2**32)], "--seed must be an integer from 0 to 4294967295"),
+        (["--set", f"training.seed={2**32}"], "training.seed: .*less than or equal to 4294967295"),
+        (
+            ["--algo", "rode", "--set", "rode.noop_action=99"],
+            r"rode.noop_action names actions \[99\], .* actions are 0..5",
+        ),
+        (
+            ["--algo", "rode", "--set", "rode.move_actions=[99]"],
+            r"rode.move_actions names actions \[99\]",
+        ),
+        (
+            ["--algo", "rode", "--set", "rode.n_roles=7"],
+            r"rode.n_roles \(7\) exceeds the environment's 6 actions",
+        ),
+    ],
+)
+def test_a_setting_out_of_range_gets_one_line(capsys, tmp_path, extra, message):
+    line = one_error_line(capsys, cli_main([*TRAIN, "--logdir", str(tmp_path / "run"), *extra]))
+    assert re.search(message, line), line
+
+
+def test_a_grid_seed_out_of_range_is_refused_when_the_file_is_read(capsys, tmp_path):
+    grid = tmp_path / "g.yaml"
+    grid.write_text(
+        "scenarios: [lbf/8x8-2p-2f]\nmethods: {q: {algorithm.name: qmix}}\nseeds: [4294967296]\n"
+    )
+    argv = ["experiment", str(grid), "--local", "--results-dir", str(tmp_path / "r")]
+    line = one_error_line(capsys, cli_main(argv))
+    assert "seeds.0: Input should be less than or equal to 4294967295" in line
+    assert not (tmp_path / "r").exists()
