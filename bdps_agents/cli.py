@@ -23,6 +23,7 @@ from pathlib import Path
 from bdps_agents.algorithms import algorithm_spec, available_algorithms, run_label
 from bdps_agents.config import SEED_MAX, ConfigError, ResultsError
 from bdps_agents.presets import load_config, scenario_names
+from bdps_agents.settings import check_environment_variables
 
 # --sharing values that named BDPS before algorithms were registered units: their overrides now
 LEGACY_SHARING_FLAGS = {
@@ -370,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "debug", False):
         return args.fn(args)
     try:
+        check_environment_variables()
         return args.fn(args)
     # ImportError: an optional simulator is not installed (the message gives the install command)
     except (

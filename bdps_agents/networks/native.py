@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from bdps_agents.settings import SWITCH_VALUES, env_choice
+
 SOURCE = Path(__file__).parent / "kernels" / "gru_gates.c"
 # compile, then link in a second command: linking with -ffast-math would add crtfastmath.o,
 # which switches the whole process to flush-to-zero when the library loads
@@ -36,14 +38,24 @@ FLAG_SETS = (
     (["-O2", "-fPIC"], ["-lm"]),
 )
 
-_enabled = os.environ.get("BDPS_NATIVE_KERNELS", "1").strip() not in ("0", "false", "no")
+# None: not chosen yet, BDPS_NATIVE_KERNELS (read at the first use) decides
+_enabled: bool | None = None
+
+
+def native_kernels_enabled() -> bool:
+    """Whether the compiled kernels are to be used (when they build): ``BDPS_NATIVE_KERNELS``
+    (default on) until :func:`set_native_kernels` says otherwise."""
+    global _enabled
+    if _enabled is None:
+        _enabled = env_choice("BDPS_NATIVE_KERNELS", SWITCH_VALUES, True)
+    return _enabled
 
 
 def set_native_kernels(enabled: bool) -> bool:
     """Use the compiled kernels (when they built) from now on, in this process; returns the
     previous setting. False runs the PyTorch operations instead."""
     global _enabled
-    previous, _enabled = _enabled, enabled
+    previous, _enabled = native_kernels_enabled(), enabled
     return previous
 
 
@@ -95,7 +107,7 @@ def _ptr(t: torch.Tensor | None) -> int | None:
 
 def gru_kernels() -> GRUKernels | None:
     """The compiled GRU kernels, or None (disabled, no compiler, or the build failed)."""
-    return _load() if _enabled else None
+    return _load() if native_kernels_enabled() else None
 
 
 @cache

@@ -54,3 +54,27 @@ def test_a_grid_seed_out_of_range_is_refused_when_the_file_is_read(capsys, tmp_p
     line = one_error_line(capsys, cli_main(argv))
     assert "seeds.0: Input should be less than or equal to 4294967295" in line
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("BDPS_CPU_MATMUL", "foo"), ("BDPS_NATIVE_KERNELS", "banana")]
+)
+def test_a_wrong_switch_in_the_environment_gets_one_line(capsys, monkeypatch, variable, value):
+    from bdps_agents.networks import gemm, native
+
+    monkeypatch.setenv(variable, value)
+    # as in a fresh process: nothing chosen yet, the variable decides
+    monkeypatch.setattr(gemm, "_backend", None)
+    monkeypatch.setattr(native, "_enabled", None)
+    line = one_error_line(capsys, cli_main(["scenarios"]))
+    assert f"environment variable {variable}={value!r} is not one of" in line
+    assert "unset it" in line
+
+
+@pytest.mark.parametrize(("value", "enabled"), [("0", False), (" Off ", False), ("yes", True)])
+def test_the_kernel_switch_reads_yes_and_no(monkeypatch, value, enabled):
+    from bdps_agents.networks import native
+
+    monkeypatch.setenv("BDPS_NATIVE_KERNELS", value)
+    monkeypatch.setattr(native, "_enabled", None)
+    assert native.native_kernels_enabled() is enabled
