@@ -278,9 +278,9 @@ CORE_SECTIONS = ("env", "network", "exploration", "replay", "algorithm", "traini
 class ExperimentConfig(StrictModel):
     """A whole run. ``scenario`` is informational (the preset it came from).
 
-    Besides the sections below it holds the registered algorithms' own sections, each named
-    after its algorithm (``bdps: {n_roles: 3}``) and validated by that algorithm's options
-    model; the one of ``algorithm.name`` is always there (:attr:`options`)."""
+    Besides the sections below it holds the chosen algorithm's own section, named after it
+    (``bdps: {n_roles: 3}``) and validated by its options model; it is always there
+    (:attr:`options`). Another algorithm's section is refused: it would be ignored."""
 
     # extra keys are the algorithms' sections; anything else is refused by _algorithm_sections
     model_config = ConfigDict(
@@ -311,6 +311,12 @@ class ExperimentConfig(StrictModel):
                 raise ValueError(
                     f"unknown section {key!r}: the sections are {', '.join(CORE_SECTIONS)}, "
                     f"and one per algorithm, named after it ({', '.join(known)})"
+                )
+            if key != self.algorithm.name:  # it would be stored, unchecked, and ignored
+                raise ValueError(
+                    f"section {key!r} holds settings of algorithm {key}, but the chosen "
+                    f"algorithm is {self.algorithm.name!r}: drop the {key}.* settings, or "
+                    f"choose it (--algo {key})"
                 )
             model = algorithm_spec(key).options
             if not isinstance(value, model):

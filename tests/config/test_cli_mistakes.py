@@ -8,6 +8,7 @@ import re
 import pytest
 
 from bdps_agents.cli import main as cli_main
+from bdps_agents.grid import experiment_names
 
 TRAIN = ["train", "--scenario", "lbf/8x8-2p-2f", "--steps", "2000", "--no-progress"]
 
@@ -78,3 +79,19 @@ def test_the_kernel_switch_reads_yes_and_no(monkeypatch, value, enabled):
     monkeypatch.setenv("BDPS_NATIVE_KERNELS", value)
     monkeypatch.setattr(native, "_enabled", None)
     assert native.native_kernels_enabled() is enabled
+
+
+def test_the_section_of_an_algorithm_not_chosen_is_refused(capsys, tmp_path):
+    """It was stored unchecked (5 roles for 2 agents) and ignored without a word."""
+    argv = [*TRAIN, "--algo", "qmix", "--set", "bdps.n_roles=5", "--logdir", str(tmp_path / "r")]
+    line = one_error_line(capsys, cli_main(argv))
+    assert "section 'bdps' holds settings of algorithm bdps, but the chosen algorithm is " in line
+    assert "'qmix': drop the bdps.* settings, or choose it (--algo bdps)" in line
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("name", experiment_names())
+def test_every_shipped_experiment_sets_only_its_methods_own_sections(name):
+    from bdps_agents.grid import expand, load_grid
+
+    assert expand(load_grid(name))  # every cell validates

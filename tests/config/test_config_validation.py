@@ -573,4 +573,4 @@ def test_an_unknown_algorithm_or_section_names_what_exists() -> None:
     with pytest.raises(ConfigError, match=rf"unknown section 'bpds'.*\({known}\)"):
         build_config({"bpds": {"n_roles": 3}})
     with pytest.raises(ConfigError, match=r"bdps.n_rolez: Extra inputs"):
-        build_config({"bdps": {"n_rolez": 3}})
+        build_config({"algorithm": {"name": "bdps"}, "bdps": {"n_rolez": 3}})
