@@ -218,5 +218,8 @@ def algorithm_variants() -> dict[str, dict[str, Any]]:
 def build_algorithm(cfg: ExperimentConfig, spec: Any) -> Any:
     """The Tianshou algorithm (with its policy) that ``cfg.algorithm.name`` builds for an env
     of sizes ``spec`` (a :class:`~bdps_agents.training.EnvSpec`), after the env checks."""
+    from bdps_agents.memory import check_network_memory
+
     cfg.check_env(spec.n_agents, spec.episode_limit, spec.n_actions)
+    check_network_memory(cfg.network.hidden_dim, spec)
     return algorithm_spec(cfg.algorithm.name).builder()(cfg, spec)

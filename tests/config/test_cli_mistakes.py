@@ -8,7 +8,6 @@ import re
 import pytest
 
 from bdps_agents.cli import main as cli_main
-from bdps_agents.grid import experiment_names
 
 TRAIN = ["train", "--scenario", "lbf/8x8-2p-2f", "--steps", "2000", "--no-progress"]
 
@@ -88,10 +87,3 @@ def test_the_section_of_an_algorithm_not_chosen_is_refused(capsys, tmp_path):
     assert "section 'bdps' holds settings of algorithm bdps, but the chosen algorithm is " in line
     assert "'qmix': drop the bdps.* settings, or choose it (--algo bdps)" in line
     assert not (tmp_path / "r").exists()
-
-
-@pytest.mark.parametrize("name", experiment_names())
-def test_every_shipped_experiment_sets_only_its_methods_own_sections(name):
-    from bdps_agents.grid import expand, load_grid
-
-    assert expand(load_grid(name))  # every cell validates
