@@ -312,6 +312,9 @@ class ExperimentConfig(StrictModel):
                     f"unknown section {key!r}: the sections are {', '.join(CORE_SECTIONS)}, "
                     f"and one per algorithm, named after it ({', '.join(known)})"
                 )
+            if key != self.algorithm.name and value in ({}, None):
+                del extra[key]  # no settings to ignore (e.g. a QMIX run's config.json)
+                continue
             if key != self.algorithm.name:  # it would be stored, unchecked, and ignored
                 raise ValueError(
                     f"section {key!r} holds settings of algorithm {key}, but the chosen "
