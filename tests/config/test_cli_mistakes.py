@@ -87,3 +87,51 @@ def test_the_section_of_an_algorithm_not_chosen_is_refused(capsys, tmp_path):
     assert "section 'bdps' holds settings of algorithm bdps, but the chosen algorithm is " in line
     assert "'qmix': drop the bdps.* settings, or choose it (--algo bdps)" in line
     assert not (tmp_path / "r").exists()
+
+
+# the tiny run (conftest's tiny_run) as --set items: a few seconds of training
+TINY = [
+    "env.num_train_envs=2",
+    "env.num_test_envs=2",
+    "replay.capacity_episodes=40",
+    "replay.batch_episodes=4",
+    "replay.warmup_episodes=2",
+    "network.hidden_dim=16",
+    "training.test_interval=100",
+    "training.test_episodes=2",
+    "training.steps_per_update=20",
+]
+
+
+def test_diverging_settings_end_in_their_one_line_and_no_progress_keeps_the_plan(capsys, tmp_path):
+    items = [*TINY, "algorithm.lr=1e30", "algorithm.max_grad_norm=1e30"]
+    argv = [*TRAIN, "--logdir", str(tmp_path / "run"), *(a for i in items for a in ("--set", i))]
+    code = cli_main(argv)
+    out = capsys.readouterr()
+    # --no-progress hides the bar, not what the run will do
+    assert "budget: 2,000 env steps of training" in out.out
+    assert "warm-up: 2 episodes of random available actions" in out.out
+    lines = out.err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, out.err
+    assert re.match(r"error: training stopped at env step \d+: non-finite", lines[0]), lines[0]
+    assert lines[0].endswith(
+        "Try a lower algorithm.lr or algorithm.max_grad_norm, or check the scale of the rewards."
+    )
+
+
+def test_a_network_larger_than_the_machine_is_refused_before_allocating(capsys, tmp_path):
+    argv = [*TRAIN, "--logdir", str(tmp_path / "run"), "--set", "network.hidden_dim=10000000"]
+    line = one_error_line(capsys, cli_main(argv))
+    assert re.search(r"network.hidden_dim=10000000 needs at least [\d.]+ GiB for the agent", line)
+    assert "use a smaller network.hidden_dim" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_logdir_that_is_not_utf8_is_refused_before_anything_is_written(capsys, tmp_path):
+    logdir = str(tmp_path) + "/bad\udcffname"  # what Python makes of the bytes b"bad\xffname"
+    line = one_error_line(capsys, cli_main([*TRAIN, "--logdir", logdir]))
+    assert (
+        "its name is not valid UTF-8 (TensorBoard cannot write there): pick another --logdir"
+        in line
+    )
+    assert list(tmp_path.iterdir()) == []
