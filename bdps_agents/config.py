@@ -302,31 +302,10 @@ class ExperimentConfig(StrictModel):
 
     @model_validator(mode="after")
     def _algorithm_sections(self) -> ExperimentConfig:
-        from bdps_agents.algorithms import algorithm_spec, available_algorithms
+        from bdps_agents.algorithms import algorithm_spec, validate_algorithm_sections
 
         extra = self.__pydantic_extra__ if self.__pydantic_extra__ is not None else {}
-        known = available_algorithms()
-        for key, value in list(extra.items()):
-            if key not in known:
-                raise ValueError(
-                    f"unknown section {key!r}: the sections are {', '.join(CORE_SECTIONS)}, "
-                    f"and one per algorithm, named after it ({', '.join(known)})"
-                )
-            if key != self.algorithm.name and value in ({}, None):
-                del extra[key]  # no settings to ignore (e.g. a QMIX run's config.json)
-                continue
-            if key != self.algorithm.name:  # it would be stored, unchecked, and ignored
-                raise ValueError(
-                    f"section {key!r} holds settings of algorithm {key}, but the chosen "
-                    f"algorithm is {self.algorithm.name!r}: drop the {key}.* settings, or "
-                    f"choose it (--algo {key})"
-                )
-            model = algorithm_spec(key).options
-            if not isinstance(value, model):
-                try:
-                    extra[key] = model.model_validate(value)
-                except ValidationError as err:
-                    raise ValueError(_section_errors(err, key)) from None
+        validate_algorithm_sections(extra, self.algorithm.name)
         spec = algorithm_spec(self.algorithm.name)
         extra.setdefault(spec.name, spec.options())
         if self.network.sharing is None:
@@ -369,14 +348,6 @@ def check_sharing_mode(cfg: ExperimentConfig) -> None:
             f"which shares {' or '.join(spec.sharing)}"
             + ("; BDPS shares by roles: --algo bdps" if cfg.network.sharing == "roles" else "")
         )
-
-
-def _section_errors(err: ValidationError, section: str) -> str:
-    items = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in (section, *e["loc"]))
-        items.append(f"{loc}: {e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r})")
-    return "; ".join(items)
 
 
 # ---------------------------------------------------------------------------------------------
