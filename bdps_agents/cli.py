@@ -15,16 +15,23 @@ bdps options rode                                 # an algorithm's own settings,
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import shlex
 import sys
 from pathlib import Path
 
 from bdps_agents.algorithms import algorithm_spec, available_algorithms, run_label
+from bdps_agents.cli_arguments import ArgumentValueError, check_positive, check_seed
+from bdps_agents.cli_experiment import (
+    add_grid_options,
+    add_plot_options,
+    experiment,
+    plot,
+    reproduce,
+)
 from bdps_agents.cli_options import add_options_command
 from bdps_agents.config import ConfigError, ResultsError
 from bdps_agents.presets import load_config, scenario_names
+from bdps_agents.settings import check_environment_variables
 
 # --sharing values that named BDPS before algorithms were registered units: their overrides now
 LEGACY_SHARING_FLAGS = {
@@ -51,6 +58,7 @@ def _algorithm_overrides(algo: str | None, sharing: str | None) -> list[str]:
 def _train(args: argparse.Namespace) -> int:
     from bdps_agents.training import CheckpointError, default_logdir, train
 
+    check_seed(args.seed)
     overrides = list(args.set or []) + _algorithm_overrides(args.algo, args.sharing)
     if args.steps is not None:
         overrides.append(f"training.total_steps={args.steps}")
@@ -109,92 +117,14 @@ def _interrupted(logdir: Path, argv: list[str]) -> str:
     )
 
 
-class ArgumentValueError(ConfigError):
-    """A command-line value the command cannot use; ``main()`` prints it as one ``error:`` line
-    (a ``ConfigError``, which it already catches)."""
-
-
-# numpy's legacy seeding (training.seed_everything) takes seeds below 2**32
-SEED_MAX = 2**32 - 1
-
-
-def _check_seed(seed: int | None) -> None:
-    if seed is not None and not 0 <= seed <= SEED_MAX:
-        raise ArgumentValueError(f"--seed must be an integer from 0 to {SEED_MAX}, got {seed}")
-
-
-def _check_positive(option: str, value: int | None, unit: str) -> None:
-    if value is not None and value < 1:
-        raise ArgumentValueError(f"{option} must be a positive number of {unit}, got {value}")
-
-
-def _run_grid(args: argparse.Namespace, name: str) -> tuple[Path, Exception | None]:
-    """Run an experiment file or shipped name with the command's options: its results
-    directory, and the ``GridRunError`` that listed failed runs (None if none failed)."""
-    from bdps_agents.experiment import GridRunError, run_experiment
-    from bdps_agents.grid import load_grid
-
-    grid = load_grid(name).with_overrides(_grid_items(args))
-    try:
-        return run_experiment(grid, **_grid_options(args)), None
-    except GridRunError as err:  # the runs that finished are in the results
-        return Path(args.results_dir or grid.results_dir), err
-
-
-def _experiment(args: argparse.Namespace) -> int:
-    root, failure = _run_grid(args, args.config)
-    if failure is not None:
-        print(f"error: {failure}", file=sys.stderr)
-        return 1
-    print(f"plot it with: bdps plot {root}")
-    return 0
-
-
-def _grid_options(args: argparse.Namespace) -> dict:
-    return {"results_dir": args.results_dir, "local": args.local, "address": args.address}
-
-
-def _grid_items(args: argparse.Namespace) -> list[str]:
-    """``--steps`` and ``--seeds`` as ``--set`` items on the experiment file's fields."""
-    items = list(args.set or [])
-    _check_positive("--steps", args.steps, "env steps per run")
-    if args.steps is not None:
-        items.append(f"total_steps={args.steps}")
-    if args.seeds is not None:
-        for seed in args.seeds:
-            _check_seed(seed)
-        items.append(f"seeds={json.dumps(args.seeds)}")
-    return items
-
-
-def _seed_list(text: str) -> list[int]:
-    try:
-        seeds = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be comma-separated integers such as 0,1,2, got {text!r}"
-        ) from None
-    return seeds
-
-
-def _plot(args: argparse.Namespace) -> int:
-    from bdps_agents.experiment import refresh_results
-    from bdps_agents.plotting import plot_results, summary_table
-    from bdps_agents.results import load_results
-
-    refresh_results(args.results_dir)  # also plots an experiment that is still running
-
-    for path in plot_results(args.results_dir, args.out, args.max_step):
-        print(f"wrote {path}")
-    print(summary_table(load_results(args.results_dir, args.max_step)))
     return 0
 
 
 def _render(args: argparse.Namespace) -> int:
     from bdps_agents.render import check_output_path, render_episode
 
-    _check_seed(args.seed)
-    _check_positive("--max-steps", args.max_steps, "steps (leave it out for whole episodes)")
+    check_seed(args.seed)
+    check_positive("--max-steps", args.max_steps, "steps (leave it out for whole episodes)")
     try:  # up front: Pillow would refuse the extension only after the whole episode
         check_output_path(args.out)
     except ValueError as err:
@@ -204,34 +134,9 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reproduce(args: argparse.Namespace) -> int:
-    from bdps_agents.grid_budget import experiments_table
-    from bdps_agents.plotting import plot_results, summary_table
-    from bdps_agents.results import load_results
-
-    if args.list or args.name is None:
-        print(experiments_table())
-        return 0
-    root, failure = _run_grid(args, args.name)
-    for path in plot_results(root):  # the runs that finished, also when some failed
-        print(f"wrote {path}")
-    print(summary_table(load_results(root)))
-    if failure is not None:
-        print(f"error: {failure}", file=sys.stderr)
-        return 1
-    return 0
-
-
 def _scenarios(args: argparse.Namespace) -> int:
     print("\n".join(scenario_names()))
     return 0
-
-
-def _finite_step(text: str) -> float:
-    value = float(text)
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite env step >= 0, got {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -292,46 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub, common)
     add_selector_value_parser(sub, common)
 
-    def ray_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--results-dir", default=None, help="default: the file's results_dir")
-        p.add_argument("--local", action="store_true", help="run sequentially, without Ray")
-        p.add_argument("--address", default=None, help="an existing Ray cluster, e.g. auto")
-        p.add_argument(
-            "--steps",
-            type=int,
-            default=None,
-            help="env steps per run (the file's total_steps); finished runs with fewer train on "
-            "to it, so a budget can be raised step by step",
-        )
-        p.add_argument(
-            "--seeds",
-            type=_seed_list,
-            default=None,
-            help="comma-separated seeds, e.g. 0,1,2 (the file's seeds)",
-        )
-        p.add_argument(
-            "--set", action="append", metavar="KEY=VALUE", help="e.g. overrides.training.lr=1e-3"
-        )
-
     x = sub.add_parser(
         "experiment", parents=[common], help="a grid of scenarios x methods x seeds (Ray)"
     )
     x.add_argument("config", help="experiment YAML file or shipped name (e.g. lbf-ablation)")
-    ray_options(x)
-    x.set_defaults(fn=_experiment)
+    add_grid_options(x)
+    x.set_defaults(fn=experiment)
 
     pl = sub.add_parser(
         "plot", parents=[common], help="figures (mean +- 95%% CI across seeds) of a results dir"
     )
-    pl.add_argument("results_dir")
-    pl.add_argument("--out", default=None, help="default: RESULTS_DIR/plots")
-    pl.add_argument(
-        "--max-step",
-        type=_finite_step,
-        default=None,
-        help="ignore rows after this env step (compare runs trained for different budgets)",
-    )
-    pl.set_defaults(fn=_plot)
+    add_plot_options(pl)
+    pl.set_defaults(fn=plot)
 
     r = sub.add_parser(
         "render",
@@ -347,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("reproduce", parents=[common], help="run a shipped experiment, plot it")
     rp.add_argument("name", nargs="?", help="e.g. lbf-ablation; none: --list")
     rp.add_argument("--list", action="store_true", help="the shipped experiments and their cost")
-    ray_options(rp)
-    rp.set_defaults(fn=_reproduce)
+    add_grid_options(rp)
+    rp.set_defaults(fn=reproduce)
 
     s = sub.add_parser("scenarios", parents=[common], help="list scenario presets")
     s.set_defaults(fn=_scenarios)
@@ -360,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command; a user mistake ends in one ``error:`` line and exit code 2 (with
     ``--debug``: the traceback)."""
     from bdps_agents.adapters import UnknownAdapterError
+    from bdps_agents.algorithms.value_decomposition import NonFiniteError
     from bdps_agents.training import CheckpointError, RunDirError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -368,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "debug", False):
         return args.fn(args)
     try:
+        check_environment_variables()
         return args.fn(args)
     # ImportError: an optional simulator is not installed (the message gives the install command)
     except (
@@ -378,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         CheckpointError,
         RunDirError,
         ResultsError,
+        NonFiniteError,  # settings that make the losses diverge: the message names them
     ) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)

@@ -25,6 +25,9 @@ from pydantic import (
 
 from bdps_agents.legacy import upgrade_legacy_config
 
+# numpy's legacy seeding (training.seed_everything) takes seeds from 0 to 2**32 - 1
+SEED_MAX = 2**32 - 1
+
 # training.device: resolved (and checked against the machine) by bdps_agents.device
 DEVICE_PATTERN = r"^(cpu|cuda|cuda:\d+|auto)$"
 
@@ -210,7 +213,7 @@ class TrainingConfig(StrictModel):
     """Driver: budget, update ratio, evaluation, logging."""
 
     total_steps: int = Field(200_000, ge=1, description="env steps")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     steps_per_update: int = Field(50, ge=1, description="env steps collected per gradient step")
     test_interval: int = Field(
         10_000,
@@ -281,9 +284,9 @@ CORE_SECTIONS = ("env", "network", "exploration", "replay", "algorithm", "traini
 class ExperimentConfig(StrictModel):
     """A whole run. ``scenario`` is informational (the preset it came from).
 
-    Besides the sections below it holds the registered algorithms' own sections, each named
-    after its algorithm (``bdps: {n_roles: 3}``) and validated by that algorithm's options
-    model; the one of ``algorithm.name`` is always there (:attr:`options`)."""
+    Besides the sections below it holds the chosen algorithm's own section, named after it
+    (``bdps: {n_roles: 3}``) and validated by its options model; it is always there
+    (:attr:`options`). Another algorithm's section is refused: it would be ignored."""
 
     # extra keys are the algorithms' sections; anything else is refused by _algorithm_sections
     model_config = ConfigDict(
@@ -305,22 +308,10 @@ class ExperimentConfig(StrictModel):
 
     @model_validator(mode="after")
     def _algorithm_sections(self) -> ExperimentConfig:
-        from bdps_agents.algorithms import algorithm_spec, available_algorithms
+        from bdps_agents.algorithms import algorithm_spec, validate_algorithm_sections
 
         extra = self.__pydantic_extra__ if self.__pydantic_extra__ is not None else {}
-        known = available_algorithms()
-        for key, value in list(extra.items()):
-            if key not in known:
-                raise ValueError(
-                    f"unknown section {key!r}: the sections are {', '.join(CORE_SECTIONS)}, "
-                    f"and one per algorithm, named after it ({', '.join(known)})"
-                )
-            model = algorithm_spec(key).options
-            if not isinstance(value, model):
-                try:
-                    extra[key] = model.model_validate(value)
-                except ValidationError as err:
-                    raise ValueError(_section_errors(err, key)) from None
+        validate_algorithm_sections(extra, self.algorithm.name)
         spec = algorithm_spec(self.algorithm.name)
         extra.setdefault(spec.name, spec.options())
         if self.network.sharing is None:
@@ -341,11 +332,13 @@ class ExperimentConfig(StrictModel):
         """The chosen algorithm's own settings (an ``AlgorithmOptions`` of its spec)."""
         return self.section(self.algorithm.name)
 
-    def check_env(self, n_agents: int, episode_limit: int | None) -> None:
+    def check_env(
+        self, n_agents: int, episode_limit: int | None, n_actions: int | None = None
+    ) -> None:
         """Constraints that need the environment's sizes (e.g. BDPS's Def. 1), as ConfigError."""
         try:
             check_sharing_mode(self)
-            self.options.check_env(n_agents, episode_limit)
+            self.options.check_env(n_agents, episode_limit, n_actions)
         except ValueError as err:
             raise ConfigError(str(err)) from None
 
@@ -361,14 +354,6 @@ def check_sharing_mode(cfg: ExperimentConfig) -> None:
             f"which shares {' or '.join(spec.sharing)}"
             + ("; BDPS shares by roles: --algo bdps" if cfg.network.sharing == "roles" else "")
         )
-
-
-def _section_errors(err: ValidationError, section: str) -> str:
-    items = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in (section, *e["loc"]))
-        items.append(f"{loc}: {e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r})")
-    return "; ".join(items)
 
 
 # ---------------------------------------------------------------------------------------------

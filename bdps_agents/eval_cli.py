@@ -8,12 +8,12 @@ import json
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from bdps_agents.cli import _check_positive, _check_seed
+    from bdps_agents.cli_arguments import check_positive, check_seed
     from bdps_agents.training import evaluate
     from bdps_agents.training import selector_value as sv
 
-    _check_positive("--episodes", args.episodes, "episodes")
-    _check_seed(args.seed)
+    check_positive("--episodes", args.episodes, "episodes")
+    check_seed(args.seed)
     result: dict
     if args.selector_value:
         result = sv.evaluate_selector_value(args.checkpoint, args.episodes, args.seed or 0)
@@ -51,10 +51,10 @@ def add_eval_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _selector_value(args: argparse.Namespace) -> int:
-    from bdps_agents.cli import _check_positive
+    from bdps_agents.cli_arguments import check_positive
     from bdps_agents.training.selector_report import selector_report
 
-    _check_positive("--episodes", args.episodes, "episodes")
+    check_positive("--episodes", args.episodes, "episodes")
     path, table = selector_report(args.results_dir, args.episodes, args.overwrite)
     print(table)
     print(f"per-run values and intervals over episodes: {path}")

@@ -19,7 +19,9 @@ curve PNG) and merges the runs' CSVs into ``<results_dir>/results.csv``, a tidy 
 (e.g. ``test/greedy_return``, ``test/win_rate``, ``update/delta_h``). Finished runs are skipped
 when the experiment is started again; unfinished ones resume from their last checkpoint, and
 finished ones train on when ``total_steps`` has grown (:func:`run_state`), so a budget can be
-raised step by step. A results directory whose runs have another config is refused.
+raised step by step. A results directory belongs to one experiment, one process at a time:
+another experiment (another name, or fewer runs than it holds) and runs of another config are
+refused.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bdps_agents.config import ConfigError
-from bdps_agents.grid import GridConfig, RunSpec, expand, load_grid
+from bdps_agents.grid import GridConfig, RunSpec, expand, grid_run_id, load_grid
 from bdps_agents.grid_budget import budget_line
 from bdps_agents.run_rates import default_parallel_runs
 
@@ -109,6 +111,7 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
         spec.logdir.mkdir(parents=True, exist_ok=True)
         error_file.write_text(describe_error(err) + "\n")
         raise
+    error_file.unlink(missing_ok=True)  # a note another process wrote meanwhile is stale now
     return {
         "run_id": spec.run_id,
         "final_greedy_return": result.final_greedy_return,
@@ -160,11 +163,29 @@ def run_experiment(
     Ray task: on a local Ray started here (``address=None``; as many parallel runs as CPUs /
     ``cpus_per_run``) or on an existing cluster (``address="auto"`` or ``"ray://host:port"``).
     """
+    from bdps_agents.training.run_dir import run_dir_lock
+
     specs = expand(grid, results_dir)
     root = Path(results_dir or grid.results_dir)
-    # every existing run checked before anything is written or trained
+    # one experiment at a time in a results directory (its runs' error notes would cross)
+    with run_dir_lock(root, holder="bdps experiment", option="--results-dir"):
+        return _run_locked(grid, specs, root, local, address, max_parallel)
+
+
+def _run_locked(
+    grid: GridConfig,
+    specs: list[RunSpec],
+    root: Path,
+    local: bool,
+    address: str | None,
+    max_parallel: int | None,
+) -> Path:
+    # the directory and every existing run checked before anything is written or trained
+    check_owner(grid, specs, root)
     states = {spec.run_id: run_state(spec) for spec in specs}
-    root.mkdir(parents=True, exist_ok=True)
+    for spec in specs:
+        if states[spec.run_id] == "finished":  # an error note left by an attempt before
+            (spec.logdir / ERROR_FILE).unlink(missing_ok=True)
     (root / "experiment.json").write_text(json.dumps(grid.model_dump(mode="json"), indent=2))
     todo = [s for s in specs if states[s.run_id] != "finished"]
     resumed = sum(state == "partial" for state in states.values())
@@ -197,6 +218,31 @@ def run_experiment(
             "failed ones."
         )
     return root
+
+
+def check_owner(grid: GridConfig, specs: list[RunSpec], root: Path) -> None:
+    """A results directory belongs to one experiment: ``ConfigError`` when ``root`` holds
+    another one (another name), or runs of this one that ``grid`` no longer has (fewer seeds,
+    methods or scenarios): writing its record and ``results.csv`` would drop them from view."""
+    recorded = read_record(root)
+    if recorded is None:
+        return
+    where = f"give experiment {grid.name!r} another --results-dir (the runs in {root} are kept)"
+    if recorded.name != grid.name:
+        raise ConfigError(f"{root} holds the results of experiment {recorded.name!r}: {where}")
+    ours = {spec.run_id for spec in specs}
+    theirs = [
+        grid_run_id(scenario, method, seed)
+        for seed in recorded.seeds
+        for scenario in recorded.scenarios
+        for method in recorded.methods
+    ]
+    dropped = [run_id for run_id in theirs if run_id not in ours]
+    if dropped:
+        raise ConfigError(
+            f"{root} holds {len(dropped)} runs of experiment {grid.name!r} that it no longer "
+            f"has (e.g. {dropped[0]}): keep their seeds, methods and scenarios, or {where}"
+        )
 
 
 def _report_failure(done: int, total: int, run_id: str, err: BaseException) -> None:
@@ -266,23 +312,17 @@ def write_results(specs: Iterable[RunSpec], root: Path) -> Path:
     specs = list(specs)
     path = root / "results.csv"
     tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(RESULTS_HEADER)
-        for spec in specs:
-            for scope, step, metric, value in _metric_rows(spec.logdir / "metrics.csv"):
-                writer.writerow(
-                    [
-                        spec.run_id,
-                        spec.scenario,
-                        spec.method,
-                        spec.seed,
-                        step,
-                        f"{scope}/{metric}",
-                        value,
-                    ]
-                )
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(RESULTS_HEADER)
+            for spec in specs:
+                for scope, step, metric, value in _metric_rows(spec.logdir / "metrics.csv"):
+                    row = [spec.run_id, spec.scenario, spec.method, spec.seed, step]
+                    writer.writerow([*row, f"{scope}/{metric}", value])
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # left only by a failure (e.g. a full disk)
     failures = root / FAILURES_NAME
     failed = failed_runs(specs)
     if failed:
@@ -307,18 +347,23 @@ def refresh_results(root: str | Path) -> Path | None:
     """Re-merge ``results.csv`` from the runs of the experiment in ``root`` (its
     ``experiment.json``), e.g. to plot one that is still running. None if ``root`` holds none."""
     root = Path(root)
+    grid = read_record(root)
+    return None if grid is None else write_results(expand(grid, root), root)
+
+
+def read_record(root: Path) -> GridConfig | None:
+    """The experiment recorded in ``root/experiment.json`` (None if there is none)."""
     meta = root / "experiment.json"
     if not meta.is_file():
         return None
     try:
-        grid = GridConfig.model_validate(json.loads(meta.read_text()))
+        return GridConfig.model_validate(json.loads(meta.read_text()))
     except (ValueError, UnicodeDecodeError) as err:  # JSON or validation error
         first = str(err).strip().splitlines()[0]
         raise ConfigError(
-            f"{meta} is not a readable experiment record ({first}): run the experiment again "
-            "(bdps experiment FILE --results-dir ...) to rewrite it"
+            f"{meta} is not a readable experiment record ({first}): move it away, or give the "
+            "experiment another --results-dir"
         ) from None
-    return write_results(expand(grid, root), root)
 
 
 def _metric_rows(path: Path) -> Iterable[tuple[str, str, str, str]]:

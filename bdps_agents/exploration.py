@@ -50,6 +50,8 @@ def warmup(collector: Collector, n_episode: int) -> CollectStats:
     policy = collector.policy
     if not isinstance(policy, MultiAgentQPolicy):
         raise TypeError(f"warmup needs a MultiAgentQPolicy, got {type(policy).__name__}")
+    if not isinstance(n_episode, int) or isinstance(n_episode, bool) or n_episode < 1:
+        raise ValueError(f"warmup needs n_episode >= 1 episodes, got {n_episode!r}")
     check_sub_buffers(collector.buffer, collector.env_num)
     eps = policy.eps_training
     try:

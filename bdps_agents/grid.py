@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from bdps_agents.config import (
+    SEED_MAX,
     ConfigError,
     ExperimentConfig,
     StrictModel,
@@ -30,7 +31,7 @@ class GridConfig(StrictModel):
         description='method name -> overrides, e.g. {"algorithm.name": "bdps"}; combined with '
         "`overrides` (the same key with different values in both is an error)",
     )
-    seeds: list[int] = Field(min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = Field(min_length=1)
     total_steps: int | None = Field(None, ge=1, description="overrides training.total_steps")
     overrides: dict[str, Any] = Field(default_factory=dict, description="applied to every run")
     cpus_per_run: float = Field(1.0, gt=0, description="Ray CPUs reserved per run")
@@ -135,6 +136,24 @@ def experiment_names() -> list[str]:
     return sorted(f.name[:-5] for f in root.iterdir() if f.name.endswith(".yaml"))
 
 
+# most file systems' limit on one name (bytes): a run's directory is named by its run id
+MAX_NAME_BYTES = 255
+
+
+def grid_run_id(scenario: str, method: str, seed: int) -> str:
+    """A cell's run id, which names its directory under ``<results_dir>/runs``; ``ConfigError``
+    when the name would be too long for a file system (a long method name or scenario path)."""
+    run_id = f"{scenario.replace('/', '_')}--{method}--seed{seed}"
+    size = len(run_id.encode())
+    if size > MAX_NAME_BYTES:
+        raise ConfigError(
+            f"the run directory of scenario {scenario[:40]!r}, method {method[:40]!r} would be "
+            f"named with {size} bytes, more than the {MAX_NAME_BYTES} a file name may have: "
+            "shorten the method name (or the scenario's path)"
+        )
+    return run_id
+
+
 def expand(grid: GridConfig, results_dir: str | Path | None = None) -> list[RunSpec]:
     """Every (scenario, method, seed) with its config validated up front, so that a typo in
     one cell fails before any run starts."""
@@ -152,7 +171,7 @@ def expand(grid: GridConfig, results_dir: str | Path | None = None) -> list[RunS
                     cfg = ExperimentConfig.model_validate(data)
                 except ValidationError as err:
                     raise ConfigError(_format_validation_error(err, source)) from None
-                run_id = f"{scenario.replace('/', '_')}--{method}--seed{seed}"
+                run_id = grid_run_id(scenario, method, seed)
                 specs.append(RunSpec(run_id, scenario, method, seed, cfg, root / "runs" / run_id))
     ids = [spec.run_id for spec in specs]
     clash = sorted({i for i in ids if ids.count(i) > 1})

@@ -28,13 +28,20 @@ def replay_bytes_per_step(spec: EnvSpec) -> int:
     return obs + 8 * spec.n_agents + 64
 
 
+def machine_memory() -> int | None:
+    """This machine's physical memory in bytes (None where it cannot be read: not POSIX)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def check_replay_memory(capacity_episodes: int, episode_limit: int, spec: EnvSpec) -> None:
     """Refuse a replay buffer that cannot fit in this machine's memory (Tianshou allocates it
     in full on the first write, so the run would die later, or swap)."""
     need = capacity_episodes * episode_limit * replay_bytes_per_step(spec)
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # not POSIX: no check
+    total = machine_memory()
+    if total is None:  # no check
         return
     if need > 0.75 * total:
         fits = int(0.75 * total / (episode_limit * replay_bytes_per_step(spec)))
@@ -43,6 +50,25 @@ def check_replay_memory(capacity_episodes: int, episode_limit: int, spec: EnvSpe
             f"({capacity_episodes} episodes x {episode_limit} steps x "
             f"{replay_bytes_per_step(spec)} bytes per step) but this machine has "
             f"{total / 2**30:.1f} GiB; at most {fits} episodes fit in 75% of it"
+        )
+
+
+def check_network_memory(hidden_dim: int, spec: EnvSpec) -> None:
+    """Refuse a ``network.hidden_dim`` whose agent network cannot fit in this machine's memory,
+    before PyTorch fails to allocate it. A lower bound, whatever the algorithm: one network's
+    GRU (3 gates of H x (input + H) weights) and Q head (H x actions), in float32, four times
+    over (weights, target copy, Adam's two moments)."""
+    total = machine_memory()
+    if total is None:
+        return
+    inputs = spec.obs_dim + spec.n_actions + spec.n_agents  # observation, last action, agent id
+    weights = 3 * hidden_dim * (inputs + hidden_dim) + hidden_dim * spec.n_actions
+    need = 4 * 4 * weights
+    if need > 0.75 * total:
+        raise ConfigError(
+            f"network.hidden_dim={hidden_dim} needs at least {need / 2**30:.1f} GiB for the "
+            f"agent network alone (weights, target copy and Adam's moments) but this machine "
+            f"has {total / 2**30:.1f} GiB: use a smaller network.hidden_dim (the default is 64)"
         )
 
 

@@ -32,6 +32,7 @@ from tianshou.env import BaseVectorEnv
 from bdps_agents.algorithms import algorithm_spec, available_algorithms, build_algorithm
 from bdps_agents.algorithms.value_decomposition import ValueDecomposition
 from bdps_agents.config import CORE_SECTIONS, ExperimentConfig, build_config
+from bdps_agents.device import resolve_device
 from bdps_agents.env_spec import EnvSpec
 from bdps_agents.exploration import LinearSchedule, check_sub_buffers, warmup
 from bdps_agents.joint_env import JointEnv
@@ -45,6 +46,7 @@ from bdps_agents.training.checkpoint import (
     load_checkpoint,
     write_checkpoint,
 )
+from bdps_agents.training.learner_state import load_algorithm_state
 
 __all__ = ["EpisodeMetrics", "Learner", "build_learner", "warmup"]
 
@@ -115,7 +117,11 @@ class Learner:
         """A learner built from ``state``'s config for ``env``, with its saved state loaded
         (it continues exactly where ``state_dict`` was taken, given the same replay).
         ``num_envs``: training envs (default: the saved config's ``env.num_train_envs``)."""
-        if not isinstance(state, dict) or not {"config", "algorithm"} <= state.keys():
+        if (
+            not isinstance(state, dict)
+            or not {"config", "algorithm"} <= state.keys()
+            or not isinstance(state["algorithm"], dict)
+        ):
             raise ValueError("state must be a dict from Learner.state_dict() (config, algorithm)")
         saved_env = state.get("env") or {}  # not in CLI checkpoints of older versions
         mismatch = EnvSpec.of(env).size_mismatch(saved_env.get("sizes", {}))
@@ -129,8 +135,8 @@ class Learner:
             num_envs=num_envs or config.env.num_train_envs,
             config=config,
         )
-        # Tianshou's load_state_dict pops the optimiser entry from the dict it is given
-        learner.algorithm.load_state_dict(dict(state["algorithm"]))
+        # a ValueError (CheckpointError) naming what does not fit, not Tianshou's KeyError
+        load_algorithm_state(learner.algorithm, state["algorithm"], "(Learner.from_state_dict)")
         return learner
 
 
@@ -173,17 +179,19 @@ def build_learner(
     if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
         raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
     data = (config or ExperimentConfig()).model_dump(mode="json")
-    given = sections.get("algorithm", {}).get("name", algo)
-    if given != algo:
-        raise ValueError(f"algorithm={{'name': {given!r}}} contradicts algo={algo!r}: give one")
-    if data["algorithm"]["name"] != algo and data["network"]["sharing"] not in (
-        algorithm_spec(algo).sharing
-    ):
-        data["network"]["sharing"] = None  # the new algorithm's default
-    data["algorithm"]["name"] = algo
     for name, values in sections.items():
         if not isinstance(values, dict):
             raise TypeError(f"config section {name} must be a dict, got {type(values).__name__}")
+    given = sections.get("algorithm", {}).get("name", algo)
+    if given != algo:
+        raise ValueError(f"algorithm={{'name': {given!r}}} contradicts algo={algo!r}: give one")
+    previous = data["algorithm"]["name"]
+    if previous != algo:
+        data.pop(previous, None)  # the previous algorithm's own section (it would be refused)
+        if data["network"]["sharing"] not in algorithm_spec(algo).sharing:
+            data["network"]["sharing"] = None  # the new algorithm's default
+    data["algorithm"]["name"] = algo
+    for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values}
     if seed is not None:
         data["training"]["seed"] = seed
@@ -191,6 +199,7 @@ def build_learner(
         data["env"] = {**data["env"], **env.source}
     data["env"]["num_train_envs"] = num_envs
     cfg = build_config(data, source="build_learner")
+    resolve_device(cfg.training.device)  # a CUDA device this machine lacks: DeviceError
     spec = EnvSpec.of(env)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.training.seed)

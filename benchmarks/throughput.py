@@ -283,10 +283,10 @@ def main() -> None:
     for mode in modes:
         if mode not in variants:
             ap.error(f"--modes: unknown {mode!r}; registered: {', '.join(variants)}")
-        base = {
-            "env": env_section(adapter, task, args.envs, args.vector_env),
-            "bdps": {"n_roles": 2, "n_groups": 2, "role_interval": 5, "group_interval_multiple": 2},
-        }
+        base: dict = {"env": env_section(adapter, task, args.envs, args.vector_env)}
+        if variants[mode]["algorithm.name"] == "bdps":  # another algorithm's section is refused
+            sizes = {"n_roles": 2, "n_groups": 2, "role_interval": 5, "group_interval_multiple": 2}
+            base["bdps"] = sizes
         overrides = [(key, value, "--modes") for key, value in variants[mode].items()]
         cfg = ExperimentConfig.model_validate(merge_overrides(base, overrides))
         r = results[mode] = measure(cfg, args)

@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "results": 0,
     "experiments": 0,  # data: experiment grids
     "run_rates": 0,  # measured env steps/s: rough durations
+    "settings": 0,  # BDPS_* environment variables
     # 1: building blocks: environments, networks, the policy, replay, figures
     "adapters": 1,
     "episode_rule": 1,
@@ -61,6 +62,8 @@ LAYERS: dict[str, int] = {
     "cli": 5,
     "eval_cli": 5,  # bdps eval, bdps selector-value
     "cli_options": 5,
+    "cli_arguments": 5,
+    "cli_experiment": 5,
 }
 
 

@@ -413,3 +413,22 @@ def test_episode_metrics_outside_bdps_train():
     means = metrics.pop_means()
     assert set(means) == {"food_collected"} and 0.0 <= means["food_collected"] <= 1.0
     assert metrics.pop_means() == {}
+
+
+def test_api_misuse_gets_a_message_not_internals(monkeypatch):
+    """Issue 33: each of these raised an AttributeError or KeyError from deep inside."""
+    with pytest.raises(TypeError, match="config section algorithm must be a dict, got str"):
+        spread_learner("qmix", algorithm="x")
+    learner = spread_learner("qmix")
+    emptied = {"config": learner.state_dict()["config"], "algorithm": {}}
+    with pytest.raises(ValueError, match=r"does not fit the networks its config builds.*missing"):
+        Learner.from_state_dict(spread_env(), emptied)
+    collector = spread_collector(learner, 1)
+    for n_episode in (-1, 0):
+        with pytest.raises(ValueError, match=rf"warmup needs n_episode >= 1 .*got {n_episode}"):
+            warmup(collector, n_episode=n_episode)
+    # the CLI refuses a CUDA device this machine lacks; so does the API (no CPU learner whose
+    # config says cuda)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"training.device='cuda' but this machine has no CUDA"):
+        spread_learner("qmix", training={"device": "cuda"})

@@ -46,8 +46,11 @@ SHARING_MODES = ("full", "none", "roles")
 class AlgorithmOptions(StrictModel):
     """An algorithm's own config section (``<name>: {...}``); empty for plain QMIX."""
 
-    def check_env(self, n_agents: int, episode_limit: int | None) -> None:
-        """Constraints that need the environment's sizes; raise ``ValueError`` naming the key."""
+    def check_env(
+        self, n_agents: int, episode_limit: int | None, n_actions: int | None = None
+    ) -> None:
+        """Constraints that need the environment's sizes (``n_actions``: None where unknown);
+        raise ``ValueError`` naming the key."""
 
     def label_suffix(self) -> str | None:
         """A variant's tag in run names (``bdps-individual``), None for the default."""
@@ -215,5 +218,48 @@ def algorithm_variants() -> dict[str, dict[str, Any]]:
 def build_algorithm(cfg: ExperimentConfig, spec: Any) -> Any:
     """The Tianshou algorithm (with its policy) that ``cfg.algorithm.name`` builds for an env
     of sizes ``spec`` (a :class:`~bdps_agents.training.EnvSpec`), after the env checks."""
-    cfg.check_env(spec.n_agents, spec.episode_limit)
+    from bdps_agents.memory import check_network_memory
+
+    cfg.check_env(spec.n_agents, spec.episode_limit, spec.n_actions)
+    check_network_memory(cfg.network.hidden_dim, spec)
     return algorithm_spec(cfg.algorithm.name).builder()(cfg, spec)
+
+
+def validate_algorithm_sections(sections: dict[str, Any], chosen: str) -> None:
+    """The algorithms' own sections of a config (its extra keys; replaced in place by their
+    options models): ``ValueError`` for an unknown section, and for the section of an algorithm
+    other than ``chosen``, which would be stored unchecked and ignored (an empty one holds
+    nothing to ignore: dropped, e.g. from a QMIX run's config.json)."""
+    from pydantic import ValidationError
+
+    from bdps_agents.config import CORE_SECTIONS
+
+    known = available_algorithms()
+    for key, value in list(sections.items()):
+        if key not in known:
+            raise ValueError(
+                f"unknown section {key!r}: the sections are {', '.join(CORE_SECTIONS)}, "
+                f"and one per algorithm, named after it ({', '.join(known)})"
+            )
+        if key != chosen and value in ({}, None):
+            del sections[key]
+            continue
+        if key != chosen:
+            raise ValueError(
+                f"section {key!r} holds settings of algorithm {key}, but the chosen algorithm "
+                f"is {chosen!r}: drop the {key}.* settings, or choose it (--algo {key})"
+            )
+        model = algorithm_spec(key).options
+        if not isinstance(value, model):
+            try:
+                sections[key] = model.model_validate(value)
+            except ValidationError as err:
+                raise ValueError(_section_errors(err, key)) from None
+
+
+def _section_errors(err: Any, section: str) -> str:
+    items = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in (section, *e["loc"]))
+        items.append(f"{loc}: {e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r})")
+    return "; ".join(items)

@@ -15,9 +15,9 @@ differentiable (its backward is two more products through the same path).
 
 from __future__ import annotations
 
-import os
-
 import torch
+
+from bdps_agents.settings import env_choice
 
 BACKENDS = ("onednn", "blas")
 
@@ -26,14 +26,8 @@ def _onednn_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
-def _backend_from_env() -> str:
-    name = os.environ.get("BDPS_CPU_MATMUL", "onednn").strip().lower()
-    if name not in BACKENDS:
-        raise ValueError(f"BDPS_CPU_MATMUL must be one of {', '.join(BACKENDS)}, got {name!r}")
-    return name
-
-
-_backend = _backend_from_env()
+# None: not chosen yet, BDPS_CPU_MATMUL (read at the first product) decides
+_backend: str | None = None
 
 
 def set_cpu_backend(name: str) -> str:
@@ -42,13 +36,20 @@ def set_cpu_backend(name: str) -> str:
     global _backend
     if name not in BACKENDS:
         raise ValueError(f"CPU matmul backend must be one of {', '.join(BACKENDS)}, got {name!r}")
-    previous, _backend = _backend, name
+    previous, _backend = _chosen_backend(), name
     return previous
+
+
+def _chosen_backend() -> str:
+    global _backend
+    if _backend is None:
+        _backend = env_choice("BDPS_CPU_MATMUL", {b: b for b in BACKENDS}, "onednn")
+    return _backend
 
 
 def cpu_backend() -> str:
     """The backend float32 CPU products use now: 'onednn' or 'blas'."""
-    return "onednn" if _backend == "onednn" and _onednn_available() else "blas"
+    return "onednn" if _chosen_backend() == "onednn" and _onednn_available() else "blas"
 
 
 # below this many multiply-adds a oneDNN call's fixed cost (~12 µs) outweighs its faster

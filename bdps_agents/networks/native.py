@@ -6,9 +6,10 @@ PyTorch pays a dispatch and a pass over memory per operation, which costs more t
 step's matrix product. ``gru_gates.c`` does a step's gate arithmetic (forward or backward) in
 one vectorised pass. The library is cached per source, flags and processor
 (``$BDPS_KERNEL_CACHE``, default ``~/.cache/bdps-agents/kernels``), so a process after the first
-loads it in milliseconds. Where there is no compiler, or the build fails, or
-``BDPS_NATIVE_KERNELS=0``, :func:`gru_kernels` returns None and the callers run the same
-arithmetic as PyTorch operations (tests compare the two).
+loads it in milliseconds; only a cached library that matches the SHA-256 written beside it
+when it was built is loaded (a damaged one is rebuilt). Where there is no compiler, or the
+build fails, or ``BDPS_NATIVE_KERNELS=0``, :func:`gru_kernels` returns None and the callers run
+the same arithmetic as PyTorch operations (tests compare the two).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from bdps_agents.settings import SWITCH_VALUES, env_choice
+
 SOURCE = Path(__file__).parent / "kernels" / "gru_gates.c"
 # compile, then link in a second command: linking with -ffast-math would add crtfastmath.o,
 # which switches the whole process to flush-to-zero when the library loads
@@ -36,14 +39,24 @@ FLAG_SETS = (
     (["-O2", "-fPIC"], ["-lm"]),
 )
 
-_enabled = os.environ.get("BDPS_NATIVE_KERNELS", "1").strip() not in ("0", "false", "no")
+# None: not chosen yet, BDPS_NATIVE_KERNELS (read at the first use) decides
+_enabled: bool | None = None
+
+
+def native_kernels_enabled() -> bool:
+    """Whether the compiled kernels are to be used (when they build): ``BDPS_NATIVE_KERNELS``
+    (default on) until :func:`set_native_kernels` says otherwise."""
+    global _enabled
+    if _enabled is None:
+        _enabled = env_choice("BDPS_NATIVE_KERNELS", SWITCH_VALUES, True)
+    return _enabled
 
 
 def set_native_kernels(enabled: bool) -> bool:
     """Use the compiled kernels (when they built) from now on, in this process; returns the
     previous setting. False runs the PyTorch operations instead."""
     global _enabled
-    previous, _enabled = _enabled, enabled
+    previous, _enabled = native_kernels_enabled(), enabled
     return previous
 
 
@@ -95,13 +108,39 @@ def _ptr(t: torch.Tensor | None) -> int | None:
 
 def gru_kernels() -> GRUKernels | None:
     """The compiled GRU kernels, or None (disabled, no compiler, or the build failed)."""
-    return _load() if _enabled else None
+    return _load() if native_kernels_enabled() else None
 
 
 @cache
 def _load() -> GRUKernels | None:
     path = build(SOURCE)
-    return None if path is None else GRUKernels(ctypes.CDLL(str(path)))
+    if path is None:
+        return None
+    try:
+        return GRUKernels(ctypes.CDLL(str(path)))
+    except (OSError, AttributeError) as exc:  # not a library, or without the entry points
+        warnings.warn(
+            f"could not load {path} ({exc}); the GRU recurrence runs as PyTorch operations "
+            "(slower, same results)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+
+
+def _checksum_path(library: Path) -> Path:
+    """Where the SHA-256 of a built library is kept, beside it."""
+    return library.with_suffix(".sha256")
+
+
+def _intact(library: Path) -> bool:
+    """Whether a cached library is the file that was built: loading a cut or altered one
+    could crash the process (SIGBUS), so it is checked against the checksum written with it."""
+    try:
+        expected = _checksum_path(library).read_text().strip()
+        return hashlib.sha256(library.read_bytes()).hexdigest() == expected
+    except OSError:
+        return False
 
 
 def _cache_dir() -> Path:
@@ -128,12 +167,15 @@ def build(source: Path) -> Path | None:
         return None
     text = source.read_bytes()
     errors = []
+    damaged: Path | None = None
     for compile_flags, link_flags in FLAG_SETS:
         parts = [text, " ".join(compile_flags + link_flags), _processor(), compiler]
         key = hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
         target = _cache_dir() / f"{source.stem}-{key}.so"
         if target.exists():
-            return target
+            if _intact(target):
+                return target
+            damaged = target  # rebuilt below (or, if that fails, not loaded)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
@@ -143,11 +185,24 @@ def build(source: Path) -> Path | None:
                     [compiler, "-shared", str(obj), "-o", str(lib), *link_flags],
                 ):
                     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
-                os.replace(lib, target)  # atomic: a concurrent builder finds it whole or absent
+                checksum = Path(tmp) / "k.sha256"
+                checksum.write_text(hashlib.sha256(lib.read_bytes()).hexdigest())
+                # atomic: a concurrent builder finds each file whole or absent; the checksum
+                # first, so that a library in the cache always has one
+                os.replace(checksum, _checksum_path(target))
+                os.replace(lib, target)
+            if damaged is not None:
+                warnings.warn(
+                    f"the cached {damaged} was damaged (not the file that was built); rebuilt it",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             return target
         except (OSError, subprocess.SubprocessError) as exc:
             detail = getattr(exc, "stderr", "") or str(exc)
             errors.append(f"{' '.join(compile_flags)}: {detail.strip().splitlines()[-1:]}")
+    if damaged is not None:
+        errors.append(f"the cached {damaged} is damaged")
     warnings.warn(
         f"could not build {source.name} with {compiler} ({'; '.join(errors)}); the GRU "
         "recurrence runs as PyTorch operations (slower, same results)",

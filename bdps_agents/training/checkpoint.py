@@ -123,7 +123,9 @@ def _payload_of(path: Path) -> tuple[int, bytes | None]:
                 f"checkpoint {path} has format version {version}; this bdps-agents reads up to "
                 f"{CHECKPOINT_FORMAT} (upgrade bdps-agents)"
             )
-        payload = f.read(length + 1)
+        # a corrupt length field (e.g. a flipped high bit) must not become a huge allocation
+        remaining = os.fstat(f.fileno()).st_size - f.tell()
+        payload = f.read(length + 1) if length <= remaining else f.read()
     if len(payload) != length:
         what = "truncated" if len(payload) < length else "longer than its header says"
         raise CheckpointError(

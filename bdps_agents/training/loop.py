@@ -156,8 +156,9 @@ def _train(
         done_steps=note["env_step"] if note else 0,
         done_epochs=note["epoch"] if note else 0,
     )
-    if tc.progress:  # before the progress bar appears
-        print(plan.describe(tc.total_steps, tc.steps_per_update), flush=True)
+    # before the progress bar appears; also without one (--no-progress): what the run will do
+    print(plan.describe(tc.total_steps, tc.steps_per_update), flush=True)
+
     def test_metrics() -> dict[str, float]:
         """The test episodes' metrics, and the selector value where asked for."""
         means = run.test_metrics.pop_means()
@@ -176,12 +177,11 @@ def _train(
     )
     try:
         if saved is None:
-            if tc.progress:
-                print(
-                    f"warm-up: {cfg.replay.warmup_episodes} episodes of random available actions "
-                    "before learning (in metrics.csv's env steps, not in the budget) ...",
-                    flush=True,
-                )
+            print(
+                f"warm-up: {cfg.replay.warmup_episodes} episodes of random available actions "
+                "before learning (in metrics.csv's env steps, not in the budget) ...",
+                flush=True,
+            )
             warm = warmup(run.train_collector, n_episode=cfg.replay.warmup_episodes)
             logger.step_offset = warm.n_collected_steps
         else:

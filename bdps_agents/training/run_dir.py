@@ -45,29 +45,41 @@ class RunDirError(RuntimeError):
 
 
 @contextlib.contextmanager
-def run_dir_lock(logdir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``logdir`` (created if needed) while a run writes to it.
+def run_dir_lock(
+    logdir: Path, holder: str = "bdps run", option: str = "--logdir"
+) -> Iterator[None]:
+    """Hold an exclusive lock on ``logdir`` (created if needed) while a run writes to it
+    (``holder``, ``option``: what the messages call the locking process, and the option that
+    chooses the directory: an experiment locks its results directory too).
 
     ``flock`` on ``<logdir>/.lock``: the kernel drops it when the process dies (kill -9
     included), so a crashed run never leaves a stale lock behind. The file keeps the holder's
     pid for the message. A directory made here that holds nothing else at the end (the run
     failed before writing) is removed again."""
+    what = "log" if option == "--logdir" else "results"
+    try:  # TensorBoard writes its paths as UTF-8: a name with other bytes fails only then
+        str(logdir).encode("utf-8")
+    except UnicodeEncodeError:
+        raise RunDirError(
+            f"cannot use {str(logdir)!r} as the {what} directory: its name is not valid UTF-8 "
+            f"(TensorBoard cannot write there): pick another {option}"
+        ) from None
     created = not logdir.exists()
     try:
         logdir.mkdir(parents=True, exist_ok=True)
         fd = os.open(logdir / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as err:
         raise RunDirError(
-            f"cannot use {logdir} as the log directory ({err.strerror}): pick another --logdir"
+            f"cannot use {logdir} as the {what} directory ({err.strerror}): pick another {option}"
         ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             raise RunDirError(
-                f"{logdir} is in use by another bdps run (pid {holder}): wait for it to end "
-                "or pick another --logdir"
+                f"{logdir} is in use by another {holder} (pid {pid}): wait for it to end "
+                f"or pick another {option}"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)

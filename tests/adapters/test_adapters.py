@@ -492,3 +492,21 @@ def test_lbf_warns_when_not_all_food_fits() -> None:
     env.foraging_env.spawn_food = lambda n, **levels: spawn_food(n - 1, **levels)
     with pytest.warns(RuntimeWarning, match="placed only 1 of 2 foods"):
         env.reset(seed=0)
+
+
+def test_a_huge_lbf_field_is_refused_at_once_without_memory():
+    """Issue 33: ``--set env.kwargs.task=99999x99999-2p-2f`` grew to 13 GB while the config was
+    checked; under a 2 GB address-space limit it is refused in a second, naming the size."""
+    code = (
+        "import resource\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+        "from bdps_agents.adapters import check_adapter_kwargs\n"
+        "try:\n"
+        "    check_adapter_kwargs('lbf', {'task': '99999x99999-2p-2f'})\n"
+        "except ValueError as err:\n"
+        "    print(err)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "a 99999x99999 field has 9999800001 cells, more than the 1000000" in done.stdout
+    assert "use a smaller field" in done.stdout

@@ -206,7 +206,6 @@ def standin_cfg(config_with):
                 },
                 "replay": {"capacity_episodes": 50, "batch_episodes": 4, "warmup_episodes": 4},
                 "network": {"hidden_dim": 16},
-                "bdps": {"role_interval": 2},
             },
             training={"progress": False, "test_episodes": 6, **training},
         )

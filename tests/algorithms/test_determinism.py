@@ -26,7 +26,8 @@ def test_same_seed_same_losses_and_returns(
     cfg = config_with(
         small_lbf,
         algorithm={"name": algo},
-        bdps={"role_interval": 3, "group_interval_multiple": 2},
+        # BDPS's section only when it is chosen (another algorithm's section is refused)
+        **({"bdps": {"role_interval": 3, "group_interval_multiple": 2}} if algo == "bdps" else {}),
         # one update per 10 env steps, every update logged: 200+ updates in 2,100 steps
         training={
             "total_steps": 2100,

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import os
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -56,6 +59,64 @@ def test_a_kernel_that_does_not_build_warns_and_gives_none(tmp_path, monkeypatch
         assert native.gru_kernels() is None  # switched off: the PyTorch path
     finally:
         native.set_native_kernels(True)
+
+
+@pytest.fixture(scope="module")
+def kernel_cache(tmp_path_factory):
+    """A kernel cache holding the built GRU kernels (built once for the module)."""
+    cache = tmp_path_factory.mktemp("kernels")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BDPS_KERNEL_CACHE", str(cache))
+        assert native.build(native.SOURCE) is not None
+    return cache
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or shutil.which("cc") is None,
+    reason="the kernels are built with the system C compiler (Linux, cc on PATH)",
+)
+@pytest.mark.parametrize("damage", ["truncated", "emptied", "another library"])
+def test_a_damaged_cached_kernel_is_rebuilt_not_loaded(kernel_cache, tmp_path, damage):
+    """Issue 33: a cut cached library killed every later run (SIGBUS); a fresh process, as the
+    next ``bdps train`` is, rebuilds it with a warning and runs the kernels."""
+    cache = tmp_path / "cache"
+    shutil.copytree(kernel_cache, cache)
+    env = {**os.environ, "BDPS_KERNEL_CACHE": str(cache), "BDPS_NATIVE_KERNELS": "1"}
+    load = [
+        sys.executable,
+        "-c",
+        "from bdps_agents.networks import native; print(native.gru_kernels() is not None)",
+    ]
+    (library,) = cache.glob("*.so")
+    built = library.read_bytes()
+    if damage == "truncated":
+        library.write_bytes(built[: len(built) // 2])
+    elif damage == "emptied":
+        library.write_bytes(b"")
+    else:  # a library without the kernels' entry points
+        other = tmp_path / "other.c"
+        other.write_text("int something_else(void) { return 1; }\n")
+        subprocess.run(["cc", "-shared", "-fPIC", str(other), "-o", str(library)], check=True)
+    again = subprocess.run(load, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stdout.strip() == "True", again.stderr
+    assert f"the cached {library} was damaged" in again.stderr
+    assert library.read_bytes() == built
+
+
+def test_a_damaged_cached_kernel_that_cannot_be_rebuilt_is_not_loaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("BDPS_KERNEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", "false")  # every build fails
+    broken = tmp_path / "gru.c"
+    broken.write_text("void gru_forward(void) {}\n")
+    key_glob = tmp_path / "cache"
+    key_glob.mkdir()
+    # a damaged library under every name the cache could give it
+    for flags, links in native.FLAG_SETS:
+        parts = [broken.read_bytes(), " ".join(flags + links), native._processor(), "false"]
+        key = hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+        (key_glob / f"gru-{key}.so").write_bytes(b"")
+    with pytest.warns(RuntimeWarning, match=r"could not build gru\.c .*is damaged"):
+        assert native.build(broken) is None
 
 
 def test_oneDNN_is_used_for_large_float32_products_only():

@@ -126,7 +126,8 @@ def test_a_raised_budget_trains_finished_runs_on_and_other_settings_are_refused(
 
 
 def test_cli_steps_and_seeds_set_the_grid(tmp_path: Path, capsys) -> None:
-    from bdps_agents.cli import _grid_items, build_parser, main
+    from bdps_agents.cli import build_parser, main
+    from bdps_agents.cli_experiment import _grid_items
 
     args = build_parser().parse_args(["reproduce", "lbf-ablation", "--steps", "5000"])
     args.seeds = [4, 7]

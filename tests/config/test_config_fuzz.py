@@ -17,10 +17,10 @@ from bdps_agents.config import ConfigError, ExperimentConfig, build_config
 from bdps_agents.presets import load_config
 
 # the defaults, with BDPS's section too (an algorithm's section is allowed whichever runs)
-BASE: dict[str, Any] = {
-    **ExperimentConfig().model_dump(mode="json"),
-    "bdps": ExperimentConfig().section("bdps").model_dump(mode="json"),
-}
+# BDPS: the algorithm with the most settings of its own (its section, checked only when chosen)
+BASE: dict[str, Any] = ExperimentConfig.model_validate({"algorithm": {"name": "bdps"}}).model_dump(
+    mode="json"
+)
 TRIED: list[str] = []  # one entry per invalid input tried, counted below
 
 # field -> (strategy of valid values, strategy of invalid values)
@@ -59,8 +59,8 @@ FIELDS: dict[str, tuple[st.SearchStrategy, st.SearchStrategy]] = {
     "env.num_test_envs": ints(1, 16),
     "env.vector_env": choice(["auto", "dummy", "subproc", "ray"]),
     "network.hidden_dim": ints(1, 256),
-    "network.sharing": choice(["full", "none"]),  # the sharing modes of QMIX and VDN
-    "algorithm.name": choice(["qmix", "vdn"]),
+    "network.sharing": choice(["roles"]),  # BDPS's sharing mode
+    "algorithm.name": choice(["bdps"]),
     "network.mixing_embed_dim": ints(1, 128),
     "network.hypernet_hidden_dim": ints(1, 128),
     "bdps.role_interval": ints(1, 50),

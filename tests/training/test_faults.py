@@ -81,7 +81,8 @@ def test_non_finite_loss_stops_training_naming_step_and_component(
     cfg = config_with(
         small_lbf,
         algorithm={"name": algo},
-        bdps={"role_interval": 3, "group_interval_multiple": 2},
+        # BDPS's section only when it is chosen (another algorithm's section is refused)
+        **({"bdps": {"role_interval": 3, "group_interval_multiple": 2}} if algo == "bdps" else {}),
         training={"total_steps": 2000, "test_interval": 200, "steps_per_update": 10},
     )
     with pytest.raises(NonFiniteError, match=rf"env step \d+: non-finite {component}.*kept"):

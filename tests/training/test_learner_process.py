@@ -194,7 +194,8 @@ def test_training_with_a_learner_process_is_deterministic_and_checkpoints_its_le
     cfg = config_with(
         small_lbf,
         algorithm={"name": algo},
-        bdps={"role_interval": 3, "group_interval_multiple": 2},
+        # BDPS's section only when it is chosen (another algorithm's section is refused)
+        **({"bdps": {"role_interval": 3, "group_interval_multiple": 2}} if algo == "bdps" else {}),
         training={
             "total_steps": 1200,
             "steps_per_update": 10,

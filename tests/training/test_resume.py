@@ -186,7 +186,9 @@ def test_sigkilled_run_resumes_from_its_checkpoint(small, tmp_path):
 # ------------------------------------------------------------------ exact round trip
 @pytest.mark.parametrize("algo", ["qmix", "bdps"])
 def test_checkpoint_restores_learner_optimiser_and_counters(make_cfg, tmp_path, algo):
-    cfg = make_cfg(algorithm={"name": algo}, bdps={"role_interval": 3})
+    cfg = make_cfg(
+        algorithm={"name": algo}, **({"bdps": {"role_interval": 3}} if algo == "bdps" else {})
+    )
     run = build_run(cfg)
     try:
         with policy_within_training_step(run.policy):
@@ -306,7 +308,12 @@ def test_damaged_checkpoints_are_refused_clearly(small, trained, tmp_path, capsy
     bad.write_bytes(bytes(flipped))
     header_only = tmp_path / "header.pt"
     header_only.write_bytes(good[:10])
-    for path in (cut, bad, header_only):
+    # the payload length's high bit flipped: no 2**63-byte read (MemoryError)
+    huge = bytearray(good)
+    huge[len(checkpoint_file._MAGIC) + 4] ^= 0x80
+    huge_length = tmp_path / "length.pt"
+    huge_length.write_bytes(bytes(huge))
+    for path in (cut, bad, header_only, huge_length):
         with pytest.raises(CheckpointError, match=f"checkpoint {path} is truncated or corrupt"):
             load_checkpoint(path)
     text = tmp_path / "notes.pt"
@@ -327,6 +334,8 @@ def test_damaged_checkpoints_are_refused_clearly(small, trained, tmp_path, capsy
     scenario.write_text(json.dumps(small))
     argv = ["train", "--scenario", str(scenario), "--logdir", str(logdir), "--resume"]
     assert cli_main(argv) == 2
+    assert "truncated or corrupt" in capsys.readouterr().err
+    assert cli_main(["eval", "--checkpoint", str(huge_length), "--episodes", "1"]) == 2
     assert "truncated or corrupt" in capsys.readouterr().err
     # a good one still evaluates
     result = evaluate(src / "checkpoint.pt", episodes=2)

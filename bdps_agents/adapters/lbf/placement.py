@@ -27,9 +27,10 @@ def _blocked_placement(
     settle within its budget (many foods on a large field: random placement is then far from
     the worst case, and ``reset`` still warns if food falls short).
     """
-    inner = [(r, c) for r in range(1, rows - 1) for c in range(1, cols - 1)]
-    if len(inner) > players + len(_FOOD_ZONE) * (foods - 1):
+    # counted before the cells are listed: a large field must not cost memory here
+    if (rows - 2) * (cols - 2) > players + len(_FOOD_ZONE) * (foods - 1):
         return None  # even a full zone per earlier food plus every player leaves a cell
+    inner = [(r, c) for r in range(1, rows - 1) for c in range(1, cols - 1)]
     index = {cell: i for i, cell in enumerate(inner)}
     zone = [0] * len(inner)  # bit mask of the inner cells each food would rule out
     near: list[list[int]] = [[] for _ in inner]  # food cells whose zone holds this cell

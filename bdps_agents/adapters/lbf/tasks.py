@@ -62,6 +62,11 @@ def parse_task(task: str) -> dict[str, Any]:
     }
 
 
+# lbforaging's field is a numpy array and each step scans it: 1000x1000 is far beyond any
+# published task (<= 20x20) and still a few MB per env
+MAX_FIELD_CELLS = 1_000_000
+
+
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -146,6 +151,12 @@ def _checked_args(
             raise ValueError(f"field_size must be an int or (rows, cols), got {field_size!r}")
         rows = _check_int("field_size rows", field_size[0], 3)
         cols = _check_int("field_size cols", field_size[1], 3)
+        if rows * cols > MAX_FIELD_CELLS:
+            raise ValueError(
+                f"a {rows}x{cols} field has {rows * cols} cells, more than the {MAX_FIELD_CELLS} "
+                "the LBF adapter accepts (lbforaging keeps arrays of the whole field): use a "
+                "smaller field"
+            )
         players = _check_int("players", players, 1)
         max_num_food = _check_int("max_num_food", max_num_food, 1)
         if max_num_food > (rows - 2) * (cols - 2):

@@ -82,7 +82,9 @@ class BDPSConfig(AlgorithmOptions):
     def label_suffix(self) -> str | None:
         return None if self.bilevel else "individual"
 
-    def check_env(self, n_agents: int, episode_limit: int | None) -> None:
+    def check_env(
+        self, n_agents: int, episode_limit: int | None, n_actions: int | None = None
+    ) -> None:
         """Def. 1 against the environment's sizes (single level: no groups to check)."""
         check_sharing_sizes(
             n_agents=n_agents,

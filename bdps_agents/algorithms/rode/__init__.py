@@ -66,6 +66,27 @@ class RODEOptions(AlgorithmOptions):
     def label_suffix(self) -> str | None:
         return "no-repr" if self.start_steps == 0 else None
 
+    def check_env(
+        self, n_agents: int, episode_limit: int | None, n_actions: int | None = None
+    ) -> None:
+        if n_actions is None:
+            return
+        for key, actions in (
+            ("noop_action", [self.noop_action]),
+            ("move_actions", self.move_actions),
+        ):
+            bad = [a for a in actions if a is not None and not 0 <= a < n_actions]
+            if bad:
+                raise ValueError(
+                    f"rode.{key} names actions {bad}, but this environment's actions are "
+                    f"0..{n_actions - 1}: set rode.{key} to actions of it"
+                )
+        if self.n_roles > n_actions:
+            raise ValueError(
+                f"rode.n_roles ({self.n_roles}) exceeds the environment's {n_actions} actions "
+                f"(k-means clusters the actions): set rode.n_roles to at most {n_actions}"
+            )
+
 
 SPEC = AlgorithmSpec(
     name="rode",

@@ -57,7 +57,9 @@ class SEPSOptions(AlgorithmOptions):
         "batch per update train the VAE, drawn uniformly; None: all",
     )
 
-    def check_env(self, n_agents: int, episode_limit: int | None) -> None:
+    def check_env(
+        self, n_agents: int, episode_limit: int | None, n_actions: int | None = None
+    ) -> None:
         if self.n_clusters is not None and self.n_clusters > n_agents:
             raise ValueError(
                 f"seps.n_clusters (k={self.n_clusters}) exceeds the number of agents "
