@@ -181,8 +181,11 @@ def small_lbf_config():
     validated (T_U = 3, T_V = 6 for BDPS: several decisions per episode)."""
 
     def make(overrides: dict[str, Any] | None = None) -> ExperimentConfig:
-        entries = [("bdps", {"role_interval": 3, "group_interval_multiple": 2}, "test")]
-        entries += [(key, value, "test") for key, value in (overrides or {}).items()]
+        overrides = overrides or {}
+        entries = []
+        if overrides.get("algorithm.name") == "bdps":  # another algorithm's section is refused
+            entries.append(("bdps", {"role_interval": 3, "group_interval_multiple": 2}, "test"))
+        entries += [(key, value, "test") for key, value in overrides.items()]
         return build_config(merge_overrides(_SMALL_LBF, entries))
 
     return make

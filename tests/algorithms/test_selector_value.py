@@ -213,27 +213,27 @@ def test_episodes_on_the_same_seeds_are_paired():
     assert a.assignments["roles_per_env"].min() == 2.0
 
 
-def test_specialist_role_networks_on_a_known_split_have_a_large_selector_value():
-    policy, venv = planted_bdps(specialists=True), match_envs()
+def random_role_value(policy: Any, venv: StackedDummyVectorEnv) -> Any:
+    """chosen − random roles of the return on 40 paired episodes."""
     seeds = range(40)
     chosen = paired_episodes(policy, venv, seeds)
     with overridden(policy, {"roles": "random"}, seed=0):
         random = paired_episodes(policy, venv, seeds)
-    value = paired_value(chosen, random, "roles", "random")[0]
+    return paired_value(chosen, random, "roles", "random")[0]
+
+
+def test_specialist_role_networks_on_a_known_split_have_a_large_selector_value():
+    policy, venv = planted_bdps(specialists=True), match_envs()
+    value = random_role_value(policy, venv)
     assert value.metric == "return" and value.low > 4.0  # half the agent-steps go wrong
     with overridden(policy, {"roles": "fixed:0"}, seed=0):
-        fixed = paired_episodes(policy, venv, seeds)
+        fixed = paired_episodes(policy, venv, range(40))
     assert fixed.returns.mean() == pytest.approx(8.0)  # only agent 0 is paid
     assert fixed.assignments["one_role_frac"].min() == 1.0
 
 
 def test_identical_role_networks_have_no_selector_value():
-    policy, venv = planted_bdps(specialists=False), match_envs()
-    seeds = range(40)
-    chosen = paired_episodes(policy, venv, seeds)
-    with overridden(policy, {"roles": "random"}, seed=0):
-        random = paired_episodes(policy, venv, seeds)
-    value = paired_value(chosen, random, "roles", "random")[0]
+    value = random_role_value(planted_bdps(specialists=False), match_envs())
     assert value.mean == 0.0 and value.low == 0.0 == value.high
 
 
