@@ -48,7 +48,7 @@ def random_policy_return(cfg, episodes: int) -> float:
 @pytest.mark.parametrize("algo", available_algorithms())  # each with its default sharing
 def test_learner_beats_random_on_small_lbf(tmp_path, algo):
     torch.set_num_threads(1)
-    data = {**TASK, "algorithm": {"name": algo}}
+    data: dict = {}
     # BDPS: T_U = 3, T_V = 6: several role and group updates within the 15-step episodes
     data["bdps"] = {"n_roles": 2, "n_groups": 2, "role_interval": 3, "group_interval_multiple": 2}
     # SePS: cluster after 5k of the 25k steps, into one network per agent (the 2-agent default
@@ -61,7 +61,9 @@ def test_learner_beats_random_on_small_lbf(tmp_path, algo):
     data["rode"].update(move_actions=[1, 2, 3, 4], role_eps_anneal_steps=5_000)
     # CDS: its LBF presets' settings (GRF's β1 0.5, β2 1, β 0.05; QPLEX; no agent-id input)
     data["cds"] = {"beta1": 0.5, "beta2": 1.0, "beta": 0.05, "agent_id_input": False}
-    cfg = build_config(data)
+    # only the chosen algorithm's section (another's is refused)
+    own = {algo: data[algo]} if algo in data else {}
+    cfg = build_config({**TASK, "algorithm": {"name": algo}, **own})
     baseline = random_policy_return(cfg, episodes=128)
     result = train(cfg, tmp_path)
     trained = evaluate(result.checkpoint, episodes=128)["return_mean"]

@@ -30,7 +30,7 @@ from bdps_agents.policy import masked_argmax
 from bdps_agents.registry import Registry
 from bdps_agents.training import build_run
 
-SPEC = SimpleNamespace(n_agents=3, state_dim=7, n_actions=5, episode_limit=None)
+SPEC = SimpleNamespace(n_agents=3, obs_dim=4, state_dim=7, n_actions=5, episode_limit=None)
 
 
 @pytest.fixture
