@@ -12,6 +12,7 @@ import pytest
 import bdps_agents.experiment as experiment_module
 from bdps_agents.cli import main as cli_main
 from bdps_agents.training.run_dir import run_dir_lock
+from tests.cli_errors import one_error_line
 
 
 @pytest.fixture
@@ -33,14 +34,6 @@ def write_grid(tiny_run, tmp_path):
         return path
 
     return _write
-
-
-def one_error_line(capsys, code: int) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 def test_a_results_dir_belongs_to_one_experiment(write_grid, tmp_path, capsys):

@@ -8,17 +8,9 @@ import re
 import pytest
 
 from bdps_agents.cli import main as cli_main
+from tests.cli_errors import one_error_line
 
 TRAIN = ["train", "--scenario", "lbf/8x8-2p-2f", "--steps", "2000", "--no-progress"]
-
-
-def one_error_line(capsys, code: int) -> str:
-    """The CLI's single ``error:`` line on stderr (and exit code 2)."""
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ from bdps_agents.training import (
     train,
     write_checkpoint,
 )
+from tests.cli_errors import one_error_line
 
 
 @pytest.fixture(scope="module")
@@ -79,15 +80,6 @@ def _copy_run(finished, tmp_path: Path) -> Path:
     return logdir
 
 
-def _one_error_line(capsys, code: int) -> str:
-    """The CLI's single ``error:`` line (and exit code 2)."""
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
-
-
 def _with_header(payload: bytes, version: int) -> bytes:
     """A checksummed checkpoint file as ``write_checkpoint`` of format ``version`` writes it."""
     digest = hashlib.sha256(payload).digest()
@@ -125,7 +117,7 @@ def test_a_crafted_checkpoint_runs_no_code(finished, tmp_path, capsys, wrapping,
         "render": ["render", "--checkpoint", str(path), "--out", str(tmp_path / "e.gif")],
         "resume": ["train", "--scenario", str(finished[1]), "--logdir", str(logdir), "--resume"],
     }[command]
-    line = _one_error_line(capsys, cli_main(argv))
+    line = one_error_line(capsys, cli_main(argv))
     assert not marker.exists(), "loading the checkpoint ran the file's code"
     assert re.search(
         rf"refusing to load {re.escape(str(path))}: it holds a \S+\.system object", line
@@ -277,7 +269,7 @@ def test_a_checkpoint_that_does_not_fit_gets_one_line(
             "render": ["render", "--checkpoint", str(path), "--out", str(tmp_path / "e.gif")],
             "resume": ["train", "--scenario", str(scenario), "--logdir", str(logdir), "--resume"],
         }[command]
-        line = _one_error_line(capsys, cli_main(argv))
+        line = one_error_line(capsys, cli_main(argv))
         assert re.search(pattern, line), (command, line)
     assert not (tmp_path / "e.gif").exists()
 
@@ -315,7 +307,7 @@ def test_bad_eval_and_render_arguments_get_one_line(
     argv += ["--checkpoint", str(finished[0] / "checkpoint.pt")]
     if argv[0] == "render" and "--out" not in argv:
         argv += ["--out", str(tmp_path / "e.gif")]
-    line = _one_error_line(capsys, cli_main(argv))
+    line = one_error_line(capsys, cli_main(argv))
     assert re.search(message, line), line
     assert capsys.readouterr().out == "" and list(tmp_path.iterdir()) == []
 
@@ -342,7 +334,7 @@ def test_resume_refuses_a_finished_run_and_says_how_to_continue(
     logdir = _copy_run(finished, tmp_path)
     before = {p.name: p.read_bytes() for p in logdir.iterdir() if p.is_file()}
     argv = ["train", "--scenario", str(finished[1]), "--logdir", str(logdir), "--resume"]
-    line = _one_error_line(capsys, cli_main(argv))
+    line = one_error_line(capsys, cli_main(argv))
     tests_before = _greedy_test_steps(logdir)
     match = re.search(
         rf"cannot resume {re.escape(str(logdir))}: the run is finished \(.*\); to train it "
