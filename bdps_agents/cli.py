@@ -116,7 +116,6 @@ def _interrupted(logdir: Path, argv: list[str]) -> str:
         f"bdps {shlex.join([*again, '--resume'])}"
     )
 
-
     return 0
 
 
