@@ -345,24 +345,21 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
         replace = len(starts) < batch_size
         return self._sample_rng.choice(starts, size=batch_size, replace=replace)
 
-    def episode_indices(self, starts: np.ndarray, pad_multiple: int = 1) -> tuple[np.ndarray, ...]:
+    def episode_indices(self, starts: np.ndarray) -> tuple[np.ndarray, ...]:
         """``(idx (B, T), valid (B, T), lengths (B,))``; padded slots repeat the start index. T:
-        the longest episode, rounded up to a multiple of ``pad_multiple``, not past the longest
-        stored one (full-length episodes are not padded)."""
+        the longest of these episodes."""
         lengths = self._episode_len[starts].astype(np.int64)
         if np.any(lengths == 0):
             raise ValueError("episode_indices got an index that is not a complete episode start")
         T = int(lengths.max())
-        if pad_multiple > 1:
-            T = max(T, min(-(-T // pad_multiple) * pad_multiple, int(self._episode_len.max())))
         t = np.arange(T)
         offset = (starts // self._sub_size) * self._sub_size
         idx = (starts[:, None] - offset[:, None] + t[None]) % self._sub_size + offset[:, None]
         valid = t[None] < lengths[:, None]
         return np.where(valid, idx, starts[:, None]), valid, lengths
 
-    def episode_batch(self, starts: np.ndarray, pad_multiple: int = 1) -> Batch:
-        """Padded episodes for the given start indices (``pad_multiple``: ``episode_indices``).
+    def episode_batch(self, starts: np.ndarray) -> Batch:
+        """Padded episodes for the given start indices (to the longest of them).
 
         Observation-like leaves (``obs``) have ``T + 1`` steps: step ``L`` of an episode of length
         ``L`` is the observation after its last action; later slots are zeros. Transition leaves
@@ -370,7 +367,7 @@ class EpisodeReplayBuffer(VectorReplayBuffer):
         slots repeat the first step). ``valid`` is ``(B, T)``. ``act`` has the type the policy
         gave (int64), ``rew`` is float32 (what the learner converts it to), ``lengths`` int64.
         """
-        idx, valid, lengths = self.episode_indices(starts, pad_multiple)
+        idx, valid, lengths = self.episode_indices(starts)
         B, T = idx.shape
         rows = np.arange(B)
         obs = cast(Batch, self._meta.obs)[idx]

@@ -1,17 +1,20 @@
-"""The learner's fast paths against the plain PyTorch ones, each measured in the same run:
+"""The learner's fast paths (``bdps_agents.settings``) on and off, each measured in the same run:
 
-1. products (``networks/gemm.py``): oneDNN against BLAS (``torch.addmm``) at the shapes of an
-   LBF 15x15-4p-5f update (128 rows per recurrent step, 6,528 rows per all-steps layer), at the
-   few rows of acting, and the first call of a new shape (oneDNN builds a kernel per shape);
-2. the GRU unroll of the agent network (``networks/gru_sequence.py``), forward and backward,
-   with the compiled gate kernels and oneDNN against PyTorch operations and BLAS;
-3. one Adam step over QMIX's and BDPS's parameters (fused against PyTorch's default).
+1. the whole update (QMIX and BDPS on LBF 15x15-4p-5f, 32 episodes): everything on; the GRU
+   recurrence through autograd instead of ``GRUSequence``; PyTorch's default Adam instead of the
+   fused one; everything off (``BDPS_FAST_PATHS=0``). A piece stays only if the update without
+   it is >= 1.2x slower (issue 36);
+2. the pieces alone: the agent network's unroll forward + backward (k = 1 and k = 3 cells), one
+   Adam step;
+3. one acting step of each policy (8 envs; no gradient), which has no switch: its figure is for
+   comparing two versions of the code (``--acting-only`` runs on any version that has
+   ``build_run``).
 
-    python benchmarks/fast_paths.py [--repeat 5]
+    python benchmarks/fast_paths.py [--repeat 5] [--acting-only]
 
 Every figure is the best of ``--repeat`` timings (the machine's speed drifts between figures
-measured seconds apart). Ends with one ``<what> fast=F plain=P ratio=R`` line per comparison
-(ratio = plain / fast).
+measured seconds apart), alternating the settings. Ends with one ``<what> fast=F plain=P
+ratio=R`` line per comparison (ratio = plain / fast).
 """
 
 from __future__ import annotations
@@ -20,15 +23,15 @@ import argparse
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
+from tianshou.algorithm.algorithm_base import policy_within_training_step, torch_train_mode
 
-from bdps_agents.memory import reuse_freed_memory
-from bdps_agents.networks import gemm, native
-from bdps_agents.networks.agent import RecurrentAgent
+LBF = {"env": {"adapter": "lbf", "kwargs": {"task": "15x15-4p-5f"}}}
 
 
 def best_ms(fn: Callable[[], object], repeat: int, inner: int) -> float:
-    fn()  # warm: kernels built, memory reused
+    fn()  # warm: memory reused
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
@@ -38,63 +41,99 @@ def best_ms(fn: Callable[[], object], repeat: int, inner: int) -> float:
     return best
 
 
-def paths(fast: bool) -> None:
-    native.set_native_kernels(fast)
-    gemm.set_cpu_backend("onednn" if fast else "blas")
-
-
-def products(repeat: int) -> list[tuple[str, float, float]]:
-    out = []
-    for rows, inner, outer in [(128, 64, 192), (6528, 64, 192), (6528, 192, 64), (32, 64, 192)]:
-        a, b, bias = torch.randn(rows, inner), torch.randn(inner, outer), torch.randn(outer)
-        fast = best_ms(lambda a=a, b=b, bias=bias: gemm.addmm(bias, a, b), repeat, 50)
-        plain = best_ms(lambda a=a, b=b, bias=bias: torch.addmm(bias, a, b), repeat, 50)
-        out.append((f"product {rows}x{inner}x{outer} (ms)", fast, plain))
-    # a shape seen for the first time: oneDNN builds its kernel (why RowGroups buckets rows)
-    weight = torch.randn(192, 64)
-    firsts = [torch.randn(3001 + i, 64) for i in range(20)]
-    start = time.perf_counter()
-    for x in firsts:
-        torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
-    first = (time.perf_counter() - start) / len(firsts) * 1000
-    seen = best_ms(
-        lambda: torch.ops.mkldnn._linear_pointwise(firsts[0], weight, None, "none", [], ""),
-        repeat,
-        20,
-    )
-    print(f"oneDNN product ~3000x64x192: {first:.3f} ms for a new shape, {seen:.3f} ms once seen")
-    return out
-
-
-def gru_unroll(repeat: int) -> list[tuple[str, float, float]]:
-    agent = RecurrentAgent(37, 6, 64, groups=1)
-    x, weights = torch.randn(32, 51, 4, 37), torch.randn(32, 51, 4, 6)
-
-    def forward_backward() -> None:
-        (agent(x) * weights).sum().backward()
-
-    figures = {}
-    for fast in (True, False):
-        paths(fast)
-        figures[fast] = best_ms(forward_backward, repeat, 5)
-    paths(True)
-    what = "agent unroll forward+backward, LBF 15x15-4p-5f batch (ms)"
-    return [(what, figures[True], figures[False])]
-
-
-def adam(repeat: int) -> list[tuple[str, float, float]]:
-    from bdps_agents.algorithms import algorithm_variants, build_algorithm
+def small_run(mode: str, **training):
+    """A training run of ``mode`` on LBF 15x15-4p-5f with 40 random episodes stored."""
+    from bdps_agents.algorithms import algorithm_variants
     from bdps_agents.config import ExperimentConfig
+    from bdps_agents.exploration import warmup
     from bdps_agents.presets import merge_overrides
-    from bdps_agents.training import EnvSpec, make_joint
+    from bdps_agents.training import build_run
+
+    base = {**LBF, "training": {"progress": False, **training}}
+    overrides = [(k, v, "fast_paths") for k, v in algorithm_variants()[mode].items()]
+    run = build_run(ExperimentConfig.model_validate(merge_overrides(base, overrides)))
+    warmup(run.train_collector, n_episode=40)
+    return run
+
+
+def whole_update(repeat: int) -> list[tuple[str, float, float]]:
+    from bdps_agents import settings
 
     out = []
     for mode in ("qmix", "bdps"):
-        base = {"env": {"adapter": "lbf", "kwargs": {"task": "15x15-4p-5f"}}}
-        overrides = [(k, v, "fast_paths") for k, v in algorithm_variants()[mode].items()]
-        cfg = ExperimentConfig.model_validate(merge_overrides(base, overrides))
-        algorithm = build_algorithm(cfg, EnvSpec.of(make_joint(cfg.env)))
-        params = list(algorithm.optim._module.parameters())
+        run = small_run(mode)
+        settings_of = {  # (GRU recurrence as one node, fused Adam)
+            "all on": (True, True),
+            "GRU recurrence through autograd": (False, True),
+            "PyTorch's default Adam": (True, False),
+            "all off": (False, False),
+        }
+        learners = {fused: learner_with_adam(run, fused) for fused in (True, False)}
+        figures: dict[str, float] = {}
+        for _ in range(2):  # alternate, so that drift hits every setting
+            for what, (recurrence, fused) in settings_of.items():
+                learner = learners[fused]
+                settings.set_fast_paths(recurrence)
+                try:
+                    with policy_within_training_step(learner.policy), torch_train_mode(learner):
+                        ms = best_ms(lambda lr=learner, r=run: lr.update(r.buffer, 32), repeat, 3)
+                finally:
+                    settings.set_fast_paths(True)
+                figures[what] = min(figures.get(what, float("inf")), ms)
+        run.close()
+        out.extend(
+            (f"{mode} update, {what} (ms)", figures["all on"], figures[what])
+            for what in list(settings_of)[1:]
+        )
+    return out
+
+
+def learner_with_adam(run, fused: bool):
+    """``run``'s learner, rebuilt with a fused or a default Adam (the optimiser's kind is fixed
+    when it is built) and given the same networks."""
+    from bdps_agents import settings
+    from bdps_agents.algorithms import build_algorithm
+
+    previous = settings.set_fast_paths(fused)
+    try:
+        learner = build_algorithm(run.cfg, run.spec)
+    finally:
+        settings.set_fast_paths(previous)
+    learner.load_state_dict(run.algorithm.state_dict())
+    return learner
+
+
+def gru_unroll(repeat: int) -> list[tuple[str, float, float]]:
+    from bdps_agents import settings
+    from bdps_agents.networks.agent import RecurrentAgent
+
+    out = []
+    for groups in (1, 3):
+        torch.manual_seed(0)
+        agent = RecurrentAgent(37, 6, 64, groups=groups)
+        x, weights = torch.randn(32, 51, 4, 37), torch.randn(32, 51, 4, 6)
+        index = torch.randint(groups, (32, 51, 4)) if groups > 1 else None
+
+        def forward_backward(agent=agent, x=x, index=index, weights=weights) -> None:
+            (agent(x, index) * weights).sum().backward()
+
+        figures = {}
+        for fast in (True, False, True, False):
+            settings.set_fast_paths(fast)
+            figures[fast] = min(
+                figures.get(fast, float("inf")), best_ms(forward_backward, repeat, 5)
+            )
+        settings.set_fast_paths(True)
+        what = f"agent unroll forward+backward, k={groups}, LBF 15x15-4p-5f batch (ms)"
+        out.append((what, figures[True], figures[False]))
+    return out
+
+
+def adam(repeat: int) -> list[tuple[str, float, float]]:
+    out = []
+    for mode in ("qmix", "bdps"):
+        run = small_run(mode)
+        params = list(run.algorithm.optim._module.parameters())
         for p in params:
             p.grad = torch.randn_like(p) * 1e-3
         figures = [
@@ -102,20 +141,43 @@ def adam(repeat: int) -> list[tuple[str, float, float]]:
             for fused in (True, False)
         ]
         out.append((f"Adam step, {mode} ({len(params)} tensors) (ms)", *figures))
+        run.close()
     return out
+
+
+def acting(repeat: int) -> None:
+    """Acting: 64 successive steps (role and group decisions included) of 8 envs through the
+    policy, as the collector calls it; µs per step."""
+    from tianshou.data import Batch
+
+    for mode in ("qmix", "bdps"):
+        run = small_run(mode)
+        batch, _ = run.buffer.sample(0)
+        obs = batch.obs[:8]
+        policy = run.policy
+        policy.eval()
+
+        def steps(obs=obs, policy=policy) -> None:
+            state = None
+            for _ in range(64):
+                state = policy(Batch(obs=obs, info=Batch()), state).state
+
+        ms = best_ms(steps, repeat, 3) / 64
+        print(f"acting step, {mode}, 8 envs: {1000 * ms:.0f} µs")
+        run.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--acting-only", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    reuse_freed_memory()
-    print(
-        f"cpu products: {gemm.cpu_backend()}; compiled GRU kernels: "
-        f"{'yes' if native.gru_kernels() is not None else 'no (PyTorch operations)'}"
-    )
-    rows = products(args.repeat) + gru_unroll(args.repeat) + adam(args.repeat)
+    np.random.seed(0)
+    acting(args.repeat)
+    if args.acting_only:
+        return
+    rows = whole_update(args.repeat) + gru_unroll(args.repeat) + adam(args.repeat)
     for what, fast, plain in rows:
         print(f"{what} fast={fast:.3f} plain={plain:.3f} ratio={plain / fast:.2f}")
 

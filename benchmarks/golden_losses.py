@@ -46,7 +46,6 @@ def config(name: str):
         },
         "replay": {"capacity_episodes": 50, "batch_episodes": 4, "warmup_episodes": 4},
         "network": {"hidden_dim": 16},
-        "bdps": {"role_interval": 3, "group_interval_multiple": 2},
         "training": {
             "progress": False,
             "test_episodes": 2,
@@ -57,6 +56,8 @@ def config(name: str):
             "seed": 5,
         },
     }
+    if RUNS[name]["algorithm"]["name"] == "bdps":  # another algorithm's section is refused
+        data["bdps"] = {"role_interval": 3, "group_interval_multiple": 2}
     for section, values in RUNS[name].items():
         data[section] = {**data.get(section, {}), **values}
     return build_config(data)

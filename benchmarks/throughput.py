@@ -40,7 +40,6 @@ from bdps_agents.algorithms import algorithm_variants, build_algorithm
 from bdps_agents.config import ExperimentConfig, default_vector_env
 from bdps_agents.learner_process import LearnerProcess
 from bdps_agents.memory import reuse_freed_memory
-from bdps_agents.networks import gemm
 from bdps_agents.presets import merge_overrides
 from bdps_agents.replay import EpisodeReplayBuffer
 from bdps_agents.training import (
@@ -213,13 +212,8 @@ def update_gflop(algorithm, buffer, batch_episodes: int) -> float:
     """Floating-point operations of one update (forward and backward products, as counted by
     ``torch.utils.flop_counter``): the work a sharing mode asks for, whatever the speed."""
     counter = FlopCounterMode(display=False)
-    # the counter sees PyTorch's own products, not oneDNN calls: the same products through BLAS
-    previous = gemm.set_cpu_backend("blas")
-    try:
-        with counter:
-            algorithm.update(buffer, batch_episodes)
-    finally:
-        gemm.set_cpu_backend(previous)
+    with counter:
+        algorithm.update(buffer, batch_episodes)
     return counter.get_total_flops() / 1e9
 
 

@@ -10,11 +10,14 @@ from tianshou.algorithm.algorithm_base import Algorithm
 from tianshou.algorithm.optim import AdamOptimizerFactory
 from torch import nn
 
+from bdps_agents.settings import fast_paths_enabled
+
 
 class FusedAdamOptimizerFactory(AdamOptimizerFactory):
     """Tianshou's Adam factory with PyTorch's fused implementation (``fused=True``): the same
     update rule as one kernel over all parameters instead of a dozen operations per parameter
-    (a quarter of the time on CPU for QMIX's 22 tensors: benchmarks/README.md)."""
+    (benchmarks/README.md). With the fast paths off (``bdps_agents.settings``), PyTorch's
+    default Adam."""
 
     def _create_optimizer_for_params(self, params: Any) -> torch.optim.Optimizer:
         return torch.optim.Adam(
@@ -23,7 +26,7 @@ class FusedAdamOptimizerFactory(AdamOptimizerFactory):
             betas=self.betas,
             eps=self.eps,
             weight_decay=self.weight_decay,
-            fused=True,
+            fused=fast_paths_enabled(),
         )
 
 

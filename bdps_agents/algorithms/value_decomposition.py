@@ -70,10 +70,6 @@ class ValueDecomposition(
     q_values_label = "Q-values (agent network)"
     # the statistics of an update: a subclass declares its own values as fields
     stats_class: type[ValueDecompositionStats] = ValueDecompositionStats
-    # an update's episodes are padded to a multiple of this many steps (at most the longest
-    # stored): the products then meet a few shapes, each of which oneDNN builds a kernel for
-    # once, instead of one per episode length (padded steps are masked: same losses)
-    pad_steps_to_multiple = 8
 
     def __init__(
         self,
@@ -182,7 +178,7 @@ class ValueDecomposition(
                     stacklevel=4,
                 )
             return cast(RolloutBatchProtocol, Batch())
-        batch = buffer.episode_batch(indices, pad_multiple=self.pad_steps_to_multiple)
+        batch = buffer.episode_batch(indices)
         return cast(RolloutBatchProtocol, batch)
 
     @property
@@ -213,9 +209,6 @@ class ValueDecomposition(
             "rew": self.to_device(batch.rew, torch.float32) * self.reward_scale,
             "terminated": self.to_device(batch.terminated),
             "valid": self.to_device(batch.valid),
-            # the longest episode's length, on the CPU (read without a device sync): T may
-            # exceed it (``pad_steps_to_multiple``), and what depends on T must not see that
-            "longest": torch.tensor(int(np.asarray(batch.valid).sum(-1).max(initial=0))),
         }
 
     # -- hooks ----------------------------------------------------------------------------------

@@ -8,13 +8,11 @@ its available actions ``(..., n)`` (:func:`mixer_action_inputs`); the others get
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-import bdps_agents.networks.gemm as gemm
 
 
 def mixer_action_inputs(
@@ -80,32 +78,19 @@ class QMixer(nn.Module):
         actions: torch.Tensor | None = None,
         max_q: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """agent_qs ``(..., n)``, state ``(..., S)`` -> Q_tot ``(...)``; ignores the actions."""
+        """agent_qs ``(..., n)``, state ``(..., S)`` -> Q_tot ``(...)``; ignores the actions.
+
+        Q_tot = elu(Q W1 + b1) W2 + b2, with W1 = |hyper_w1(s)| ``(n, e)``, b1 = hyper_b1(s),
+        W2 = |hyper_w2(s)| ``(e, 1)`` and b2 = hyper_b2(s)."""
         lead = agent_qs.shape[:-1]
-        # the four layers that read the state run as one product (same weights, one pass)
-        first: tuple[nn.Linear, ...] = (
-            cast(nn.Linear, self.hyper_w1[0]),
-            self.hyper_b1,
-            cast(nn.Linear, self.hyper_w2[0]),
-            cast(nn.Linear, self.hyper_b2[0]),
-        )
-        weight = torch.cat([layer.weight for layer in first])
-        bias = torch.cat([layer.bias for layer in first])
-        h_w1, b1, h_w2, h_b2 = gemm.linear(state, weight.T, bias).split(
-            [layer.out_features for layer in first], -1
-        )
-        w1 = _second(self.hyper_w1, h_w1).abs().view(*lead, self.n_agents, self.embed_dim)
-        # Σ_i Q_i·W1[i, :] as a product and a sum: cheaper than a batch of (1 x n)(n x e) products
-        hidden = F.elu((agent_qs.unsqueeze(-1) * w1).sum(-2) + b1)
-        w2 = _second(self.hyper_w2, h_w2).abs()
-        return (hidden * w2).sum(-1) + _second(self.hyper_b2, h_b2).squeeze(-1)
-
-
-def _second(hypernet: nn.Sequential, hidden: torch.Tensor) -> torch.Tensor:
-    """The rest of a two-layer hypernetwork (activation, then its second linear layer), given
-    the first layer's output."""
-    out = cast(nn.Linear, hypernet[2])
-    return gemm.linear(hypernet[1](hidden), out.weight.T, out.bias)
+        w1 = self.hyper_w1(state).abs().view(*lead, self.n_agents, self.embed_dim)
+        b1 = self.hyper_b1(state)
+        # Q W1 = Σ_i Q_i W1[i, :] as a product and a sum: a batch of (1 x n)(n x e) products
+        # costs more on CPU (benchmarks/README.md)
+        hidden = F.elu((agent_qs.unsqueeze(-1) * w1).sum(-2) + b1)  # (..., e)
+        w2 = self.hyper_w2(state).abs()
+        b2 = self.hyper_b2(state).squeeze(-1)
+        return (hidden * w2).sum(-1) + b2
 
 
 class VDNMixer(nn.Module):

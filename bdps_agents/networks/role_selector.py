@@ -28,7 +28,6 @@ import torch
 from torch import nn
 
 from bdps_agents.device import randn_on
-from bdps_agents.networks.gru_sequence import torch_gru_unroll
 
 
 class RoleOutput(NamedTuple):
@@ -147,7 +146,7 @@ class RoleSelector(nn.Module):
 
     def features(self, scaled: torch.Tensor) -> torch.Tensor:
         """The GRU's last hidden state over a (scaled) window, from zeros: ``(N, hidden_dim)``."""
-        return torch_gru_unroll(self.gru, scaled)[-1]  # nn.GRU's arithmetic, fused
+        return self.gru(scaled)[1][-1]  # the final hidden state (cuDNN on CUDA)
 
     def encode(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Role feature ``(N, hidden_dim)`` -> (mu, logvar), each ``(N, n_roles)``."""

@@ -17,9 +17,9 @@ Three ways to choose the weights, picked by what the caller passes:
   behind design choices"). It suits few rows: acting (the training recurrence reads all G
   cells' outputs side by side instead: ``gru_sequence``).
 * ``index`` given as :class:`RowGroups` (the training unroll's input and output layers, applied
-  to every time step at once): rows sorted by group, one product per group on exactly its rows
-  (``gemm.grouped_linear``), then back to their places. Each row is multiplied by its own
-  group's weights only, so the work is that of one shared layer instead of G times it.
+  to every time step at once): rows sorted by group, one product per group on exactly its rows,
+  then back to their places. Each row is multiplied by its own group's weights only, so the
+  work is that of one shared layer instead of G times it.
 """
 
 from __future__ import annotations
@@ -29,29 +29,21 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-import bdps_agents.networks.gemm as gemm
-from bdps_agents.networks.gru_sequence import GRUSequence
-
-
-def bucket(count: int) -> int:
-    """``count`` rounded up to one of a few sizes per power of two (at most 1/16 more, and
-    multiples of 32): a group's row count differs in every batch, and each new product shape
-    costs oneDNN a kernel build (~1 ms) where a seen one is cached."""
-    step = max(32, 1 << max(count.bit_length() - 5, 0))
-    return -(-count // step) * step
+from bdps_agents.networks.gru_sequence import GRUSequence, gru_gates
+from bdps_agents.settings import fast_paths_enabled
 
 
 @dataclass(frozen=True)
 class RowGroups:
     """A many-row input's rows sorted by group, for products of each group's rows alone.
 
-    Built once per assignment (:meth:`of`) and shared by every layer that sees the same rows.
-    Group g fills ``sizes[g]`` places in turn (its row count rounded up by :func:`bucket`): its
-    rows in row order, then padding. ``source[p]`` is the row read at place p (padding reads row
-    0; its outputs are dropped, so its gradients are zero); ``place[r]`` is row r's place."""
+    Built once per assignment (:meth:`of`) and shared by every layer that sees the same rows:
+    ``order[p]`` is the row at sorted place p (group 0's rows in row order, then group 1's, ...),
+    ``place[r]`` is row r's sorted place, ``sizes[g]`` group g's row count."""
 
-    source: torch.Tensor  # (sum(sizes),) long
+    order: torch.Tensor  # (N,) long
     place: torch.Tensor  # (N,) long
     sizes: tuple[int, ...]
     shape: tuple[int, ...]  # leading dims of the inputs
@@ -60,21 +52,21 @@ class RowGroups:
     def of(cls, index: torch.Tensor, groups: int) -> RowGroups:
         """``index``: long group per row, any shape (the inputs' leading dims)."""
         flat = index.reshape(-1)
-        counts = torch.bincount(flat, minlength=groups)
-        sizes = tuple(bucket(c) for c in counts.tolist())  # the one host sync
-        starts = torch.tensor((0, *sizes[:-1]), device=flat.device).cumsum(0)
-        onehot = nn.functional.one_hot(flat, groups)
-        rank = (onehot.cumsum(0) - 1).gather(1, flat[:, None]).squeeze(1)  # place in its group
-        place = starts[flat] + rank
-        source = flat.new_zeros(sum(sizes)).index_copy_(
-            0, place, torch.arange(len(flat), device=flat.device)
+        order = torch.argsort(flat, stable=True)
+        place = torch.empty_like(order).index_copy_(
+            0, order, torch.arange(len(flat), device=flat.device)
         )
-        return cls(source, place, sizes, tuple(index.shape))
+        sizes = tuple(torch.bincount(flat, minlength=groups).tolist())  # the one host sync
+        return cls(order, place, sizes, tuple(index.shape))
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Each group's rows of ``x (*shape, width)`` in turn: ``(sizes[g], width)`` each."""
+        return x.reshape(-1, x.shape[-1]).index_select(0, self.order).split(self.sizes)
 
     def apply(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """``x (*shape, in)`` through group ``index[r]``'s ``weight (G, in, out)`` and bias."""
-        rows = x.reshape(-1, x.shape[-1]).index_select(0, self.source)
-        out = gemm.grouped_linear(rows, weight, bias, self.sizes)
+        rows = self.split(x)
+        out = torch.cat([F.linear(r, weight[g].T, bias[g]) for g, r in enumerate(rows)])
         return out.index_select(0, self.place).view(*self.shape, weight.shape[-1])
 
 
@@ -109,7 +101,7 @@ class StackedLinear(nn.Module):
         """``index``: group per row, as a long tensor, its one-hot float form ``(..., G)``, or
         :class:`RowGroups`."""
         if self.groups == 1:
-            return gemm.linear(x, self.weight[0], self.bias[0])
+            return F.linear(x, self.weight[0].T, self.bias[0])
         if isinstance(index, RowGroups):
             return index.apply(x, self.weight, self.bias)
         if index is None:
@@ -122,7 +114,7 @@ class StackedLinear(nn.Module):
         onehot = self.onehot(index, x.dtype)  # (..., G)
         spread = (onehot.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2)  # (..., G * in)
         flat_weight = self.weight.reshape(self.groups * self.in_dim, self.out_dim)
-        return gemm.linear(spread, flat_weight) + gemm.linear(onehot, self.bias)
+        return spread @ flat_weight + onehot @ self.bias
 
     # -- hand-written gradients of the one-network-per-slot product (index None, G > 1), for the
     # fused recurrent unroll (GRUSequence) ------------------------------------------------------
@@ -166,27 +158,11 @@ class StackedGRUCell(nn.Module):
     def step_from_gates(
         self, gi: torch.Tensor, h: torch.Tensor, index: torch.Tensor | None = None
     ) -> torch.Tensor:
-        gh = self.hh(h, index)
-        i_r, i_z, i_n = gi.chunk(3, dim=-1)
-        h_r, h_z, h_n = gh.chunk(3, dim=-1)
-        r = torch.sigmoid(i_r + h_r)
-        z = torch.sigmoid(i_z + h_z)
-        n = torch.tanh(i_n + r * h_n)
-        return n + z * (h - n)  # == (1 - z) * n + z * h
+        return gru_gates(gi, self.hh(h, index), h)[0]
 
     def forward(
         self, x: torch.Tensor, h: torch.Tensor, index: torch.Tensor | None = None
     ) -> torch.Tensor:
-        if self.ih.groups == 1:  # ATen's fused cell: same math, less time per acting step
-            flat = torch.gru_cell(
-                x.reshape(-1, x.shape[-1]),
-                h.reshape(-1, self.hidden_dim),
-                self.ih.weight[0].T,
-                self.hh.weight[0].T,
-                self.ih.bias[0],
-                self.hh.bias[0],
-            )
-            return flat.view(h.shape)
         return self.step_from_gates(self.input_gates(x, index), h, index)
 
     def unroll(
@@ -202,13 +178,22 @@ class StackedGRUCell(nn.Module):
         cell per slot); ``rows``: the same assignment as :class:`RowGroups`, for the input
         projection (default: built from ``index``).
 
-        Equal to calling the cell T times, but forward and backward each run as one tight loop
-        (:class:`~bdps_agents.networks.gru_sequence.GRUSequence`): the input projection
-        ``W_ih x`` runs for all steps at once before the loop, autograd records one node for the
-        recurrence instead of a dozen per step, and the recurrent weight gradient is one product
-        over all steps."""
+        Equal to calling the cell T times; the input projection ``W_ih x`` runs for all steps at
+        once before the loop. With the fast paths on, the recurrence is one autograd node
+        (:class:`~bdps_agents.networks.gru_sequence.GRUSequence`) with a hand-written backward
+        instead of a dozen nodes per step; off, autograd differentiates the steps."""
         if index is not None and self.ih.groups > 1 and rows is None:
             rows = RowGroups.of(index, self.ih.groups)
         gi = self.input_gates(x, rows)
         index = index if self.ih.groups > 1 else None
-        return GRUSequence.apply(gi, h0, self.hh.weight, self.hh.bias, index, self.hh)
+        if fast_paths_enabled():
+            by_group = rows if index is not None else None
+            hh = self.hh
+            return GRUSequence.apply(gi, h0, hh.weight, hh.bias, index, hh, by_group)
+        if index is not None:  # one-hot once for all steps (``StackedLinear.onehot``)
+            index = self.hh.onehot(index, gi.dtype)
+        hs, h = [], h0
+        for t in range(gi.shape[0]):
+            h = self.step_from_gates(gi[t], h, None if index is None else index[t])
+            hs.append(h)
+        return torch.stack(hs)

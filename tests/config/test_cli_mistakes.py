@@ -48,28 +48,33 @@ def test_a_grid_seed_out_of_range_is_refused_when_the_file_is_read(capsys, tmp_p
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize(
-    ("variable", "value"), [("BDPS_CPU_MATMUL", "foo"), ("BDPS_NATIVE_KERNELS", "banana")]
-)
-def test_a_wrong_switch_in_the_environment_gets_one_line(capsys, monkeypatch, variable, value):
-    from bdps_agents.networks import gemm, native
+def test_a_wrong_switch_in_the_environment_gets_one_line(capsys, monkeypatch):
+    from bdps_agents import settings
 
-    monkeypatch.setenv(variable, value)
-    # as in a fresh process: nothing chosen yet, the variable decides
-    monkeypatch.setattr(gemm, "_backend", None)
-    monkeypatch.setattr(native, "_enabled", None)
+    monkeypatch.setenv("BDPS_FAST_PATHS", "banana")
+    monkeypatch.setattr(
+        settings, "_fast_paths", None
+    )  # as in a fresh process: the variable decides
     line = one_error_line(capsys, cli_main(["scenarios"]))
-    assert f"environment variable {variable}={value!r} is not one of" in line
+    assert "environment variable BDPS_FAST_PATHS='banana' is not one of" in line
     assert "unset it" in line
 
 
 @pytest.mark.parametrize(("value", "enabled"), [("0", False), (" Off ", False), ("yes", True)])
-def test_the_kernel_switch_reads_yes_and_no(monkeypatch, value, enabled):
-    from bdps_agents.networks import native
+def test_the_fast_path_switch_reads_yes_and_no(monkeypatch, value, enabled):
+    from bdps_agents import settings
 
-    monkeypatch.setenv("BDPS_NATIVE_KERNELS", value)
-    monkeypatch.setattr(native, "_enabled", None)
-    assert native.native_kernels_enabled() is enabled
+    monkeypatch.setenv("BDPS_FAST_PATHS", value)
+    monkeypatch.setattr(settings, "_fast_paths", None)
+    assert settings.fast_paths_enabled() is enabled
+
+
+@pytest.mark.parametrize("variable", ["BDPS_NATIVE_KERNELS", "BDPS_CPU_MATMUL"])
+def test_a_removed_switch_is_named_not_silently_ignored(capsys, monkeypatch, variable):
+    """Variables of the removed CPU fast paths do nothing now: one warning says so."""
+    monkeypatch.setenv(variable, "0")
+    with pytest.warns(UserWarning, match=f"{variable} is set but has no effect: .*unset it"):
+        assert cli_main(["scenarios"]) == 0
 
 
 def test_the_section_of_an_algorithm_not_chosen_is_refused(capsys, tmp_path):

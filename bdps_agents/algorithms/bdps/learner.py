@@ -154,7 +154,7 @@ class BDPS(ValueDecomposition):
         the windows is updated from the same windows first. Also returns the role statistics
         (:func:`assignment_stats` of the replayed roles, ``RoleSelector.information``)."""
         T_U = self.policy.role_interval
-        T = int(ep["longest"])  # not the padded length: the same windows, the same VAE noise
+        T = ep["act"].shape[1]
         n_windows = (T - 1) // T_U  # decisions at T_U, 2T_U, ... that lie before step T
         zero = q.new_zeros(())
         if n_windows == 0:
@@ -192,7 +192,7 @@ class BDPS(ValueDecomposition):
         group_selector, group_mixer = policy.group_selector, self.group_mixer
         if T_V is None or group_selector is None or group_mixer is None:
             raise ValueError("group_loss needs bilevel sharing (a group level)")
-        dec = DecisionSteps.of(ep["lengths"], int(ep["longest"]), T_V)
+        dec = DecisionSteps.of(ep["lengths"], ep["act"].shape[1], T_V)
         J, at = dec.count, dec.at
         roles, alive, state = at(ep["role"]), at(ep["alive"]), at(ep["state"])
         h_u = online.extras["h_u"].detach()  # (B, T+1, n, H): h^U after step t
