@@ -165,8 +165,14 @@ class CounterfactualAssignments:
     OVERRIDE_LEVELS: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def override_sizes(self) -> dict[str, int]:
-        """The number of choices of each level (roles k, groups m, ...)."""
+        """The number of choices of each level this policy has (roles k, groups m, ...)."""
         raise NotImplementedError
+
+    def override_levels(self) -> dict[str, tuple[str, ...]]:
+        """The levels this policy has, with the modes each offers: ``OVERRIDE_LEVELS`` less the
+        ones it lacks (single-level BDPS has no groups)."""
+        sizes = self.override_sizes()
+        return {level: modes for level, modes in self.OVERRIDE_LEVELS.items() if level in sizes}
 
     def override_for(self, level: str) -> AssignmentOverride | None:
         overrides: dict[str, AssignmentOverride] = getattr(self, "_overrides", {})
@@ -180,8 +186,9 @@ class CounterfactualAssignments:
     def set_override(self, level: str, text: str | AssignmentOverride, seed: int = 0) -> None:
         """Replace ``level``'s choices (``text`` as :meth:`AssignmentOverride.parse` reads it;
         ``chosen`` restores the selector's); reseeds the override generator with ``seed``."""
-        if level not in self.OVERRIDE_LEVELS:
-            known = ", ".join(self.OVERRIDE_LEVELS) or "none"
+        levels = self.override_levels()
+        if level not in levels:
+            known = ", ".join(levels) or "none"
             raise ValueError(
                 f"{type(self).__name__} has no assignment level {level!r} (it has: {known})"
             )
@@ -189,11 +196,9 @@ class CounterfactualAssignments:
         override = (
             text
             if isinstance(text, AssignmentOverride)
-            else AssignmentOverride.parse(
-                text, level=level, size=sizes[level], modes=self.OVERRIDE_LEVELS[level]
-            )
+            else AssignmentOverride.parse(text, level=level, size=sizes[level], modes=levels[level])
         )
-        if override.mode not in self.OVERRIDE_LEVELS[level]:
+        if override.mode not in levels[level]:
             raise ValueError(f"--{level} {override}: not offered for {level}")
         overrides = dict(getattr(self, "_overrides", {}))
         overrides[level] = override

@@ -21,7 +21,12 @@ import numpy as np
 from bdps_agents.config import ResultsError
 from bdps_agents.results import mean_ci
 from bdps_agents.training.evaluation import checkpoint_run
-from bdps_agents.training.selector_value import EVAL_SEED_BASE, paired_episodes, selector_value
+from bdps_agents.training.selector_value import (
+    EVAL_SEED_BASE,
+    offered_levels,
+    paired_episodes,
+    selector_value,
+)
 
 COLUMNS = [
     "scenario", "method", "seed", "episodes", "quantity", "value", "ci_low", "ci_high",
@@ -38,7 +43,7 @@ def run_rows(checkpoint: Path, episodes: int) -> list[dict[str, object]]:
     base = {"scenario": scenario, "method": method, "seed": seed, "episodes": episodes}
     rows: list[dict[str, object]] = []
     with checkpoint_run(checkpoint) as run:
-        if getattr(run.policy, "OVERRIDE_LEVELS", {}):
+        if offered_levels(run.policy):
             chosen, values = selector_value(run, episodes, EVAL_SEED_BASE, fixed=True)
         else:
             seeds = range(EVAL_SEED_BASE, EVAL_SEED_BASE + episodes)

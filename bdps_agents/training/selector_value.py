@@ -188,7 +188,7 @@ def selector_value(
     tells a selector that routes by the situation from one that always picks one network) on
     the same seeds: the chosen episodes and the paired values."""
     policy = run.policy
-    levels = getattr(policy, "OVERRIDE_LEVELS", {})
+    levels = offered_levels(policy)
     if not levels:
         raise ConfigError(
             f"{type(policy).__name__} chooses no shared networks per agent: the selector value "
@@ -220,11 +220,18 @@ def selector_value(
     return chosen, values
 
 
+def offered_levels(policy: object) -> dict[str, tuple[str, ...]]:
+    """The assignment levels ``policy`` has and the modes each offers (none for a policy
+    without chosen networks): ``CounterfactualAssignments.override_levels``."""
+    levels = getattr(policy, "override_levels", None)
+    return levels() if callable(levels) else {}
+
+
 def parse_overrides(policy: object, roles: str, groups: str) -> dict[str, str]:
     """The CLI's ``--roles``/``--groups`` as overrides the policy offers (checked here, so a
     bad value is one line before any episode runs). RODE's roles and SePS's clusters answer to
     ``--roles``."""
-    levels: dict[str, tuple[str, ...]] = getattr(policy, "OVERRIDE_LEVELS", {})
+    levels = offered_levels(policy)
     asked = {"roles": roles, "groups": groups}
     out: dict[str, str] = {}
     for option, text in asked.items():
@@ -284,7 +291,7 @@ def selector_value_metrics(run: Run, episodes: int, seed: int) -> dict[str, floa
     """The return's selector values as metrics (``role_value``, ``group_value``,
     ``group_value_random_team``, ... with ``_ci`` = the 95% half-width), for a run's tests;
     {} for a policy that chooses no networks per agent."""
-    if episodes < 1 or not getattr(run.policy, "OVERRIDE_LEVELS", {}):
+    if episodes < 1 or not offered_levels(run.policy):
         return {}
     _, values = selector_value(run, episodes, EVAL_SEED_BASE + seed)
     out: dict[str, float] = {}

@@ -282,6 +282,37 @@ def test_every_role_based_method_lets_its_choices_be_replaced(algorithm_variant,
         run.close()
 
 
+def test_the_selector_value_covers_exactly_the_levels_a_variant_has(
+    algorithm_variant, small_lbf_config
+):
+    """Single-level BDPS has roles but no groups: its selector value (every replacement, fixed
+    ones included) is measured for roles alone; ``bdps selector-value`` failed on it with a
+    KeyError for the groups it lacks."""
+    from bdps_agents.training.build import build_run
+    from bdps_agents.training.selector_value import offered_levels, selector_value
+
+    run = build_run(small_lbf_config(algorithm_variant))
+    try:
+        levels = offered_levels(run.policy)
+        if not levels:
+            pytest.skip(f"{algorithm_variant['algorithm.name']} chooses no networks per agent")
+        assert set(levels) == set(run.policy.override_sizes())
+        if algorithm_variant.get("bdps.levels") == 1:
+            assert set(levels) == {"roles"}
+            with pytest.raises(ValueError, match="has no assignment level 'groups'"):
+                run.policy.set_override("groups", "random")
+        _, values = selector_value(run, episodes=2, seed=0, fixed=True)
+        assert {v.level for v in values} == set(levels)
+        sizes = run.policy.override_sizes()
+        for level in levels:
+            fixed = {
+                v.baseline for v in values if v.level == level and v.baseline.startswith("fixed:")
+            }
+            assert fixed == {f"fixed:{i}" for i in range(sizes[level])}, level
+    finally:
+        run.close()
+
+
 def test_a_run_logs_greedy_assignments_and_the_selector_value_at_each_test(
     small_lbf_config, tmp_path
 ):
