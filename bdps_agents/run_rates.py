@@ -9,6 +9,9 @@ a promise. Sources, newest first:
   LBF 15x15-4p-5f QMIX 1,153 and BDPS 485 steps/s; SMAX 5m_vs_6m QMIX 1,859, BDPS 526;
   SMAX 27m_vs_30m QMIX 71, BDPS 38.
 - The experiments of ``docs/results/`` (whole runs as the experiment log reports them):
+  SMAX 5m_vs_6m QMIX 460, QMIX without sharing 520, BDPS single level 350, BDPS 245, the
+  partition variant 245 (paper-fig4-sharing, 150k steps, two runs at a time; the throughput
+  benchmark's 1,859 and 526 above are the first few thousand steps, whose episodes are short);
   SMAX 3m QMIX 1,010-1,240, QMIX without sharing 790-880, RODE 400-770, SePS 480-1,030,
   BDPS 240-280 (baselines-smax); SMAX 2s3z RODE 148, SePS 157, about 150 for QMIX and 130 for
   BDPS (baselines-smax, sharing-smax-2s3z: 12 runs of 100k in about 2.5 h of one core);
@@ -32,7 +35,7 @@ QMIX_STEPS_PER_S: dict[str, float] = {
     "lbf/15x15-4p-5f": 1153,
     "smax/3m": 1100,
     "smax/2s3z": 150,
-    "smax/5m_vs_6m": 1859,
+    "smax/5m_vs_6m": 460,
     "smax/27m_vs_30m": 71,
     "grf/academy_3_vs_1_with_keeper": 100,
 }
@@ -47,7 +50,9 @@ MEASURED_STEPS_PER_S: dict[tuple[str, str], float] = {
     ("smax/2s3z", "bdps"): 130,
     ("smax/2s3z", "rode"): 148,
     ("smax/2s3z", "seps"): 157,
-    ("smax/5m_vs_6m", "bdps"): 526,
+    ("smax/5m_vs_6m", "qmix-none"): 520,
+    ("smax/5m_vs_6m", "bdps-individual"): 350,
+    ("smax/5m_vs_6m", "bdps"): 245,
     ("smax/27m_vs_30m", "bdps"): 38,
     ("grf/academy_3_vs_1_with_keeper", "bdps"): 41,
 }

@@ -200,8 +200,8 @@ def selector_value(
             baselines["groups"] = (*baselines["groups"], "random-partition")
         if fixed:
             sizes = cast(CounterfactualAssignments, policy).override_sizes()
-            for level, modes in levels.items():
-                if "fixed" in modes:
+            for level, offered in levels.items():
+                if "fixed" in offered:
                     each = tuple(f"fixed:{i}" for i in range(sizes[level]))
                     baselines[level] = (*baselines[level], *each)
     seeds = range(seed, seed + episodes)
